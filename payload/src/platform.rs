@@ -1,0 +1,196 @@
+//! One view of the machine, whichever way parkboot was entered.
+//!
+//! The coreboot table parser (`coreboot`) and the PVH start info parser (`pvh`) both
+//! fill a [`Platform`]; everything after them reads only this.
+
+use heapless::Vec;
+
+/// How many memory map entries parkboot keeps (coreboot on real boards stays well below).
+pub const MAX_MEMORY_REGIONS: usize = 128;
+/// How many boot modules parkboot keeps.
+pub const MAX_MODULES: usize = 16;
+/// Longest command line parkboot keeps, in bytes.
+pub const MAX_CMDLINE: usize = 1024;
+
+/// Where parkboot was started from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootSource {
+    /// The ELF entry point, called by coreboot with the coreboot table at `[esp+4]`.
+    Coreboot,
+    /// The PVH entry point (Xen ELF note 18), `ebx` = `hvm_start_info`.
+    Pvh,
+}
+
+impl BootSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            BootSource::Coreboot => "coreboot",
+            BootSource::Pvh => "pvh",
+        }
+    }
+}
+
+/// What a memory range holds, as the firmware before parkboot reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Free RAM.
+    Usable,
+    /// Reserved by the platform.
+    Reserved,
+    /// ACPI tables, reclaimable once the OS has read them.
+    AcpiReclaim,
+    /// ACPI non-volatile storage.
+    AcpiNvs,
+    /// Defective or otherwise unusable RAM.
+    Unusable,
+    /// coreboot tables and CBMEM (coreboot type 16).
+    CorebootTables,
+    /// Any other type number, kept as the source gave it.
+    Other(u32),
+}
+
+impl MemoryKind {
+    pub fn is_usable(self) -> bool {
+        self == MemoryKind::Usable
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryRegion {
+    pub start: u64,
+    pub size: u64,
+    pub kind: MemoryKind,
+}
+
+impl MemoryRegion {
+    pub fn end(&self) -> u64 {
+        self.start.saturating_add(self.size)
+    }
+}
+
+/// How the serial console's registers are reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SerialAccess {
+    /// x86 I/O ports starting at `base`.
+    Io { base: u16 },
+    /// Memory-mapped registers starting at `base`, `reg_width` bytes apart.
+    Mmio { base: u64, reg_width: u32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SerialConsole {
+    pub access: SerialAccess,
+    pub baud: u32,
+    /// UART input clock in Hz (1843200 for a PC 16550).
+    pub input_hz: u32,
+}
+
+impl SerialConsole {
+    /// COM1 at 115200 baud: the console when nothing says otherwise.
+    pub const COM1: SerialConsole = SerialConsole {
+        access: SerialAccess::Io { base: 0x3f8 },
+        baud: 115_200,
+        input_hz: 1_843_200,
+    };
+}
+
+/// A boot module (PVH module list entry), in physical memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Module {
+    pub start: u64,
+    pub size: u64,
+    /// Physical address of the module's NUL-terminated command line, 0 if none.
+    pub cmdline: u64,
+}
+
+/// Where CBFS lives, from coreboot's LB_TAG_BOOT_MEDIA_PARAMS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CbfsLocation {
+    pub fmap_offset: u64,
+    pub cbfs_offset: u64,
+    pub cbfs_size: u64,
+    pub boot_media_size: u64,
+}
+
+/// Everything parkboot learns about the machine from its boot source.
+#[derive(Clone, Debug)]
+pub struct Platform {
+    pub source: BootSource,
+    /// Physical address of the structure the source handed over (coreboot table header
+    /// or `hvm_start_info`).
+    pub source_table: u64,
+    pub memory: Vec<MemoryRegion, MAX_MEMORY_REGIONS>,
+    pub serial: Option<SerialConsole>,
+    /// Physical address of the ACPI RSDP, when the source gave one.
+    pub rsdp: Option<u64>,
+    pub cmdline: heapless::String<MAX_CMDLINE>,
+    pub modules: Vec<Module, MAX_MODULES>,
+    pub cbfs: Option<CbfsLocation>,
+}
+
+impl Platform {
+    pub fn new(source: BootSource, source_table: u64) -> Self {
+        Platform {
+            source,
+            source_table,
+            memory: Vec::new(),
+            serial: None,
+            rsdp: None,
+            cmdline: heapless::String::new(),
+            modules: Vec::new(),
+            cbfs: None,
+        }
+    }
+
+    /// Bytes of usable RAM in the memory map.
+    pub fn usable_bytes(&self) -> u64 {
+        self.memory
+            .iter()
+            .filter(|r| r.kind.is_usable())
+            .map(|r| r.size)
+            .sum()
+    }
+
+    /// End of the highest RAM range (any kind that is RAM, not MMIO holes).
+    pub fn top_of_ram(&self) -> u64 {
+        self.memory.iter().map(|r| r.end()).max().unwrap_or(0)
+    }
+}
+
+/// Read access to physical memory.
+///
+/// The payload implements it over its identity map; host tests implement it over byte
+/// buffers placed at pretend physical addresses.
+pub trait PhysicalMemory {
+    /// The `len` bytes at physical address `addr`, or `None` when that range cannot be
+    /// read.
+    fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]>;
+}
+
+/// A [`PhysicalMemory`] over byte buffers, for host tests and for building tables.
+#[cfg(test)]
+pub mod fake {
+    use super::PhysicalMemory;
+    extern crate std;
+    use std::vec::Vec;
+
+    #[derive(Default)]
+    pub struct FakeMemory {
+        pub chunks: Vec<(u64, Vec<u8>)>,
+    }
+
+    impl FakeMemory {
+        pub fn place(&mut self, addr: u64, bytes: &[u8]) {
+            self.chunks.push((addr, bytes.to_vec()));
+        }
+    }
+
+    impl PhysicalMemory for FakeMemory {
+        fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
+            self.chunks.iter().find_map(|(base, data)| {
+                let off = addr.checked_sub(*base)? as usize;
+                data.get(off..off.checked_add(len)?)
+            })
+        }
+    }
+}
