@@ -1,2 +1,21 @@
-//! The park table ABI, shared by parkboot and the kernels it boots.
+//! The park ABI: what parkboot and the kernels it boots agree on.
+//!
+//! * [`mailbox`]: the ACPI Multiprocessor Wakeup mailbox (ACPI 6.6 §5.2.12.19), the
+//!   standard door unmodified Linux uses.
+//! * [`table`]: the park table, parkboot's documented superset: one slot per CPU with
+//!   its state and counters, the parked count, and the wake-all doorbell.
+//! * [`code`] (feature `ap-code`): the code parked CPUs run, as position-independent
+//!   blobs that parkboot copies into its reserved park region.
+//!
+//! The layout of every shared structure is fixed by compile-time assertions; the
+//! meaning of every field is documented in `park/README.md`.
 #![no_std]
+
+pub mod mailbox;
+pub mod table;
+
+#[cfg(feature = "ap-code")]
+pub mod code;
+
+pub use mailbox::{MailboxCommand, WakeupMailbox};
+pub use table::{CpuSlot, CpuState, ParkTable};

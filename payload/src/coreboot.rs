@@ -1,1 +1,1991 @@
-//! (to be written)
+//! coreboot tables: finding them, checking them, and reading what parkboot needs.
+//!
+//! coreboot passes its payload the address of the table header at `[esp+4]`. parkboot
+//! prefers that pointer, but falls back to the low-memory forwarding table and the legacy
+//! scan so that a stub loader which forgets the pointer still works. Everything is read
+//! through [`PhysicalMemory`] with bounds-checked accessors: a damaged table must turn
+//! into an error that says where it is damaged, never into a fault or a panic, because
+//! parkboot's console depends on this table and a silent crash would leave no trace.
+//!
+//! [`TableBuilder`] writes the same layout, so host tests and the bare-metal test loader
+//! can give parkboot a table without running coreboot.
+
+use core::fmt;
+use core::mem::{offset_of, size_of};
+use core::ops::Range;
+
+use crate::platform::{
+    CbfsLocation, MemoryKind, MemoryRegion, PhysicalMemory, Platform, SerialAccess, SerialConsole,
+    MAX_MEMORY_REGIONS,
+};
+
+/// `lb_header.signature`.
+pub const LB_HEADER_SIGNATURE: [u8; 4] = *b"LBIO";
+
+/// Memory map: a list of [`LbMemoryRange`].
+pub const LB_TAG_MEMORY: u32 = 0x0001;
+/// The console UART: [`LbSerial`].
+pub const LB_TAG_SERIAL: u32 = 0x000f;
+/// The real table is elsewhere: [`LbForward`].
+pub const LB_TAG_FORWARD: u32 = 0x0011;
+/// Where CBFS sits in the boot media: [`LbBootMediaParams`].
+pub const LB_TAG_BOOT_MEDIA_PARAMS: u32 = 0x0030;
+/// The ACPI RSDP coreboot installed: [`LbAcpiRsdp`].
+pub const LB_TAG_ACPI_RSDP: u32 = 0x0043;
+
+/// Memory anyone can use.
+pub const LB_MEM_RAM: u32 = 1;
+/// Memory nobody may use.
+pub const LB_MEM_RESERVED: u32 = 2;
+/// ACPI tables.
+pub const LB_MEM_ACPI: u32 = 3;
+/// ACPI non-volatile storage.
+pub const LB_MEM_NVS: u32 = 4;
+/// Unusable address space.
+pub const LB_MEM_UNUSABLE: u32 = 5;
+/// coreboot tables and CBMEM.
+pub const LB_MEM_TABLE: u32 = 16;
+
+/// `lb_serial.type` for a UART behind x86 I/O ports.
+pub const LB_SERIAL_TYPE_IO_MAPPED: u32 = 1;
+/// `lb_serial.type` for a memory-mapped UART.
+pub const LB_SERIAL_TYPE_MEMORY_MAPPED: u32 = 2;
+
+/// Where coreboot on x86 leaves a small table holding only an [`LbForward`] record, so
+/// that code scanning low memory finds the real table in CBMEM.
+pub const FORWARDING_TABLE_ADDR: u64 = 0x500;
+/// The first legacy scan window: the first 4 KiB of RAM.
+pub const LOW_MEMORY_SCAN: Range<u64> = 0x0..0x1000;
+/// The second legacy scan window: the BIOS F segment.
+pub const F_SEGMENT_SCAN: Range<u64> = 0xf_0000..0x10_0000;
+/// coreboot aligns every table header to 16 bytes (`lb_table_init`), so the scan only
+/// looks there.
+pub const TABLE_ALIGNMENT: u64 = 16;
+
+/// coreboot forwards once (0x500 to CBMEM); a few more hops are tolerated, but a longer
+/// chain is a loop or garbage.
+pub const MAX_FORWARD_HOPS: usize = 4;
+/// Largest `table_bytes` parkboot accepts. coreboot reserves far less for its table; the
+/// limit keeps a corrupt header that happens to checksum from making parkboot read
+/// megabytes of memory.
+pub const MAX_TABLE_BYTES: u32 = 128 * 1024;
+
+/// Every record's size is a multiple of 4 (the alignment of `lb_uint64_t`), so that the
+/// next record starts aligned.
+const RECORD_SIZE_MULTIPLE: u32 = 4;
+
+/// Register spacing coreboot reports for an I/O-port UART: 8250 registers are one port
+/// apart.
+const IO_UART_REGISTER_WIDTH: u32 = 1;
+/// Register spacing assumed for a memory-mapped UART in records from before `regwidth`
+/// existed: byte-spaced, like a PC 16550.
+const LEGACY_MMIO_REGISTER_WIDTH: u32 = 1;
+
+/// A little-endian integer that sits at a fixed offset in a firmware structure.
+///
+/// Reading and writing field by field at `offset_of!` positions, rather than casting
+/// pointers, keeps untrusted bytes from ever being reinterpreted in place and works
+/// whatever the alignment of the buffer.
+pub(crate) trait WireField: Sized + Copy {
+    fn read_at(bytes: &[u8], at: usize) -> Option<Self>;
+    fn write_at(self, out: &mut [u8], at: usize) -> Option<()>;
+}
+
+fn field_bytes<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+    bytes.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+fn put_field_bytes<const N: usize>(out: &mut [u8], at: usize, value: [u8; N]) -> Option<()> {
+    out.get_mut(at..at.checked_add(N)?)?.copy_from_slice(&value);
+    Some(())
+}
+
+impl WireField for u32 {
+    fn read_at(bytes: &[u8], at: usize) -> Option<Self> {
+        field_bytes(bytes, at).map(u32::from_le_bytes)
+    }
+    fn write_at(self, out: &mut [u8], at: usize) -> Option<()> {
+        put_field_bytes(out, at, self.to_le_bytes())
+    }
+}
+
+impl WireField for u64 {
+    fn read_at(bytes: &[u8], at: usize) -> Option<Self> {
+        field_bytes(bytes, at).map(u64::from_le_bytes)
+    }
+    fn write_at(self, out: &mut [u8], at: usize) -> Option<()> {
+        put_field_bytes(out, at, self.to_le_bytes())
+    }
+}
+
+impl WireField for [u8; 4] {
+    fn read_at(bytes: &[u8], at: usize) -> Option<Self> {
+        field_bytes(bytes, at)
+    }
+    fn write_at(self, out: &mut [u8], at: usize) -> Option<()> {
+        put_field_bytes(out, at, self)
+    }
+}
+
+/// Declares a `#[repr(C)]` firmware structure together with `read_from`/`write_to`
+/// that move each field at its `offset_of!` position, so the Rust layout (checked by
+/// the `const` assertions next to each structure) is the one place offsets come from.
+macro_rules! wire_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident : $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        impl $name {
+            /// Size of the structure in firmware memory.
+            pub const SIZE: usize = ::core::mem::size_of::<$name>();
+
+            /// The structure at the start of `bytes`, or `None` when `bytes` is shorter.
+            pub fn read_from(bytes: &[u8]) -> Option<Self> {
+                Some($name {
+                    $( $field: <$ty as $crate::coreboot::WireField>::read_at(
+                        bytes,
+                        ::core::mem::offset_of!($name, $field),
+                    )?, )*
+                })
+            }
+
+            /// Writes the structure at the start of `out`; `None` when `out` is shorter.
+            pub fn write_to(&self, out: &mut [u8]) -> Option<()> {
+                $( <$ty as $crate::coreboot::WireField>::write_at(
+                    self.$field,
+                    out,
+                    ::core::mem::offset_of!($name, $field),
+                )?; )*
+                Some(())
+            }
+        }
+    };
+}
+pub(crate) use wire_struct;
+
+/// coreboot's `lb_uint64_t`: a 64-bit value only 4-byte aligned, because coreboot is
+/// usually a 32-bit program. Split in halves so the Rust layout matches.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbUint64 {
+    pub lo: u32,
+    pub hi: u32,
+}
+
+impl LbUint64 {
+    pub const fn new(value: u64) -> Self {
+        LbUint64 {
+            lo: value as u32,
+            hi: (value >> 32) as u32,
+        }
+    }
+
+    pub const fn get(self) -> u64 {
+        ((self.hi as u64) << 32) | self.lo as u64
+    }
+}
+
+impl WireField for LbUint64 {
+    fn read_at(bytes: &[u8], at: usize) -> Option<Self> {
+        Some(LbUint64 {
+            lo: u32::read_at(bytes, at.checked_add(offset_of!(LbUint64, lo))?)?,
+            hi: u32::read_at(bytes, at.checked_add(offset_of!(LbUint64, hi))?)?,
+        })
+    }
+    fn write_at(self, out: &mut [u8], at: usize) -> Option<()> {
+        self.lo
+            .write_at(out, at.checked_add(offset_of!(LbUint64, lo))?)?;
+        self.hi
+            .write_at(out, at.checked_add(offset_of!(LbUint64, hi))?)
+    }
+}
+
+const _: () = assert!(size_of::<LbUint64>() == 8);
+const _: () = assert!(core::mem::align_of::<LbUint64>() == 4);
+const _: () = assert!(offset_of!(LbUint64, lo) == 0);
+const _: () = assert!(offset_of!(LbUint64, hi) == 4);
+
+wire_struct! {
+    /// `struct lb_header`.
+    pub struct LbHeader {
+        pub signature: [u8; 4],
+        /// Bytes from the header start to the first record.
+        pub header_bytes: u32,
+        /// IP checksum of the header with this field zero.
+        pub header_checksum: u32,
+        /// Bytes of records after the header.
+        pub table_bytes: u32,
+        /// IP checksum of the records.
+        pub table_checksum: u32,
+        /// Number of records.
+        pub table_entries: u32,
+    }
+}
+
+const _: () = assert!(size_of::<LbHeader>() == 24);
+const _: () = assert!(offset_of!(LbHeader, signature) == 0);
+const _: () = assert!(offset_of!(LbHeader, header_bytes) == 4);
+const _: () = assert!(offset_of!(LbHeader, header_checksum) == 8);
+const _: () = assert!(offset_of!(LbHeader, table_bytes) == 12);
+const _: () = assert!(offset_of!(LbHeader, table_checksum) == 16);
+const _: () = assert!(offset_of!(LbHeader, table_entries) == 20);
+
+wire_struct! {
+    /// `struct lb_record`: the head every record starts with, so unknown records can be
+    /// skipped.
+    pub struct LbRecord {
+        pub tag: u32,
+        /// Size of the whole record, this head included.
+        pub size: u32,
+    }
+}
+
+const _: () = assert!(size_of::<LbRecord>() == 8);
+const _: () = assert!(offset_of!(LbRecord, tag) == 0);
+const _: () = assert!(offset_of!(LbRecord, size) == 4);
+
+wire_struct! {
+    /// `struct lb_memory_range`: one entry of the LB_TAG_MEMORY record, which is an
+    /// [`LbRecord`] followed by `(size - 8) / 20` of these.
+    pub struct LbMemoryRange {
+        pub start: LbUint64,
+        pub size: LbUint64,
+        /// One of the `LB_MEM_*` values.
+        pub r#type: u32,
+    }
+}
+
+const _: () = assert!(size_of::<LbMemoryRange>() == 20);
+const _: () = assert!(offset_of!(LbMemoryRange, start) == 0);
+const _: () = assert!(offset_of!(LbMemoryRange, size) == 8);
+const _: () = assert!(offset_of!(LbMemoryRange, r#type) == 16);
+
+wire_struct! {
+    /// `struct lb_serial`. Older coreboot wrote shorter records (without `regwidth`,
+    /// `input_hertz` or `uart_pci_addr`); parkboot needs only the fields through `baud`.
+    pub struct LbSerial {
+        pub tag: u32,
+        pub size: u32,
+        /// [`LB_SERIAL_TYPE_IO_MAPPED`] or [`LB_SERIAL_TYPE_MEMORY_MAPPED`].
+        pub r#type: u32,
+        pub baseaddr: u32,
+        pub baud: u32,
+        pub regwidth: u32,
+        pub input_hertz: u32,
+        pub uart_pci_addr: u32,
+    }
+}
+
+const _: () = assert!(size_of::<LbSerial>() == 32);
+const _: () = assert!(offset_of!(LbSerial, r#type) == 8);
+const _: () = assert!(offset_of!(LbSerial, baseaddr) == 12);
+const _: () = assert!(offset_of!(LbSerial, baud) == 16);
+const _: () = assert!(offset_of!(LbSerial, regwidth) == 20);
+const _: () = assert!(offset_of!(LbSerial, input_hertz) == 24);
+const _: () = assert!(offset_of!(LbSerial, uart_pci_addr) == 28);
+
+/// The shortest serial record parkboot can use: type, base address and baud.
+const LB_SERIAL_MIN_SIZE: usize = offset_of!(LbSerial, regwidth);
+
+wire_struct! {
+    /// `struct lb_forward`.
+    pub struct LbForward {
+        pub tag: u32,
+        pub size: u32,
+        /// Physical address of the real table's header.
+        pub forward: LbUint64,
+    }
+}
+
+const _: () = assert!(size_of::<LbForward>() == 16);
+const _: () = assert!(offset_of!(LbForward, forward) == 8);
+
+wire_struct! {
+    /// `struct lb_acpi_rsdp`.
+    pub struct LbAcpiRsdp {
+        pub tag: u32,
+        pub size: u32,
+        pub rsdp_pointer: LbUint64,
+    }
+}
+
+const _: () = assert!(size_of::<LbAcpiRsdp>() == 16);
+const _: () = assert!(offset_of!(LbAcpiRsdp, rsdp_pointer) == 8);
+
+wire_struct! {
+    /// `struct lb_boot_media_params`; offsets are relative to the start of the boot
+    /// media (the flash).
+    pub struct LbBootMediaParams {
+        pub tag: u32,
+        pub size: u32,
+        pub fmap_offset: LbUint64,
+        pub cbfs_offset: LbUint64,
+        pub cbfs_size: LbUint64,
+        pub boot_media_size: LbUint64,
+    }
+}
+
+const _: () = assert!(size_of::<LbBootMediaParams>() == 40);
+const _: () = assert!(offset_of!(LbBootMediaParams, fmap_offset) == 8);
+const _: () = assert!(offset_of!(LbBootMediaParams, cbfs_offset) == 16);
+const _: () = assert!(offset_of!(LbBootMediaParams, cbfs_size) == 24);
+const _: () = assert!(offset_of!(LbBootMediaParams, boot_media_size) == 32);
+
+/// coreboot's `compute_ip_checksum`: the 16-bit one's-complement checksum of RFC 1071
+/// over little-endian byte pairs (a trailing odd byte is the low half of a last pair).
+pub fn ip_checksum(bytes: &[u8]) -> u16 {
+    let mut pairs = bytes.chunks_exact(2);
+    let mut sum: u64 = pairs
+        .by_ref()
+        .map(|pair| u64::from(u16::from_le_bytes([pair[0], pair[1]])))
+        .sum();
+    if let [last] = pairs.remainder() {
+        sum += u64::from(*last);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// What is wrong with one particular table. Offsets are from the table header, record
+/// indices count from 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableProblem {
+    /// `len` bytes at the table address cannot be read.
+    Unreadable {
+        len: u64,
+    },
+    BadSignature {
+        found: [u8; 4],
+    },
+    HeaderChecksum {
+        stored: u32,
+        computed: u16,
+    },
+    /// `header_bytes` smaller than `lb_header` or larger than [`MAX_TABLE_BYTES`].
+    BadHeaderBytes {
+        header_bytes: u32,
+    },
+    TooLarge {
+        table_bytes: u32,
+    },
+    TableChecksum {
+        stored: u32,
+        computed: u16,
+    },
+    /// Fewer than 8 bytes left for the next record's head.
+    RecordHeadPastEnd {
+        index: u32,
+        offset: u32,
+        table_end: u32,
+    },
+    RecordSizeTooSmall {
+        index: u32,
+        offset: u32,
+        size: u32,
+    },
+    RecordSizeMisaligned {
+        index: u32,
+        offset: u32,
+        size: u32,
+    },
+    RecordPastEnd {
+        index: u32,
+        offset: u32,
+        size: u32,
+        table_end: u32,
+    },
+    /// A record parkboot reads is shorter than the fields it reads.
+    RecordTooShort {
+        index: u32,
+        offset: u32,
+        tag: u32,
+        size: u32,
+        minimum: u32,
+    },
+    /// An LB_TAG_MEMORY record whose size is not 8 + 20 * n.
+    MemoryRecordSize {
+        index: u32,
+        offset: u32,
+        size: u32,
+    },
+    /// The memory records together hold more than [`MAX_MEMORY_REGIONS`] ranges.
+    TooManyMemoryRanges {
+        index: u32,
+        offset: u32,
+        total: u32,
+    },
+    /// `table_entries` disagrees with the records actually in `table_bytes`.
+    EntryCount {
+        stated: u32,
+        found: u32,
+    },
+    /// More than [`MAX_FORWARD_HOPS`] forward records in a row.
+    TooManyForwards,
+}
+
+impl fmt::Display for TableProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TableProblem::Unreadable { len } => write!(f, "cannot read 0x{len:x} bytes"),
+            TableProblem::BadSignature { found } => write!(
+                f,
+                "signature is {:02x} {:02x} {:02x} {:02x}, expected \"LBIO\"",
+                found[0], found[1], found[2], found[3]
+            ),
+            TableProblem::HeaderChecksum { stored, computed } => write!(
+                f,
+                "header checksum is 0x{stored:x}, but the header checksums to 0x{computed:04x}"
+            ),
+            TableProblem::BadHeaderBytes { header_bytes } => write!(
+                f,
+                "header_bytes is 0x{header_bytes:x}, expected 0x{:x} to 0x{MAX_TABLE_BYTES:x}",
+                LbHeader::SIZE
+            ),
+            TableProblem::TooLarge { table_bytes } => write!(
+                f,
+                "table_bytes is 0x{table_bytes:x}, more than the 0x{MAX_TABLE_BYTES:x} parkboot accepts"
+            ),
+            TableProblem::TableChecksum { stored, computed } => write!(
+                f,
+                "table checksum is 0x{stored:x}, but the records checksum to 0x{computed:04x}"
+            ),
+            TableProblem::RecordHeadPastEnd {
+                index,
+                offset,
+                table_end,
+            } => write!(
+                f,
+                "record {index} at offset 0x{offset:x} has no room for its 8-byte head before the table end 0x{table_end:x}"
+            ),
+            TableProblem::RecordSizeTooSmall {
+                index,
+                offset,
+                size,
+            } => write!(
+                f,
+                "record {index} at offset 0x{offset:x} claims size 0x{size:x}, smaller than its 0x{:x}-byte head",
+                LbRecord::SIZE
+            ),
+            TableProblem::RecordSizeMisaligned {
+                index,
+                offset,
+                size,
+            } => write!(
+                f,
+                "record {index} at offset 0x{offset:x} claims size 0x{size:x}, not a multiple of {RECORD_SIZE_MULTIPLE}"
+            ),
+            TableProblem::RecordPastEnd {
+                index,
+                offset,
+                size,
+                table_end,
+            } => write!(
+                f,
+                "record {index} at offset 0x{offset:x} claims size 0x{size:x}, past the table end 0x{table_end:x}"
+            ),
+            TableProblem::RecordTooShort {
+                index,
+                offset,
+                tag,
+                size,
+                minimum,
+            } => write!(
+                f,
+                "record {index} at offset 0x{offset:x} (tag 0x{tag:x}) has size 0x{size:x}, expected at least 0x{minimum:x}"
+            ),
+            TableProblem::MemoryRecordSize {
+                index,
+                offset,
+                size,
+            } => write!(
+                f,
+                "memory record {index} at offset 0x{offset:x} has size 0x{size:x}, expected 8 + 20 * n"
+            ),
+            TableProblem::TooManyMemoryRanges {
+                index,
+                offset,
+                total,
+            } => write!(
+                f,
+                "memory record {index} at offset 0x{offset:x} brings the memory map to {total} ranges, more than the {MAX_MEMORY_REGIONS} parkboot keeps"
+            ),
+            TableProblem::EntryCount { stated, found } => write!(
+                f,
+                "header says {stated} records, but table_bytes holds {found}"
+            ),
+            TableProblem::TooManyForwards => write!(
+                f,
+                "still forwards after {MAX_FORWARD_HOPS} forward records (a loop?)"
+            ),
+        }
+    }
+}
+
+/// A [`TableProblem`] with the physical address of the table it was found in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableFault {
+    pub table: u64,
+    pub problem: TableProblem,
+}
+
+impl fmt::Display for TableFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "coreboot table at 0x{:x}: {}", self.table, self.problem)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CorebootError {
+    /// A table parkboot was told about, or followed to, is damaged.
+    Table(TableFault),
+    /// No place gave a valid table; each field says why that place was rejected.
+    NotFound {
+        /// The pointer coreboot passed, when there was one.
+        hint: Option<u64>,
+        hint_fault: Option<TableFault>,
+        forwarding_table_fault: TableFault,
+        /// The first candidate in the legacy scan that had the signature but was not
+        /// valid; `None` when the signature was nowhere.
+        scan_fault: Option<TableFault>,
+    },
+    /// [`TableBuilder`]: the caller's buffer is too small.
+    BufferTooSmall { needed: usize, available: usize },
+    /// [`TableBuilder`]: `lb_serial.baseaddr` is 32 bits wide.
+    SerialBaseTooHigh { base: u64 },
+    /// [`TableBuilder`]: the records exceed what a header can describe.
+    TableTooLarge { table_bytes: usize },
+}
+
+impl From<TableFault> for CorebootError {
+    fn from(fault: TableFault) -> Self {
+        CorebootError::Table(fault)
+    }
+}
+
+impl fmt::Display for CorebootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CorebootError::Table(fault) => fault.fmt(f),
+            CorebootError::NotFound {
+                hint,
+                hint_fault,
+                forwarding_table_fault,
+                scan_fault,
+            } => {
+                write!(f, "no valid coreboot table: ")?;
+                match (hint, hint_fault) {
+                    (Some(hint), Some(fault)) => {
+                        write!(f, "pointer 0x{hint:x} from coreboot rejected ({fault}); ")?
+                    }
+                    (Some(hint), None) => write!(f, "pointer 0x{hint:x} from coreboot rejected; ")?,
+                    (None, _) => write!(f, "no pointer from coreboot; ")?,
+                }
+                write!(
+                    f,
+                    "forwarding table at 0x{FORWARDING_TABLE_ADDR:x} rejected ({forwarding_table_fault}); "
+                )?;
+                write!(
+                    f,
+                    "scan of 0x{:x}-0x{:x} and 0x{:x}-0x{:x} ",
+                    LOW_MEMORY_SCAN.start,
+                    LOW_MEMORY_SCAN.end - 1,
+                    F_SEGMENT_SCAN.start,
+                    F_SEGMENT_SCAN.end - 1
+                )?;
+                match scan_fault {
+                    Some(fault) => write!(f, "found only a damaged table ({fault})"),
+                    None => write!(f, "found no \"LBIO\" signature"),
+                }
+            }
+            CorebootError::BufferTooSmall { needed, available } => write!(
+                f,
+                "coreboot table needs 0x{needed:x} bytes, the buffer has 0x{available:x}"
+            ),
+            CorebootError::SerialBaseTooHigh { base } => write!(
+                f,
+                "serial base 0x{base:x} does not fit lb_serial's 32-bit baseaddr"
+            ),
+            CorebootError::TableTooLarge { table_bytes } => write!(
+                f,
+                "coreboot table records take 0x{table_bytes:x} bytes, more than a header can describe"
+            ),
+        }
+    }
+}
+
+/// One record of a checked table.
+struct RawRecord<'t> {
+    index: u32,
+    /// From the table header.
+    offset: u32,
+    tag: u32,
+    /// The whole record, head included.
+    bytes: &'t [u8],
+}
+
+/// A table whose header, checksums and record chain have been checked.
+struct Table<'m> {
+    addr: u64,
+    /// Header and records.
+    bytes: &'m [u8],
+    header_bytes: u32,
+}
+
+impl<'m> Table<'m> {
+    fn load(mem: &'m impl PhysicalMemory, addr: u64) -> Result<Self, TableFault> {
+        let fault = |problem| TableFault {
+            table: addr,
+            problem,
+        };
+        let head = mem
+            .bytes(addr, LbHeader::SIZE)
+            .ok_or(fault(TableProblem::Unreadable {
+                len: LbHeader::SIZE as u64,
+            }))?;
+        let header = LbHeader::read_from(head).ok_or(fault(TableProblem::Unreadable {
+            len: LbHeader::SIZE as u64,
+        }))?;
+        if header.signature != LB_HEADER_SIGNATURE {
+            return Err(fault(TableProblem::BadSignature {
+                found: header.signature,
+            }));
+        }
+        // The header checksum covers the header with its own checksum field zero.
+        let mut zeroed = [0u8; LbHeader::SIZE];
+        LbHeader {
+            header_checksum: 0,
+            ..header
+        }
+        .write_to(&mut zeroed);
+        let computed = ip_checksum(&zeroed);
+        if header.header_checksum != u32::from(computed) {
+            return Err(fault(TableProblem::HeaderChecksum {
+                stored: header.header_checksum,
+                computed,
+            }));
+        }
+        // Both sizes are bounded so that every offset within the table fits in a u32.
+        if (header.header_bytes as usize) < LbHeader::SIZE || header.header_bytes > MAX_TABLE_BYTES
+        {
+            return Err(fault(TableProblem::BadHeaderBytes {
+                header_bytes: header.header_bytes,
+            }));
+        }
+        if header.table_bytes > MAX_TABLE_BYTES {
+            return Err(fault(TableProblem::TooLarge {
+                table_bytes: header.table_bytes,
+            }));
+        }
+        let total = u64::from(header.header_bytes) + u64::from(header.table_bytes);
+        let unreadable = fault(TableProblem::Unreadable { len: total });
+        let bytes = usize::try_from(total)
+            .ok()
+            .and_then(|len| mem.bytes(addr, len))
+            .ok_or(unreadable)?;
+        let records = bytes
+            .get(header.header_bytes as usize..)
+            .ok_or(unreadable)?;
+        let computed = ip_checksum(records);
+        if header.table_checksum != u32::from(computed) {
+            return Err(fault(TableProblem::TableChecksum {
+                stored: header.table_checksum,
+                computed,
+            }));
+        }
+        let table = Table {
+            addr,
+            bytes,
+            header_bytes: header.header_bytes,
+        };
+        let mut found = 0u32;
+        for record in table.records() {
+            record?;
+            found += 1;
+        }
+        if found != header.table_entries {
+            return Err(fault(TableProblem::EntryCount {
+                stated: header.table_entries,
+                found,
+            }));
+        }
+        Ok(table)
+    }
+
+    fn fault(&self, problem: TableProblem) -> TableFault {
+        TableFault {
+            table: self.addr,
+            problem,
+        }
+    }
+
+    fn records(&self) -> Records<'_> {
+        Records {
+            table: self,
+            offset: self.header_bytes,
+            index: 0,
+            failed: false,
+        }
+    }
+
+    /// The target of the first forward record, if the table has one.
+    fn forward(&self) -> Result<Option<u64>, TableFault> {
+        for record in self.records() {
+            let record = record?;
+            if record.tag == LB_TAG_FORWARD {
+                let forward: LbForward = self.record_as(&record)?;
+                return Ok(Some(forward.forward.get()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A fixed-size record, or [`TableProblem::RecordTooShort`].
+    fn record_as<T>(&self, record: &RawRecord) -> Result<T, TableFault>
+    where
+        T: ReadRecord,
+    {
+        T::read_record(record.bytes).ok_or(self.fault(TableProblem::RecordTooShort {
+            index: record.index,
+            offset: record.offset,
+            tag: record.tag,
+            size: record.bytes.len() as u32,
+            minimum: T::MIN_SIZE as u32,
+        }))
+    }
+
+    /// Checks every record parkboot reads and, when `platform` is given, fills it.
+    ///
+    /// Running it once without a platform before once with one leaves the platform
+    /// untouched when the table is bad, without a second memory map on the stack.
+    fn read_into(&self, mut platform: Option<&mut Platform>) -> Result<(), TableFault> {
+        if let Some(platform) = platform.as_deref_mut() {
+            platform.memory.clear();
+        }
+        let mut ranges = 0usize;
+        for record in self.records() {
+            let record = record?;
+            match record.tag {
+                LB_TAG_MEMORY => {
+                    let entries = record.bytes.get(LbRecord::SIZE..).unwrap_or(&[]);
+                    if !entries.len().is_multiple_of(LbMemoryRange::SIZE) {
+                        return Err(self.fault(TableProblem::MemoryRecordSize {
+                            index: record.index,
+                            offset: record.offset,
+                            size: record.bytes.len() as u32,
+                        }));
+                    }
+                    ranges += entries.len() / LbMemoryRange::SIZE;
+                    let too_many = self.fault(TableProblem::TooManyMemoryRanges {
+                        index: record.index,
+                        offset: record.offset,
+                        total: ranges as u32,
+                    });
+                    if ranges > MAX_MEMORY_REGIONS {
+                        return Err(too_many);
+                    }
+                    if let Some(platform) = platform.as_deref_mut() {
+                        for entry in entries.chunks_exact(LbMemoryRange::SIZE) {
+                            let Some(range) = LbMemoryRange::read_from(entry) else {
+                                continue;
+                            };
+                            platform
+                                .memory
+                                .push(MemoryRegion {
+                                    start: range.start.get(),
+                                    size: range.size.get(),
+                                    kind: memory_kind(range.r#type),
+                                })
+                                .map_err(|_| too_many)?;
+                        }
+                    }
+                }
+                LB_TAG_SERIAL => {
+                    let serial: SerialRecord = self.record_as(&record)?;
+                    if let Some(platform) = platform.as_deref_mut() {
+                        match serial.console() {
+                            Some(console) => platform.serial = Some(console),
+                            None => log::warn!(
+                                "coreboot table at {:#x}: ignoring serial record {} (type {}, base {:#x}) parkboot cannot drive",
+                                self.addr,
+                                record.index,
+                                serial.kind,
+                                serial.baseaddr
+                            ),
+                        }
+                    }
+                }
+                LB_TAG_ACPI_RSDP => {
+                    let rsdp: LbAcpiRsdp = self.record_as(&record)?;
+                    if let Some(platform) = platform.as_deref_mut() {
+                        // Physical address 0 never holds an RSDP; it means "none".
+                        platform.rsdp = Some(rsdp.rsdp_pointer.get()).filter(|&a| a != 0);
+                    }
+                }
+                LB_TAG_BOOT_MEDIA_PARAMS => {
+                    let params: LbBootMediaParams = self.record_as(&record)?;
+                    if let Some(platform) = platform.as_deref_mut() {
+                        platform.cbfs = Some(CbfsLocation {
+                            fmap_offset: params.fmap_offset.get(),
+                            cbfs_offset: params.cbfs_offset.get(),
+                            cbfs_size: params.cbfs_size.get(),
+                            boot_media_size: params.boot_media_size.get(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Records<'t> {
+    table: &'t Table<'t>,
+    offset: u32,
+    index: u32,
+    failed: bool,
+}
+
+impl<'t> Iterator for Records<'t> {
+    type Item = Result<RawRecord<'t>, TableFault>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let table_end = self.table.bytes.len() as u32;
+        if self.failed || self.offset >= table_end {
+            return None;
+        }
+        let (index, offset) = (self.index, self.offset);
+        let fail = |this: &mut Self, problem| {
+            this.failed = true;
+            Some(Err(this.table.fault(problem)))
+        };
+        let Some(head) = self
+            .table
+            .bytes
+            .get(offset as usize..)
+            .and_then(LbRecord::read_from)
+        else {
+            return fail(
+                self,
+                TableProblem::RecordHeadPastEnd {
+                    index,
+                    offset,
+                    table_end,
+                },
+            );
+        };
+        let size = head.size;
+        if (size as usize) < LbRecord::SIZE {
+            return fail(
+                self,
+                TableProblem::RecordSizeTooSmall {
+                    index,
+                    offset,
+                    size,
+                },
+            );
+        }
+        if !size.is_multiple_of(RECORD_SIZE_MULTIPLE) {
+            return fail(
+                self,
+                TableProblem::RecordSizeMisaligned {
+                    index,
+                    offset,
+                    size,
+                },
+            );
+        }
+        let bytes = offset
+            .checked_add(size)
+            .filter(|&end| end <= table_end)
+            .and_then(|end| self.table.bytes.get(offset as usize..end as usize));
+        let Some(bytes) = bytes else {
+            return fail(
+                self,
+                TableProblem::RecordPastEnd {
+                    index,
+                    offset,
+                    size,
+                    table_end,
+                },
+            );
+        };
+        self.offset = offset + size;
+        self.index += 1;
+        Some(Ok(RawRecord {
+            index,
+            offset,
+            tag: head.tag,
+            bytes,
+        }))
+    }
+}
+
+/// A record with a fixed layout and a smallest size parkboot accepts.
+trait ReadRecord: Sized {
+    const MIN_SIZE: usize;
+    fn read_record(bytes: &[u8]) -> Option<Self>;
+}
+
+macro_rules! full_size_record {
+    ($($name:ident),*) => {$(
+        impl ReadRecord for $name {
+            const MIN_SIZE: usize = $name::SIZE;
+            fn read_record(bytes: &[u8]) -> Option<Self> {
+                $name::read_from(bytes)
+            }
+        }
+    )*};
+}
+full_size_record!(LbForward, LbAcpiRsdp, LbBootMediaParams);
+
+/// The fields of an [`LbSerial`] record that older coreboot may have left out are
+/// `None` here.
+struct SerialRecord {
+    kind: u32,
+    baseaddr: u32,
+    baud: u32,
+    regwidth: Option<u32>,
+    input_hertz: Option<u32>,
+}
+
+impl ReadRecord for SerialRecord {
+    const MIN_SIZE: usize = LB_SERIAL_MIN_SIZE;
+    fn read_record(bytes: &[u8]) -> Option<Self> {
+        Some(SerialRecord {
+            kind: u32::read_at(bytes, offset_of!(LbSerial, r#type))?,
+            baseaddr: u32::read_at(bytes, offset_of!(LbSerial, baseaddr))?,
+            baud: u32::read_at(bytes, offset_of!(LbSerial, baud))?,
+            regwidth: u32::read_at(bytes, offset_of!(LbSerial, regwidth)),
+            input_hertz: u32::read_at(bytes, offset_of!(LbSerial, input_hertz)),
+        })
+    }
+}
+
+impl SerialRecord {
+    /// `None` for a UART parkboot cannot address (unknown type, I/O base above 0xffff).
+    fn console(&self) -> Option<SerialConsole> {
+        let access = match self.kind {
+            LB_SERIAL_TYPE_IO_MAPPED => SerialAccess::Io {
+                base: u16::try_from(self.baseaddr).ok()?,
+            },
+            LB_SERIAL_TYPE_MEMORY_MAPPED => SerialAccess::Mmio {
+                base: u64::from(self.baseaddr),
+                // Records from before regwidth existed describe byte-spaced registers.
+                reg_width: self
+                    .regwidth
+                    .filter(|&w| w != 0)
+                    .unwrap_or(LEGACY_MMIO_REGISTER_WIDTH),
+            },
+            _ => return None,
+        };
+        Some(SerialConsole {
+            access,
+            baud: self.baud,
+            // Records from before input_hertz existed were all PC 16550s; a zero clock
+            // would only make the divisor computation divide by zero.
+            input_hz: self
+                .input_hertz
+                .filter(|&hz| hz != 0)
+                .unwrap_or(SerialConsole::COM1.input_hz),
+        })
+    }
+}
+
+/// coreboot's `LB_MEM_*` to parkboot's kinds.
+pub fn memory_kind(lb_type: u32) -> MemoryKind {
+    match lb_type {
+        LB_MEM_RAM => MemoryKind::Usable,
+        LB_MEM_RESERVED => MemoryKind::Reserved,
+        LB_MEM_ACPI => MemoryKind::AcpiReclaim,
+        LB_MEM_NVS => MemoryKind::AcpiNvs,
+        LB_MEM_UNUSABLE => MemoryKind::Unusable,
+        LB_MEM_TABLE => MemoryKind::CorebootTables,
+        other => MemoryKind::Other(other),
+    }
+}
+
+/// parkboot's kinds back to coreboot's `LB_MEM_*`, for [`TableBuilder`].
+pub fn lb_memory_type(kind: MemoryKind) -> u32 {
+    match kind {
+        MemoryKind::Usable => LB_MEM_RAM,
+        MemoryKind::Reserved => LB_MEM_RESERVED,
+        MemoryKind::AcpiReclaim => LB_MEM_ACPI,
+        MemoryKind::AcpiNvs => LB_MEM_NVS,
+        MemoryKind::Unusable => LB_MEM_UNUSABLE,
+        MemoryKind::CorebootTables => LB_MEM_TABLE,
+        MemoryKind::Other(other) => other,
+    }
+}
+
+/// Follows forward records from `addr` to a table that does not forward.
+fn resolve(mem: &impl PhysicalMemory, addr: u64) -> Result<u64, TableFault> {
+    let mut addr = addr;
+    for _ in 0..=MAX_FORWARD_HOPS {
+        match Table::load(mem, addr)?.forward()? {
+            Some(target) => addr = target,
+            None => return Ok(addr),
+        }
+    }
+    Err(TableFault {
+        table: addr,
+        problem: TableProblem::TooManyForwards,
+    })
+}
+
+/// The physical address of the coreboot table header, after following any forward
+/// record.
+///
+/// `hint` is the pointer coreboot passed at `[esp+4]`; it is tried first because it is
+/// exact. Without it, or when it is damaged, the forwarding table at
+/// [`FORWARDING_TABLE_ADDR`] and then the legacy windows [`LOW_MEMORY_SCAN`] and
+/// [`F_SEGMENT_SCAN`] are searched. The returned table has a valid header, valid
+/// checksums and a consistent record chain; [`parse`] checks the records' contents.
+pub fn find_table(mem: &impl PhysicalMemory, hint: Option<u64>) -> Result<u64, CorebootError> {
+    let mut hint_fault = None;
+    if let Some(addr) = hint {
+        match resolve(mem, addr) {
+            Ok(table) => return Ok(table),
+            Err(fault) => hint_fault = Some(fault),
+        }
+    }
+    let forwarding_table_fault = match resolve(mem, FORWARDING_TABLE_ADDR) {
+        Ok(table) => return Ok(table),
+        Err(fault) => fault,
+    };
+    let mut scan_fault = None;
+    for window in [LOW_MEMORY_SCAN, F_SEGMENT_SCAN] {
+        for addr in window.step_by(TABLE_ALIGNMENT as usize) {
+            if mem.bytes(addr, LB_HEADER_SIGNATURE.len()) != Some(&LB_HEADER_SIGNATURE[..]) {
+                continue;
+            }
+            match resolve(mem, addr) {
+                Ok(table) => return Ok(table),
+                Err(fault) => {
+                    scan_fault.get_or_insert(fault);
+                }
+            }
+        }
+    }
+    Err(CorebootError::NotFound {
+        hint,
+        hint_fault,
+        forwarding_table_fault,
+        scan_fault,
+    })
+}
+
+/// Reads the coreboot table at `addr` (following forward records) into `platform`.
+///
+/// The memory map is replaced; `serial`, `rsdp` and `cbfs` are set when the table has
+/// the record and otherwise keep whatever the caller put there. Unknown records are
+/// skipped. On error `platform` is unchanged. `source` and `source_table` are the
+/// caller's to set.
+pub fn parse(
+    mem: &impl PhysicalMemory,
+    addr: u64,
+    platform: &mut Platform,
+) -> Result<(), CorebootError> {
+    let table = Table::load(mem, resolve(mem, addr)?)?;
+    table.read_into(None)?;
+    table.read_into(Some(platform))?;
+    Ok(())
+}
+
+/// Writes a complete, checksummed coreboot table into a caller's buffer, laid out as
+/// coreboot does, so tests and the bare-metal test loader can stand in for coreboot.
+///
+/// Methods chain; the first error is kept and returned by [`TableBuilder::finish`].
+pub struct TableBuilder<'b> {
+    buf: &'b mut [u8],
+    /// Bytes the table takes so far, header included (may exceed `buf` after an
+    /// overflow, so that the error says how much was needed).
+    used: usize,
+    entries: u32,
+    error: Option<CorebootError>,
+}
+
+impl<'b> TableBuilder<'b> {
+    pub fn new(buf: &'b mut [u8]) -> Self {
+        TableBuilder {
+            buf,
+            used: LbHeader::SIZE,
+            entries: 0,
+            error: None,
+        }
+    }
+
+    /// Space for the next record, zeroed; `None` when it does not fit.
+    fn reserve(&mut self, size: usize) -> Option<&mut [u8]> {
+        let start = self.used;
+        self.used = self.used.saturating_add(size);
+        self.entries = self.entries.saturating_add(1);
+        let slot = self.buf.get_mut(start..self.used)?;
+        slot.fill(0);
+        Some(slot)
+    }
+
+    fn fail(&mut self, error: CorebootError) {
+        self.error.get_or_insert(error);
+    }
+
+    /// An LB_TAG_MEMORY record with `regions`.
+    pub fn memory(&mut self, regions: &[MemoryRegion]) -> &mut Self {
+        let size = LbRecord::SIZE.saturating_add(regions.len().saturating_mul(LbMemoryRange::SIZE));
+        let Ok(size32) = u32::try_from(size) else {
+            self.fail(CorebootError::TableTooLarge { table_bytes: size });
+            return self;
+        };
+        if let Some(slot) = self.reserve(size) {
+            LbRecord {
+                tag: LB_TAG_MEMORY,
+                size: size32,
+            }
+            .write_to(slot);
+            let entries = slot.get_mut(LbRecord::SIZE..).unwrap_or(&mut []);
+            for (region, out) in regions
+                .iter()
+                .zip(entries.chunks_exact_mut(LbMemoryRange::SIZE))
+            {
+                LbMemoryRange {
+                    start: LbUint64::new(region.start),
+                    size: LbUint64::new(region.size),
+                    r#type: lb_memory_type(region.kind),
+                }
+                .write_to(out);
+            }
+        }
+        self
+    }
+
+    /// A full-size LB_TAG_SERIAL record.
+    pub fn serial(&mut self, serial: &SerialConsole) -> &mut Self {
+        let (kind, baseaddr, regwidth) = match serial.access {
+            SerialAccess::Io { base } => (
+                LB_SERIAL_TYPE_IO_MAPPED,
+                u32::from(base),
+                IO_UART_REGISTER_WIDTH,
+            ),
+            SerialAccess::Mmio { base, reg_width } => match u32::try_from(base) {
+                Ok(base) => (LB_SERIAL_TYPE_MEMORY_MAPPED, base, reg_width),
+                Err(_) => {
+                    self.fail(CorebootError::SerialBaseTooHigh { base });
+                    return self;
+                }
+            },
+        };
+        let record = LbSerial {
+            tag: LB_TAG_SERIAL,
+            size: LbSerial::SIZE as u32,
+            r#type: kind,
+            baseaddr,
+            baud: serial.baud,
+            regwidth,
+            input_hertz: serial.input_hz,
+            uart_pci_addr: 0,
+        };
+        if let Some(slot) = self.reserve(LbSerial::SIZE) {
+            record.write_to(slot);
+        }
+        self
+    }
+
+    /// An LB_TAG_ACPI_RSDP record.
+    pub fn acpi_rsdp(&mut self, rsdp: u64) -> &mut Self {
+        if let Some(slot) = self.reserve(LbAcpiRsdp::SIZE) {
+            LbAcpiRsdp {
+                tag: LB_TAG_ACPI_RSDP,
+                size: LbAcpiRsdp::SIZE as u32,
+                rsdp_pointer: LbUint64::new(rsdp),
+            }
+            .write_to(slot);
+        }
+        self
+    }
+
+    /// An LB_TAG_BOOT_MEDIA_PARAMS record.
+    pub fn boot_media(&mut self, cbfs: &CbfsLocation) -> &mut Self {
+        if let Some(slot) = self.reserve(LbBootMediaParams::SIZE) {
+            LbBootMediaParams {
+                tag: LB_TAG_BOOT_MEDIA_PARAMS,
+                size: LbBootMediaParams::SIZE as u32,
+                fmap_offset: LbUint64::new(cbfs.fmap_offset),
+                cbfs_offset: LbUint64::new(cbfs.cbfs_offset),
+                cbfs_size: LbUint64::new(cbfs.cbfs_size),
+                boot_media_size: LbUint64::new(cbfs.boot_media_size),
+            }
+            .write_to(slot);
+        }
+        self
+    }
+
+    /// An LB_TAG_FORWARD record pointing at the table header at `table`.
+    pub fn forward(&mut self, table: u64) -> &mut Self {
+        if let Some(slot) = self.reserve(LbForward::SIZE) {
+            LbForward {
+                tag: LB_TAG_FORWARD,
+                size: LbForward::SIZE as u32,
+                forward: LbUint64::new(table),
+            }
+            .write_to(slot);
+        }
+        self
+    }
+
+    /// Writes the header and both checksums; returns the bytes the table takes.
+    pub fn finish(&mut self) -> Result<usize, CorebootError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let available = self.buf.len();
+        let too_small = CorebootError::BufferTooSmall {
+            needed: self.used,
+            available,
+        };
+        let table_bytes = self.used - LbHeader::SIZE;
+        let table_bytes32 =
+            u32::try_from(table_bytes).map_err(|_| CorebootError::TableTooLarge { table_bytes })?;
+        let table = self.buf.get_mut(..self.used).ok_or(too_small)?;
+        let (head, records) = table.split_at_mut(LbHeader::SIZE);
+        let mut header = LbHeader {
+            signature: LB_HEADER_SIGNATURE,
+            header_bytes: LbHeader::SIZE as u32,
+            header_checksum: 0,
+            table_bytes: table_bytes32,
+            table_checksum: u32::from(ip_checksum(records)),
+            table_entries: self.entries,
+        };
+        header.write_to(head).ok_or(too_small)?;
+        header.header_checksum = u32::from(ip_checksum(head));
+        header.write_to(head).ok_or(too_small)?;
+        Ok(self.used)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::platform::fake::FakeMemory;
+    use crate::platform::BootSource;
+    use std::format;
+    use std::string::ToString;
+    use std::vec;
+    use std::vec::Vec;
+
+    const TABLE_ADDR: u64 = 0x7ff5_e000;
+
+    fn platform() -> Platform {
+        Platform::new(BootSource::Coreboot, TABLE_ADDR)
+    }
+
+    fn sample_memory() -> Vec<MemoryRegion> {
+        vec![
+            MemoryRegion {
+                start: 0,
+                size: 0xa0000,
+                kind: MemoryKind::Usable,
+            },
+            MemoryRegion {
+                start: 0xf0000,
+                size: 0x10000,
+                kind: MemoryKind::Reserved,
+            },
+            MemoryRegion {
+                start: 0x10_0000,
+                size: 0x7fe5_e000,
+                kind: MemoryKind::Usable,
+            },
+            MemoryRegion {
+                start: 0x7ff5_e000,
+                size: 0xa2000,
+                kind: MemoryKind::CorebootTables,
+            },
+            MemoryRegion {
+                start: 0xb000_0000,
+                size: 0x1000_0000,
+                kind: MemoryKind::Reserved,
+            },
+            MemoryRegion {
+                start: 0x7ff0_0000,
+                size: 0x1000,
+                kind: MemoryKind::AcpiReclaim,
+            },
+            MemoryRegion {
+                start: 0x7ff0_1000,
+                size: 0x1000,
+                kind: MemoryKind::AcpiNvs,
+            },
+            MemoryRegion {
+                start: 0x7ff0_2000,
+                size: 0x1000,
+                kind: MemoryKind::Unusable,
+            },
+            MemoryRegion {
+                start: 0x1_0000_0000,
+                size: 0x8000_0000,
+                kind: MemoryKind::Other(6),
+            },
+        ]
+    }
+
+    const CBFS: CbfsLocation = CbfsLocation {
+        fmap_offset: 0x20_0000,
+        cbfs_offset: 0x20_0200,
+        cbfs_size: 0x5f_fe00,
+        boot_media_size: 0x100_0000,
+    };
+
+    fn built_table() -> Vec<u8> {
+        let mut buf = vec![0u8; 1024];
+        let used = TableBuilder::new(&mut buf)
+            .memory(&sample_memory())
+            .serial(&SerialConsole::COM1)
+            .acpi_rsdp(0xf_5a40)
+            .boot_media(&CBFS)
+            .finish()
+            .unwrap();
+        buf.truncate(used);
+        buf
+    }
+
+    fn at(addr: u64, bytes: &[u8]) -> FakeMemory {
+        let mut mem = FakeMemory::default();
+        mem.place(addr, bytes);
+        mem
+    }
+
+    /// Recomputes both checksums after a test has damaged something else.
+    fn reseal(table: &mut [u8]) {
+        let header_bytes =
+            u32::read_at(table, offset_of!(LbHeader, header_bytes)).unwrap() as usize;
+        let sum = ip_checksum(&table[header_bytes..]);
+        u32::from(sum).write_at(table, offset_of!(LbHeader, table_checksum));
+        reseal_header(table);
+    }
+
+    fn reseal_header(table: &mut [u8]) {
+        0u32.write_at(table, offset_of!(LbHeader, header_checksum));
+        let sum = ip_checksum(&table[..LbHeader::SIZE]);
+        u32::from(sum).write_at(table, offset_of!(LbHeader, header_checksum));
+    }
+
+    fn table_fault(result: Result<(), CorebootError>) -> TableProblem {
+        match result {
+            Err(CorebootError::Table(fault)) => fault.problem,
+            other => panic!("expected a table fault, got {other:?}"),
+        }
+    }
+
+    fn parse_at(table: &[u8]) -> Result<Platform, CorebootError> {
+        let mut p = platform();
+        parse(&at(TABLE_ADDR, table), TABLE_ADDR, &mut p).map(|()| p)
+    }
+
+    fn push_u32(out: &mut Vec<u8>, value: u32) {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+
+    /// A table written byte by byte from coreboot_tables.h, independent of the structs.
+    fn hand_built(serial_size: u32) -> Vec<u8> {
+        let mut records = Vec::new();
+        // LB_TAG_MEMORY with two ranges.
+        push_u32(&mut records, 0x01);
+        push_u32(&mut records, 8 + 2 * 20);
+        for (start, size, kind) in [(0u64, 0x9f000u64, 1u32), (0x1_2345_6000, 0x1000, 16)] {
+            push_u32(&mut records, start as u32);
+            push_u32(&mut records, (start >> 32) as u32);
+            push_u32(&mut records, size as u32);
+            push_u32(&mut records, (size >> 32) as u32);
+            push_u32(&mut records, kind);
+        }
+        // An unknown record (LB_TAG_MAINBOARD with two empty strings, padded to 8 bytes
+        // of payload) that must be skipped.
+        push_u32(&mut records, 0x03);
+        push_u32(&mut records, 16);
+        records.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        // LB_TAG_SERIAL: MMIO UART, possibly cut short like older coreboot wrote it.
+        let serial = [2u32, 0xfedc_6000, 921_600, 4, 48_000_000, 0];
+        push_u32(&mut records, 0x0f);
+        push_u32(&mut records, serial_size);
+        for value in &serial[..(serial_size as usize - 8) / 4] {
+            push_u32(&mut records, *value);
+        }
+        // LB_TAG_ACPI_RSDP.
+        push_u32(&mut records, 0x43);
+        push_u32(&mut records, 16);
+        push_u32(&mut records, 0x7ff0_0000);
+        push_u32(&mut records, 0);
+
+        let mut table = Vec::new();
+        table.extend_from_slice(b"LBIO");
+        push_u32(&mut table, 24);
+        push_u32(&mut table, 0); // header_checksum
+        push_u32(&mut table, records.len() as u32);
+        push_u32(&mut table, 0); // table_checksum
+        push_u32(&mut table, 4);
+        table.extend_from_slice(&records);
+        reseal(&mut table);
+        table
+    }
+
+    #[test]
+    fn ip_checksum_matches_coreboot() {
+        // RFC 1071's example words, as little-endian pairs.
+        assert_eq!(ip_checksum(&[]), 0xffff);
+        assert_eq!(ip_checksum(&[0x01, 0x00, 0xf2, 0x03]), !0x03f3);
+        // Carry wraps around: 0xffff + 0x0002 = 0x0002 (end-around), complemented.
+        assert_eq!(ip_checksum(&[0xff, 0xff, 0x02, 0x00]), !0x0002);
+        // A trailing odd byte is the low half of a pair.
+        assert_eq!(ip_checksum(&[0x00, 0x00, 0x34]), !0x0034);
+        // A region including its own stored checksum sums to zero.
+        let table = built_table();
+        assert_eq!(ip_checksum(&table[..LbHeader::SIZE]), 0);
+    }
+
+    #[test]
+    fn parses_hand_built_table() {
+        let p = parse_at(&hand_built(32)).unwrap();
+        assert_eq!(
+            p.memory.as_slice(),
+            &[
+                MemoryRegion {
+                    start: 0,
+                    size: 0x9f000,
+                    kind: MemoryKind::Usable
+                },
+                MemoryRegion {
+                    start: 0x1_2345_6000,
+                    size: 0x1000,
+                    kind: MemoryKind::CorebootTables
+                },
+            ]
+        );
+        assert_eq!(
+            p.serial,
+            Some(SerialConsole {
+                access: SerialAccess::Mmio {
+                    base: 0xfedc_6000,
+                    reg_width: 4
+                },
+                baud: 921_600,
+                input_hz: 48_000_000,
+            })
+        );
+        assert_eq!(p.rsdp, Some(0x7ff0_0000));
+        assert_eq!(p.cbfs, None);
+    }
+
+    #[test]
+    fn builder_matches_hand_layout() {
+        let mut buf = vec![0u8; 256];
+        let used = TableBuilder::new(&mut buf)
+            .memory(&[MemoryRegion {
+                start: 0x1_0000_2000,
+                size: 0x3000,
+                kind: MemoryKind::AcpiNvs,
+            }])
+            .forward(0x1234_5678_9abc)
+            .finish()
+            .unwrap();
+        let mut expected = Vec::new();
+        expected.extend_from_slice(b"LBIO");
+        for v in [24u32, 0, 28 + 16, 0, 2] {
+            push_u32(&mut expected, v);
+        }
+        for v in [
+            1u32,
+            28,
+            0x2000,
+            1,
+            0x3000,
+            0,
+            4,
+            0x11,
+            16,
+            0x5678_9abc,
+            0x1234,
+        ] {
+            push_u32(&mut expected, v);
+        }
+        reseal(&mut expected);
+        assert_eq!(&buf[..used], &expected[..]);
+    }
+
+    #[test]
+    fn round_trip_through_builder() {
+        let table = built_table();
+        let p = parse_at(&table).unwrap();
+        assert_eq!(p.memory.as_slice(), sample_memory().as_slice());
+        assert_eq!(p.serial, Some(SerialConsole::COM1));
+        assert_eq!(p.rsdp, Some(0xf_5a40));
+        assert_eq!(p.cbfs, Some(CBFS));
+
+        let mmio = SerialConsole {
+            access: SerialAccess::Mmio {
+                base: 0xfe03_4000,
+                reg_width: 4,
+            },
+            baud: 3_000_000,
+            input_hz: 48_000_000,
+        };
+        let mut buf = [0u8; 128];
+        let used = TableBuilder::new(&mut buf).serial(&mmio).finish().unwrap();
+        let p = parse_at(&buf[..used]).unwrap();
+        assert_eq!(p.serial, Some(mmio));
+        assert!(p.memory.is_empty());
+    }
+
+    #[test]
+    fn empty_table_is_valid() {
+        let mut buf = [0u8; LbHeader::SIZE];
+        assert_eq!(TableBuilder::new(&mut buf).finish(), Ok(LbHeader::SIZE));
+        let mut p = platform();
+        p.serial = Some(SerialConsole::COM1);
+        parse(&at(TABLE_ADDR, &buf), TABLE_ADDR, &mut p).unwrap();
+        // Fields the table says nothing about keep the caller's value.
+        assert_eq!(p.serial, Some(SerialConsole::COM1));
+    }
+
+    #[test]
+    fn short_serial_records_from_older_coreboot() {
+        // Through baud only: no regwidth, no input_hertz.
+        let p = parse_at(&hand_built(20)).unwrap();
+        assert_eq!(
+            p.serial,
+            Some(SerialConsole {
+                access: SerialAccess::Mmio {
+                    base: 0xfedc_6000,
+                    reg_width: 1
+                },
+                baud: 921_600,
+                input_hz: SerialConsole::COM1.input_hz,
+            })
+        );
+        // With regwidth, without input_hertz.
+        let p = parse_at(&hand_built(24)).unwrap();
+        assert_eq!(
+            p.serial.unwrap().access,
+            SerialAccess::Mmio {
+                base: 0xfedc_6000,
+                reg_width: 4
+            }
+        );
+        assert_eq!(p.serial.unwrap().input_hz, SerialConsole::COM1.input_hz);
+        // Shorter than baud is an error.
+        assert_eq!(
+            table_fault(parse_at(&hand_built(16)).map(|_| ())),
+            TableProblem::RecordTooShort {
+                index: 2,
+                offset: 24 + 48 + 16,
+                tag: LB_TAG_SERIAL,
+                size: 16,
+                minimum: 20
+            }
+        );
+    }
+
+    #[test]
+    fn bad_signature() {
+        let mut table = built_table();
+        table[0] = b'X';
+        let err = parse_at(&table).unwrap_err();
+        assert_eq!(
+            err,
+            CorebootError::Table(TableFault {
+                table: TABLE_ADDR,
+                problem: TableProblem::BadSignature { found: *b"XBIO" }
+            })
+        );
+        assert_eq!(
+            err.to_string(),
+            "coreboot table at 0x7ff5e000: signature is 58 42 49 4f, expected \"LBIO\""
+        );
+    }
+
+    #[test]
+    fn bad_header_checksum() {
+        let mut table = built_table();
+        table[offset_of!(LbHeader, table_entries)] ^= 0x40;
+        assert!(matches!(
+            table_fault(parse_at(&table).map(|_| ())),
+            TableProblem::HeaderChecksum { .. }
+        ));
+        let mut table = built_table();
+        table[offset_of!(LbHeader, header_checksum)] ^= 1;
+        let err = parse_at(&table).unwrap_err();
+        assert!(err.to_string().contains("header checksum is 0x"), "{err}");
+    }
+
+    #[test]
+    fn bad_header_bytes() {
+        for header_bytes in [16, MAX_TABLE_BYTES + 4] {
+            let mut table = built_table();
+            header_bytes.write_at(&mut table, offset_of!(LbHeader, header_bytes));
+            reseal_header(&mut table);
+            assert_eq!(
+                table_fault(parse_at(&table).map(|_| ())),
+                TableProblem::BadHeaderBytes { header_bytes }
+            );
+        }
+    }
+
+    #[test]
+    fn bad_table_checksum() {
+        let mut table = built_table();
+        let last = table.len() - 1;
+        table[last] ^= 0x80;
+        let err = parse_at(&table).unwrap_err();
+        assert!(matches!(
+            err,
+            CorebootError::Table(TableFault {
+                problem: TableProblem::TableChecksum { .. },
+                ..
+            })
+        ));
+        assert!(err.to_string().contains("records checksum to"), "{err}");
+    }
+
+    /// Sets the size of the record at `offset` and reseals the table.
+    fn with_record_size(mut table: Vec<u8>, offset: usize, size: u32) -> Vec<u8> {
+        size.write_at(&mut table, offset + offset_of!(LbRecord, size));
+        reseal(&mut table);
+        table
+    }
+
+    /// Offsets of the records in [`built_table`].
+    const MEMORY_OFFSET: usize = 24;
+    const SERIAL_OFFSET: usize = MEMORY_OFFSET + 8 + 9 * 20;
+
+    #[test]
+    fn truncated_record() {
+        let table = built_table();
+        let end = table.len() as u32;
+        let err = parse_at(&with_record_size(table, SERIAL_OFFSET, 0x200)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "coreboot table at 0x7ff5e000: record 1 at offset 0x{SERIAL_OFFSET:x} claims size 0x200, past the table end 0x{end:x}"
+            )
+        );
+
+        // A table cut short: the header promises more bytes than memory holds.
+        let table = built_table();
+        assert_eq!(
+            table_fault(parse_at(&table[..table.len() - 4]).map(|_| ())),
+            TableProblem::Unreadable {
+                len: table.len() as u64
+            }
+        );
+
+        // Room for part of a record head only.
+        let mut table = built_table();
+        table.extend_from_slice(&[0; 4]);
+        let table_bytes = (table.len() - LbHeader::SIZE) as u32;
+        table_bytes.write_at(&mut table, offset_of!(LbHeader, table_bytes));
+        reseal(&mut table);
+        assert!(matches!(
+            table_fault(parse_at(&table).map(|_| ())),
+            TableProblem::RecordHeadPastEnd { index: 4, .. }
+        ));
+    }
+
+    #[test]
+    fn bad_record_sizes() {
+        assert_eq!(
+            table_fault(parse_at(&with_record_size(built_table(), SERIAL_OFFSET, 4)).map(|_| ())),
+            TableProblem::RecordSizeTooSmall {
+                index: 1,
+                offset: SERIAL_OFFSET as u32,
+                size: 4
+            }
+        );
+        assert_eq!(
+            table_fault(parse_at(&with_record_size(built_table(), SERIAL_OFFSET, 30)).map(|_| ())),
+            TableProblem::RecordSizeMisaligned {
+                index: 1,
+                offset: SERIAL_OFFSET as u32,
+                size: 30
+            }
+        );
+        // A memory record with two ranges and 4 stray bytes.
+        let mut buf = [0u8; 128];
+        let used = TableBuilder::new(&mut buf)
+            .memory(&sample_memory()[..2])
+            .finish()
+            .unwrap();
+        let mut table = buf[..used].to_vec();
+        table.extend_from_slice(&[0; 4]);
+        (8u32 + 2 * 20 + 4).write_at(&mut table, MEMORY_OFFSET + 4);
+        let table_bytes = (table.len() - LbHeader::SIZE) as u32;
+        table_bytes.write_at(&mut table, offset_of!(LbHeader, table_bytes));
+        reseal(&mut table);
+        let err = parse_at(&table).unwrap_err();
+        assert_eq!(
+            table_fault(Err(err)),
+            TableProblem::MemoryRecordSize {
+                index: 0,
+                offset: MEMORY_OFFSET as u32,
+                size: 52
+            }
+        );
+        assert!(err.to_string().contains("expected 8 + 20 * n"), "{err}");
+    }
+
+    #[test]
+    fn record_too_short_for_its_tag() {
+        let mut buf = [0u8; 64];
+        let used = TableBuilder::new(&mut buf)
+            .acpi_rsdp(0xe0000)
+            .finish()
+            .unwrap();
+        // Cut the RSDP record down to its head, and the table with it.
+        let mut table = buf[..used - 8].to_vec();
+        8u32.write_at(&mut table, LbHeader::SIZE + offset_of!(LbRecord, size));
+        8u32.write_at(&mut table, offset_of!(LbHeader, table_bytes));
+        reseal(&mut table);
+        let err = parse_at(&table).unwrap_err();
+        assert_eq!(
+            table_fault(Err(err)),
+            TableProblem::RecordTooShort {
+                index: 0,
+                offset: 24,
+                tag: LB_TAG_ACPI_RSDP,
+                size: 8,
+                minimum: 16
+            }
+        );
+        assert!(err.to_string().contains("expected at least 0x10"), "{err}");
+    }
+
+    #[test]
+    fn entry_count_must_match() {
+        let mut table = built_table();
+        7u32.write_at(&mut table, offset_of!(LbHeader, table_entries));
+        reseal(&mut table);
+        let err = parse_at(&table).unwrap_err();
+        assert_eq!(
+            table_fault(Err(err)),
+            TableProblem::EntryCount {
+                stated: 7,
+                found: 4
+            }
+        );
+    }
+
+    #[test]
+    fn too_many_memory_ranges() {
+        let regions = vec![
+            MemoryRegion {
+                start: 0,
+                size: 0x1000,
+                kind: MemoryKind::Usable
+            };
+            MAX_MEMORY_REGIONS + 1
+        ];
+        let mut buf = vec![0u8; 4096];
+        let used = TableBuilder::new(&mut buf)
+            .memory(&regions[..MAX_MEMORY_REGIONS])
+            .finish()
+            .unwrap();
+        assert_eq!(
+            parse_at(&buf[..used]).unwrap().memory.len(),
+            MAX_MEMORY_REGIONS
+        );
+
+        let used = TableBuilder::new(&mut buf)
+            .memory(&regions)
+            .finish()
+            .unwrap();
+        let mut p = platform();
+        p.rsdp = Some(1);
+        let err = parse(&at(TABLE_ADDR, &buf[..used]), TABLE_ADDR, &mut p).unwrap_err();
+        assert_eq!(
+            table_fault(Err(err)),
+            TableProblem::TooManyMemoryRanges {
+                index: 0,
+                offset: 24,
+                total: MAX_MEMORY_REGIONS as u32 + 1
+            }
+        );
+        // A rejected table leaves the platform alone.
+        assert_eq!(p.rsdp, Some(1));
+        assert!(p.memory.is_empty());
+    }
+
+    #[test]
+    fn forward_record_is_followed() {
+        let real = built_table();
+        let mut forward = [0u8; 64];
+        let used = TableBuilder::new(&mut forward)
+            .forward(TABLE_ADDR)
+            .finish()
+            .unwrap();
+        let mut mem = FakeMemory::default();
+        mem.place(FORWARDING_TABLE_ADDR, &forward[..used]);
+        mem.place(TABLE_ADDR, &real);
+
+        assert_eq!(find_table(&mem, None), Ok(TABLE_ADDR));
+        // A hint pointing at a forwarding table resolves too.
+        assert_eq!(
+            find_table(&mem, Some(FORWARDING_TABLE_ADDR)),
+            Ok(TABLE_ADDR)
+        );
+        // parse follows a forward record itself.
+        let mut p = platform();
+        parse(&mem, FORWARDING_TABLE_ADDR, &mut p).unwrap();
+        assert_eq!(p.cbfs, Some(CBFS));
+    }
+
+    #[test]
+    fn forward_loop_is_an_error() {
+        let mut forward = [0u8; 64];
+        let used = TableBuilder::new(&mut forward)
+            .forward(TABLE_ADDR)
+            .finish()
+            .unwrap();
+        let err = parse_at(&forward[..used]).unwrap_err();
+        assert_eq!(table_fault(Err(err)), TableProblem::TooManyForwards);
+    }
+
+    #[test]
+    fn scan_finds_table_in_f_segment() {
+        let mut segment = vec![0u8; 0x1_0000];
+        let table = built_table();
+        segment[..table.len()].copy_from_slice(&table);
+        let mut mem = FakeMemory::default();
+        mem.place(0, &[0u8; 0x1000]);
+        mem.place(0xf_0000, &segment);
+        assert_eq!(find_table(&mem, None), Ok(0xf_0000));
+
+        // Also at a 16-byte step that is not the window start.
+        let mut segment = vec![0u8; 0x1_0000];
+        segment[0x7a0..0x7a0 + table.len()].copy_from_slice(&table);
+        let mem = at(0xf_0000, &segment);
+        assert_eq!(find_table(&mem, None), Ok(0xf_07a0));
+    }
+
+    #[test]
+    fn hint_preferred_over_scan() {
+        let mut mem = FakeMemory::default();
+        mem.place(0xf_0000, &built_table());
+        mem.place(TABLE_ADDR, &built_table());
+        assert_eq!(find_table(&mem, Some(TABLE_ADDR)), Ok(TABLE_ADDR));
+        // A damaged hint falls back to the scan.
+        assert_eq!(find_table(&mem, Some(TABLE_ADDR + 0x10)), Ok(0xf_0000));
+    }
+
+    #[test]
+    fn not_found_says_what_was_tried() {
+        let mut damaged = built_table();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        let mut mem = FakeMemory::default();
+        mem.place(0, &[0u8; 0x1000]);
+        mem.place(0xf_0000, &damaged);
+        let err = find_table(&mem, Some(0x1234_0000)).unwrap_err();
+        let CorebootError::NotFound {
+            hint,
+            hint_fault,
+            forwarding_table_fault,
+            scan_fault,
+        } = err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(hint, Some(0x1234_0000));
+        assert_eq!(
+            hint_fault.unwrap().problem,
+            TableProblem::Unreadable { len: 24 }
+        );
+        assert_eq!(
+            forwarding_table_fault.problem,
+            TableProblem::BadSignature { found: [0; 4] }
+        );
+        assert_eq!(scan_fault.unwrap().table, 0xf_0000);
+        let text = err.to_string();
+        for part in ["0x12340000", "0x500", "0xf0000-0xfffff", "table checksum"] {
+            assert!(text.contains(part), "{part} missing from: {text}");
+        }
+
+        let err = find_table(&FakeMemory::default(), None).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("no pointer from coreboot"), "{text}");
+        assert!(text.contains("found no \"LBIO\" signature"), "{text}");
+    }
+
+    #[test]
+    fn builder_reports_errors() {
+        let mut buf = [0u8; 40];
+        let err = TableBuilder::new(&mut buf)
+            .boot_media(&CBFS)
+            .finish()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            CorebootError::BufferTooSmall {
+                needed: 64,
+                available: 40
+            }
+        );
+        let mut tiny = [0u8; 8];
+        assert!(TableBuilder::new(&mut tiny).finish().is_err());
+
+        let mut buf = [0u8; 128];
+        let far = SerialConsole {
+            access: SerialAccess::Mmio {
+                base: 0x1_0000_0000,
+                reg_width: 4,
+            },
+            ..SerialConsole::COM1
+        };
+        assert_eq!(
+            TableBuilder::new(&mut buf).serial(&far).finish(),
+            Err(CorebootError::SerialBaseTooHigh {
+                base: 0x1_0000_0000
+            })
+        );
+    }
+
+    #[test]
+    fn unusable_serial_record_is_ignored() {
+        let mut buf = [0u8; 128];
+        let used = TableBuilder::new(&mut buf)
+            .serial(&SerialConsole::COM1)
+            .finish()
+            .unwrap();
+        // An unknown serial type (say, a future one).
+        7u32.write_at(&mut buf, LbHeader::SIZE + offset_of!(LbSerial, r#type));
+        reseal(&mut buf[..used]);
+        let p = parse_at(&buf[..used]).unwrap();
+        assert_eq!(p.serial, None);
+    }
+
+    #[test]
+    fn display_of_example_fault() {
+        let fault = TableFault {
+            table: 0x7ff5_e000,
+            problem: TableProblem::RecordPastEnd {
+                index: 3,
+                offset: 0x48,
+                size: 0x200,
+                table_end: 0x1a0,
+            },
+        };
+        assert_eq!(
+            CorebootError::from(fault).to_string(),
+            "coreboot table at 0x7ff5e000: record 3 at offset 0x48 claims size 0x200, past the table end 0x1a0"
+        );
+    }
+}

@@ -1,1 +1,1546 @@
-//! (to be written)
+//! QEMU's firmware configuration device (fw_cfg): how parkboot gets its configuration,
+//! kernels and initrds when it runs in QEMU.
+//!
+//! The device is a keyed store of byte blobs ("items"). Small well-known items sit at
+//! fixed keys (`FW_CFG_KERNEL_SIZE`, ...); everything else, including whatever the user
+//! passes with `-fw_cfg name=opt/parkboot/...,file=...`, is a named "file" listed in the
+//! directory item [`FW_CFG_FILE_DIR`]. The layout and the DMA protocol follow QEMU's
+//! `docs/specs/fw_cfg.rst`; constant names follow QEMU's `qemu_fw_cfg.h`.
+//!
+//! All protocol logic lives in [`FwCfg`], written against the raw register access trait
+//! [`FwCfgPorts`], so host tests drive it with a fake device. On bare metal,
+//! [`IoPorts`] reaches the x86 I/O ports.
+//!
+//! Reads use the DMA interface when the device offers it (one port write moves a whole
+//! kernel) and fall back to byte-by-byte data port reads otherwise.
+//!
+//! Nothing read from the device is trusted: counts are clamped, sizes are checked
+//! against the caller's buffer, and no read goes past an item's advertised size (QEMU
+//! pads such reads with zeros, which would silently corrupt a kernel).
+
+use core::fmt;
+use core::sync::atomic::{fence, Ordering};
+
+use crate::platform::{MemoryKind, MemoryRegion};
+
+// ---------------------------------------------------------------------------------------
+// Registers (x86 I/O port placement).
+
+/// First I/O port of the device on x86 (QEMU `FW_CFG_IO_BASE`).
+pub const FW_CFG_IO_BASE: u16 = 0x510;
+/// Selector register: a 16-bit write picks the item and rewinds its data offset.
+pub const FW_CFG_PORT_SEL: u16 = FW_CFG_IO_BASE;
+/// Data register: each 8-bit read returns the next byte of the selected item.
+pub const FW_CFG_PORT_DATA: u16 = FW_CFG_IO_BASE + 1;
+/// DMA address register, most significant 32 bits (QEMU `FW_CFG_DMA_IO_BASE`).
+pub const FW_CFG_DMA_IO_BASE: u16 = 0x514;
+/// DMA address register, high half: written first.
+pub const FW_CFG_PORT_DMA_HIGH: u16 = FW_CFG_DMA_IO_BASE;
+/// DMA address register, low half: the write here starts the transfer.
+pub const FW_CFG_PORT_DMA_LOW: u16 = FW_CFG_DMA_IO_BASE + 4;
+
+// ---------------------------------------------------------------------------------------
+// Item keys.
+
+/// Key of the signature item, which reads "QEMU" when the device is present.
+pub const FW_CFG_SIGNATURE: u16 = 0x00;
+/// Key of the feature bitmap (little-endian u32).
+pub const FW_CFG_ID: u16 = 0x01;
+/// Key of the number of CPUs started at boot (little-endian u16).
+pub const FW_CFG_NB_CPUS: u16 = 0x05;
+/// Key of the size of the `-kernel` image's protected-mode part (little-endian u32).
+pub const FW_CFG_KERNEL_SIZE: u16 = 0x08;
+/// Key of the size of the `-initrd` file (little-endian u32).
+pub const FW_CFG_INITRD_SIZE: u16 = 0x0b;
+/// Key of the highest CPU index plus one the machine may ever have (little-endian u16).
+pub const FW_CFG_MAX_CPUS: u16 = 0x0f;
+/// Key of the `-kernel` image's protected-mode part (for Linux: everything after the
+/// real-mode setup sectors).
+pub const FW_CFG_KERNEL_DATA: u16 = 0x11;
+/// Key of the `-initrd` file's contents.
+pub const FW_CFG_INITRD_DATA: u16 = 0x12;
+/// Key of the size of the `-append` command line, including its NUL (little-endian u32).
+pub const FW_CFG_CMDLINE_SIZE: u16 = 0x14;
+/// Key of the `-append` command line, NUL-terminated.
+pub const FW_CFG_CMDLINE_DATA: u16 = 0x15;
+/// Key of the size of a Linux `-kernel` image's real-mode setup part (little-endian u32).
+pub const FW_CFG_SETUP_SIZE: u16 = 0x17;
+/// Key of a Linux `-kernel` image's real-mode setup part (with QEMU's header edits).
+pub const FW_CFG_SETUP_DATA: u16 = 0x18;
+/// Key of the file directory.
+pub const FW_CFG_FILE_DIR: u16 = 0x19;
+/// Key of the first named file; file keys are allocated upwards from here.
+pub const FW_CFG_FILE_FIRST: u16 = 0x20;
+/// Key bits that address an item (the others select write mode and arch-specific items).
+pub const FW_CFG_ENTRY_MASK: u16 = 0x3fff;
+
+// ---------------------------------------------------------------------------------------
+// Formats.
+
+/// What the signature item reads on a present device.
+pub const FW_CFG_SIGNATURE_BYTES: [u8; FW_CFG_SIG_SIZE] = *b"QEMU";
+/// Length of the signature item.
+pub const FW_CFG_SIG_SIZE: usize = 4;
+/// Feature bit: the traditional selector/data interface (always set).
+pub const FW_CFG_VERSION: u32 = 0x01;
+/// Feature bit: the DMA interface.
+pub const FW_CFG_VERSION_DMA: u32 = 0x02;
+/// What the DMA address register reads when DMA is present: "QEMU CFG" big-endian.
+pub const FW_CFG_DMA_SIGNATURE: u64 = u64::from_be_bytes(*b"QEMU CFG");
+/// Size of a file name field in a directory entry, NUL terminator included.
+pub const FW_CFG_MAX_FILE_PATH: usize = 56;
+/// Size of one directory entry: be32 size, be16 select, u16 reserved, name.
+const FW_CFG_FILE_SIZE: usize = 4 + 2 + 2 + FW_CFG_MAX_FILE_PATH;
+/// Most files a directory can list: file keys run from [`FW_CFG_FILE_FIRST`] to
+/// [`FW_CFG_ENTRY_MASK`], so a larger count can only come from a broken device.
+pub const FW_CFG_MAX_FILES: u32 = (FW_CFG_ENTRY_MASK as u32) + 1 - (FW_CFG_FILE_FIRST as u32);
+
+/// DMA control bit set by the device when a transfer failed.
+pub const FW_CFG_DMA_CTL_ERROR: u32 = 0x01;
+/// DMA control bit: copy `length` bytes of the item to `address`.
+pub const FW_CFG_DMA_CTL_READ: u32 = 0x02;
+/// DMA control bit: advance the item's data offset by `length` bytes.
+pub const FW_CFG_DMA_CTL_SKIP: u32 = 0x04;
+/// DMA control bit: select the item whose key is in the upper 16 bits first.
+pub const FW_CFG_DMA_CTL_SELECT: u32 = 0x08;
+/// Shift of the item key within the DMA control word.
+const FW_CFG_DMA_CTL_SELECT_SHIFT: u32 = 16;
+/// Largest DMA transfer: `length` is 32 bits wide.
+const FW_CFG_DMA_MAX_LENGTH: u32 = u32::MAX;
+
+/// How many times parkboot polls a DMA control word before giving up. QEMU completes
+/// transfers synchronously inside the port write, so the first poll already sees the
+/// result; the limit only keeps a broken device from hanging the boot forever.
+#[cfg(not(test))]
+const FW_CFG_DMA_POLL_LIMIT: u32 = 100_000_000;
+/// Host tests simulate a stuck device, so they use a short limit.
+#[cfg(test)]
+const FW_CFG_DMA_POLL_LIMIT: u32 = 1000;
+
+/// Bytes discarded per data port read when skipping to an offset without DMA.
+const PORT_SKIP_CHUNK: usize = 64;
+
+/// Name of the file holding QEMU's E820 memory map.
+pub const E820_FILE: &str = "etc/e820";
+/// Name of the file holding an unmodified copy of a Linux `-kernel` image (recent QEMU
+/// versions only).
+pub const BOOT_KERNEL_FILE: &str = "etc/boot/kernel";
+/// Size of one `etc/e820` entry: le64 address, le64 length, le32 type.
+pub const E820_ENTRY_SIZE: usize = 8 + 8 + 4;
+/// E820 type of usable RAM.
+pub const E820_RAM: u32 = 1;
+/// E820 type of reserved memory.
+pub const E820_RESERVED: u32 = 2;
+/// E820 type of ACPI tables that may be reclaimed.
+pub const E820_ACPI: u32 = 3;
+/// E820 type of ACPI non-volatile storage.
+pub const E820_NVS: u32 = 4;
+/// E820 type of unusable memory.
+pub const E820_UNUSABLE: u32 = 5;
+
+/// Offset of the "HdrS" magic in a Linux bzImage (Linux boot protocol `header` field);
+/// it tells a split Linux `-kernel` image from one QEMU loaded by itself.
+const LINUX_SETUP_HEADER_MAGIC_OFFSET: usize = 0x202;
+/// The Linux boot protocol's setup header magic.
+const LINUX_SETUP_HEADER_MAGIC: [u8; 4] = *b"HdrS";
+
+// ---------------------------------------------------------------------------------------
+// Raw access.
+
+/// Raw access to the device's registers.
+///
+/// Everything above this trait is protocol logic that host tests run against a fake
+/// device; the bare-metal implementation is [`IoPorts`].
+pub trait FwCfgPorts {
+    /// Writes `key` to the selector register, which selects the item and rewinds its
+    /// data offset to 0.
+    fn select(&mut self, key: u16);
+    /// Fills `buf` from the data register, one byte per read, advancing the offset.
+    fn read_data(&mut self, buf: &mut [u8]);
+    /// Reads the 64-bit DMA address register; it holds [`FW_CFG_DMA_SIGNATURE`] when
+    /// the DMA interface exists.
+    fn dma_signature(&mut self) -> u64;
+    /// Writes `access_phys` to the DMA address register (high half first), which makes
+    /// the device carry out the [`FwCfgDmaAccess`] found there and write its status
+    /// back into that structure's `control` field.
+    ///
+    /// # Safety
+    ///
+    /// `access_phys` must be the physical address of a [`FwCfgDmaAccess`] that stays
+    /// valid until the device has finished with it, and for a read its `address` and
+    /// `length` must describe memory the device may overwrite.
+    unsafe fn dma(&mut self, access_phys: u64);
+}
+
+/// The DMA request the device reads from memory. All fields are big-endian as stored.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FwCfgDmaAccess {
+    /// `FW_CFG_DMA_CTL_*` bits, with the item key in the upper 16 bits when
+    /// [`FW_CFG_DMA_CTL_SELECT`] is set; the device writes 0 or
+    /// [`FW_CFG_DMA_CTL_ERROR`] back when done.
+    pub control: u32,
+    /// Bytes to read or skip.
+    pub length: u32,
+    /// Physical address of the destination buffer.
+    pub address: u64,
+}
+
+/// The real device at I/O ports 0x510..0x519, for the bare-metal payload.
+///
+/// Physical addresses handed to [`FwCfgPorts::dma`] equal pointers because parkboot
+/// identity-maps memory.
+#[cfg(all(target_os = "none", target_arch = "x86_64"))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IoPorts;
+
+#[cfg(all(target_os = "none", target_arch = "x86_64"))]
+impl FwCfgPorts for IoPorts {
+    fn select(&mut self, key: u16) {
+        // SAFETY: writing the fw_cfg selector only changes the device's item pointer.
+        unsafe {
+            core::arch::asm!(
+                "out dx, ax",
+                in("dx") FW_CFG_PORT_SEL,
+                in("ax") key,
+                options(nomem, nostack, preserves_flags)
+            );
+        }
+    }
+
+    fn read_data(&mut self, buf: &mut [u8]) {
+        // SAFETY: `rep insb` stores exactly `buf.len()` bytes at `buf`, which we borrow
+        // mutably; the direction flag is clear on entry to inline assembly.
+        unsafe {
+            core::arch::asm!(
+                "rep insb",
+                in("dx") FW_CFG_PORT_DATA,
+                inout("rdi") buf.as_mut_ptr() => _,
+                inout("rcx") buf.len() => _,
+                options(nostack, preserves_flags)
+            );
+        }
+    }
+
+    fn dma_signature(&mut self) -> u64 {
+        let (high, low): (u32, u32);
+        // SAFETY: reading the DMA address register has no side effects.
+        unsafe {
+            core::arch::asm!(
+                "in eax, dx",
+                out("eax") high,
+                in("dx") FW_CFG_PORT_DMA_HIGH,
+                options(nomem, nostack, preserves_flags)
+            );
+            core::arch::asm!(
+                "in eax, dx",
+                out("eax") low,
+                in("dx") FW_CFG_PORT_DMA_LOW,
+                options(nomem, nostack, preserves_flags)
+            );
+        }
+        // The register is big-endian: the port reads deliver its bytes in memory order.
+        (u64::from(u32::from_be(high)) << 32) | u64::from(u32::from_be(low))
+    }
+
+    unsafe fn dma(&mut self, access_phys: u64) {
+        let high = (access_phys >> 32) as u32;
+        let low = access_phys as u32;
+        // SAFETY: the caller vouches for the access structure; the device reads and
+        // writes memory during the second write, so neither write is `nomem`.
+        unsafe {
+            core::arch::asm!(
+                "out dx, eax",
+                in("dx") FW_CFG_PORT_DMA_HIGH,
+                in("eax") high.to_be(),
+                options(nostack, preserves_flags)
+            );
+            core::arch::asm!(
+                "out dx, eax",
+                in("dx") FW_CFG_PORT_DMA_LOW,
+                in("eax") low.to_be(),
+                options(nostack, preserves_flags)
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors.
+
+/// An item name as errors report it (file names never exceed 55 bytes).
+pub type ItemName = heapless::String<FW_CFG_MAX_FILE_PATH>;
+
+/// `name` as an [`ItemName`], cut at a character boundary if it is too long.
+fn item_name(name: &str) -> ItemName {
+    let mut out = ItemName::new();
+    for c in name.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
+}
+
+/// Why an fw_cfg operation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FwCfgError {
+    /// The signature item did not read "QEMU": there is no fw_cfg device (not QEMU,
+    /// or a machine without one).
+    NoDevice { signature: [u8; FW_CFG_SIG_SIZE] },
+    /// The device set the error bit of a DMA transfer on item `select`.
+    DmaFailed { select: u16 },
+    /// The device never completed a DMA transfer on item `select`.
+    DmaTimeout { select: u16 },
+    /// No file of that name in the directory.
+    NotFound { name: ItemName },
+    /// The item does not fit in the caller's buffer.
+    BufferTooSmall {
+        item: ItemName,
+        size: u64,
+        capacity: u64,
+    },
+    /// The item has more entries than the caller's table holds.
+    TooManyEntries {
+        item: ItemName,
+        count: u64,
+        capacity: u64,
+    },
+    /// The item's contents are not what its format requires.
+    Malformed {
+        item: ItemName,
+        problem: &'static str,
+    },
+    /// A standard item is absent because QEMU was started without `option`.
+    Absent {
+        item: &'static str,
+        option: &'static str,
+    },
+    /// The `-kernel` item is not a split Linux bzImage: QEMU loaded that file itself
+    /// (as a multiboot or PVH ELF kernel), so the original file is not available.
+    KernelNotSplit,
+}
+
+impl fmt::Display for FwCfgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FwCfgError::NoDevice { signature } => {
+                write!(f, "no QEMU fw_cfg device: the signature item reads")?;
+                for b in signature {
+                    write!(f, " {b:02x}")?;
+                }
+                write!(f, ", expected \"QEMU\"")
+            }
+            FwCfgError::DmaFailed { select } => {
+                write!(
+                    f,
+                    "fw_cfg DMA transfer on item {select:#06x} failed (device reported an error)"
+                )
+            }
+            FwCfgError::DmaTimeout { select } => {
+                write!(
+                    f,
+                    "fw_cfg DMA transfer on item {select:#06x} never completed"
+                )
+            }
+            FwCfgError::NotFound { name } => write!(f, "fw_cfg has no file '{name}'"),
+            FwCfgError::BufferTooSmall {
+                item,
+                size,
+                capacity,
+            } => write!(
+                f,
+                "fw_cfg item '{item}' is {size} bytes but the buffer holds only {capacity}"
+            ),
+            FwCfgError::TooManyEntries {
+                item,
+                count,
+                capacity,
+            } => write!(
+                f,
+                "fw_cfg item '{item}' has {count} entries but the table holds only {capacity}"
+            ),
+            FwCfgError::Malformed { item, problem } => {
+                write!(f, "fw_cfg item '{item}' is malformed: {problem}")
+            }
+            FwCfgError::Absent { item, option } => {
+                write!(f, "fw_cfg has no {item}: QEMU was started without {option}")
+            }
+            FwCfgError::KernelNotSplit => write!(
+                f,
+                "the fw_cfg -kernel item is not a Linux bzImage (QEMU loaded that file as a \
+                 multiboot or PVH kernel itself); pass the kernel with \
+                 -fw_cfg name=opt/...,file=... instead"
+            ),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Directory.
+
+/// One entry of the file directory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Size of the file in bytes.
+    pub size: u32,
+    /// Key that selects the file's contents.
+    pub select: u16,
+    name: [u8; FW_CFG_MAX_FILE_PATH],
+    name_len: usize,
+}
+
+impl FileEntry {
+    /// Decodes one raw directory entry.
+    fn parse(raw: &[u8; FW_CFG_FILE_SIZE]) -> Self {
+        let [s0, s1, s2, s3, k0, k1, _, _, name @ ..] = *raw;
+        let name_len = name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(FW_CFG_MAX_FILE_PATH);
+        FileEntry {
+            size: u32::from_be_bytes([s0, s1, s2, s3]),
+            select: u16::from_be_bytes([k0, k1]),
+            name,
+            name_len,
+        }
+    }
+
+    /// The file name as bytes, without the NUL terminator.
+    pub fn name_bytes(&self) -> &[u8] {
+        self.name.get(..self.name_len).unwrap_or(&[])
+    }
+
+    /// The file name; a name that is not valid UTF-8 is cut before the first bad byte.
+    pub fn name(&self) -> &str {
+        let bytes = self.name_bytes();
+        match core::str::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => bytes
+                .get(..e.valid_up_to())
+                .and_then(|b| core::str::from_utf8(b).ok())
+                .unwrap_or(""),
+        }
+    }
+}
+
+impl fmt::Debug for FileEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileEntry")
+            .field("name", &self.name())
+            .field("select", &self.select)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+/// Iterator over the file directory, from [`FwCfg::files`].
+///
+/// It reads the directory entry by entry as it goes; after an error it ends.
+pub struct Files<'a, P: FwCfgPorts> {
+    fw: &'a mut FwCfg<P>,
+    remaining: u32,
+}
+
+impl<P: FwCfgPorts> Iterator for Files<'_, P> {
+    type Item = Result<FileEntry, FwCfgError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let mut raw = [0u8; FW_CFG_FILE_SIZE];
+        match self.fw.read_next(&mut raw) {
+            Ok(()) => Some(Ok(FileEntry::parse(&raw))),
+            Err(e) => {
+                self.remaining = 0;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// E820.
+
+/// One entry of QEMU's `etc/e820` memory map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct E820Entry {
+    pub address: u64,
+    pub length: u64,
+    /// `E820_*` type.
+    pub kind: u32,
+}
+
+impl E820Entry {
+    /// Decodes one raw entry.
+    fn parse(raw: &[u8; E820_ENTRY_SIZE]) -> Self {
+        let [a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, l4, l5, l6, l7, t0, t1, t2, t3] = *raw;
+        E820Entry {
+            address: u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+            length: u64::from_le_bytes([l0, l1, l2, l3, l4, l5, l6, l7]),
+            kind: u32::from_le_bytes([t0, t1, t2, t3]),
+        }
+    }
+
+    /// The entry as parkboot's platform-neutral memory region.
+    pub fn region(&self) -> MemoryRegion {
+        let kind = match self.kind {
+            E820_RAM => MemoryKind::Usable,
+            E820_RESERVED => MemoryKind::Reserved,
+            E820_ACPI => MemoryKind::AcpiReclaim,
+            E820_NVS => MemoryKind::AcpiNvs,
+            E820_UNUSABLE => MemoryKind::Unusable,
+            other => MemoryKind::Other(other),
+        };
+        MemoryRegion {
+            start: self.address,
+            size: self.length,
+            kind,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The device.
+
+/// A probed fw_cfg device.
+pub struct FwCfg<P: FwCfgPorts> {
+    ports: P,
+    features: u32,
+    dma: bool,
+    /// The item the last selection picked, for error messages.
+    selected: u16,
+}
+
+impl<P: FwCfgPorts> FwCfg<P> {
+    /// Checks that a device is there (signature "QEMU") and whether it offers DMA:
+    /// the feature bit must be set and the DMA register must read "QEMU CFG".
+    pub fn probe(mut ports: P) -> Result<Self, FwCfgError> {
+        let mut signature = [0u8; FW_CFG_SIG_SIZE];
+        ports.select(FW_CFG_SIGNATURE);
+        ports.read_data(&mut signature);
+        if signature != FW_CFG_SIGNATURE_BYTES {
+            return Err(FwCfgError::NoDevice { signature });
+        }
+        let mut id = [0u8; 4];
+        ports.select(FW_CFG_ID);
+        ports.read_data(&mut id);
+        let features = u32::from_le_bytes(id);
+        let dma =
+            features & FW_CFG_VERSION_DMA != 0 && ports.dma_signature() == FW_CFG_DMA_SIGNATURE;
+        Ok(FwCfg {
+            ports,
+            features,
+            dma,
+            selected: FW_CFG_ID,
+        })
+    }
+
+    /// Whether reads go through DMA.
+    pub fn has_dma(&self) -> bool {
+        self.dma
+    }
+
+    /// The raw feature bitmap (`FW_CFG_VERSION*` bits).
+    pub fn features(&self) -> u32 {
+        self.features
+    }
+
+    /// Gives the register access back.
+    pub fn into_ports(self) -> P {
+        self.ports
+    }
+
+    // -- primitives ---------------------------------------------------------------------
+
+    /// Runs one DMA transfer and waits for the device to finish it.
+    fn dma_transfer(
+        &mut self,
+        select: Option<u16>,
+        op: u32,
+        length: u32,
+        address: u64,
+    ) -> Result<(), FwCfgError> {
+        let control = match select {
+            Some(key) => {
+                (u32::from(key) << FW_CFG_DMA_CTL_SELECT_SHIFT) | FW_CFG_DMA_CTL_SELECT | op
+            }
+            None => op,
+        };
+        let mut access = FwCfgDmaAccess {
+            control: control.to_be(),
+            length: length.to_be(),
+            address: address.to_be(),
+        };
+        let access_ptr: *mut FwCfgDmaAccess = &mut access;
+        // `control` is the first field of the `repr(C)` structure.
+        let control_ptr = access_ptr.cast::<u32>().cast_const();
+        // The request must be in memory before the device looks at it.
+        fence(Ordering::SeqCst);
+        // SAFETY: `access` lives on this stack frame until we return, and `address`
+        // / `length` come from a buffer the callers borrow mutably for this transfer
+        // (or are 0 for a skip).
+        unsafe { self.ports.dma(access_ptr.expose_provenance() as u64) };
+        for _ in 0..FW_CFG_DMA_POLL_LIMIT {
+            // The device writes the status behind the compiler's back.
+            fence(Ordering::SeqCst);
+            // SAFETY: `control_ptr` points into `access`, which is alive and aligned.
+            let status = u32::from_be(unsafe { core::ptr::read_volatile(control_ptr) });
+            if status & FW_CFG_DMA_CTL_ERROR != 0 {
+                return Err(FwCfgError::DmaFailed {
+                    select: self.selected,
+                });
+            }
+            if status == 0 {
+                return Ok(());
+            }
+            core::hint::spin_loop();
+        }
+        Err(FwCfgError::DmaTimeout {
+            select: self.selected,
+        })
+    }
+
+    /// Fills `buf` from the current offset of the selected item (selecting `select`
+    /// first when given).
+    fn dma_read(&mut self, mut select: Option<u16>, buf: &mut [u8]) -> Result<(), FwCfgError> {
+        if buf.is_empty() {
+            if let Some(key) = select {
+                self.ports.select(key);
+            }
+            return Ok(());
+        }
+        for chunk in buf.chunks_mut(FW_CFG_DMA_MAX_LENGTH as usize) {
+            let length = u32::try_from(chunk.len()).unwrap_or(FW_CFG_DMA_MAX_LENGTH);
+            let address = chunk.as_mut_ptr().expose_provenance() as u64;
+            self.dma_transfer(select.take(), FW_CFG_DMA_CTL_READ, length, address)?;
+            // The device wrote `chunk` behind the compiler's back.
+            fence(Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Selects `key` and fills `buf` from byte `offset` of it.
+    fn read_at(&mut self, key: u16, offset: u64, buf: &mut [u8]) -> Result<(), FwCfgError> {
+        self.selected = key;
+        if self.dma {
+            let mut select = Some(key);
+            let mut remaining = offset;
+            while remaining > 0 {
+                let step = u32::try_from(remaining).unwrap_or(FW_CFG_DMA_MAX_LENGTH);
+                self.dma_transfer(select.take(), FW_CFG_DMA_CTL_SKIP, step, 0)?;
+                remaining -= u64::from(step);
+            }
+            self.dma_read(select, buf)
+        } else {
+            self.ports.select(key);
+            let mut scratch = [0u8; PORT_SKIP_CHUNK];
+            let mut remaining = offset;
+            while remaining > 0 {
+                let step =
+                    usize::try_from(remaining).map_or(PORT_SKIP_CHUNK, |r| r.min(PORT_SKIP_CHUNK));
+                let (part, _) = scratch.split_at_mut(step);
+                self.ports.read_data(part);
+                remaining -= step as u64;
+            }
+            self.ports.read_data(buf);
+            Ok(())
+        }
+    }
+
+    /// Fills `buf` from where the previous read of the selected item stopped.
+    fn read_next(&mut self, buf: &mut [u8]) -> Result<(), FwCfgError> {
+        if self.dma {
+            self.dma_read(None, buf)
+        } else {
+            self.ports.read_data(buf);
+            Ok(())
+        }
+    }
+
+    /// Reads a little-endian u32 item.
+    fn read_u32(&mut self, key: u16) -> Result<u32, FwCfgError> {
+        let mut raw = [0u8; 4];
+        self.read(key, &mut raw)?;
+        Ok(u32::from_le_bytes(raw))
+    }
+
+    /// Reads a little-endian u16 item.
+    fn read_u16(&mut self, key: u16) -> Result<u16, FwCfgError> {
+        let mut raw = [0u8; 2];
+        self.read(key, &mut raw)?;
+        Ok(u16::from_le_bytes(raw))
+    }
+
+    // -- items by key -------------------------------------------------------------------
+
+    /// Fills `buf` from the start of item `select`. The device pads reads past the end
+    /// of an item with zeros, so callers must know the item's size.
+    pub fn read(&mut self, select: u16, buf: &mut [u8]) -> Result<(), FwCfgError> {
+        self.read_at(select, 0, buf)
+    }
+
+    /// Fills `buf` from byte `offset` of item `select` (DMA skips there in one
+    /// transfer; without DMA the bytes before `offset` are read and dropped).
+    pub fn read_at_offset(
+        &mut self,
+        select: u16,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), FwCfgError> {
+        self.read_at(select, offset, buf)
+    }
+
+    /// Reads item `select` of `size` bytes into the front of `buf`, naming it `item`
+    /// if `buf` is too small.
+    fn read_sized(
+        &mut self,
+        item: &str,
+        select: u16,
+        size: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, FwCfgError> {
+        let len = usize::try_from(size)
+            .ok()
+            .filter(|&len| len <= buf.len())
+            .ok_or_else(|| FwCfgError::BufferTooSmall {
+                item: item_name(item),
+                size,
+                capacity: buf.len() as u64,
+            })?;
+        let (head, _) = buf.split_at_mut(len);
+        self.read(select, head)?;
+        Ok(len)
+    }
+
+    // -- files --------------------------------------------------------------------------
+
+    /// Iterates over the file directory.
+    pub fn files(&mut self) -> Result<Files<'_, P>, FwCfgError> {
+        let mut count = [0u8; 4];
+        self.read(FW_CFG_FILE_DIR, &mut count)?;
+        let remaining = u32::from_be_bytes(count).min(FW_CFG_MAX_FILES);
+        Ok(Files {
+            fw: self,
+            remaining,
+        })
+    }
+
+    /// Looks `name` up in the file directory.
+    pub fn find(&mut self, name: &str) -> Result<Option<FileEntry>, FwCfgError> {
+        for entry in self.files()? {
+            let entry = entry?;
+            if entry.name_bytes() == name.as_bytes() {
+                return Ok(Some(entry));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Looks `name` up, failing with [`FwCfgError::NotFound`] when it is missing.
+    pub fn find_required(&mut self, name: &str) -> Result<FileEntry, FwCfgError> {
+        self.find(name)?.ok_or_else(|| FwCfgError::NotFound {
+            name: item_name(name),
+        })
+    }
+
+    /// Reads the whole file `entry` into the front of `buf`; returns its size.
+    pub fn read_entry(&mut self, entry: &FileEntry, buf: &mut [u8]) -> Result<usize, FwCfgError> {
+        self.read_sized(entry.name(), entry.select, u64::from(entry.size), buf)
+    }
+
+    /// Reads file `entry` from byte `offset` on, as much as fits in `buf`; returns how
+    /// many bytes were read (0 at or past the end). This is how a file larger than any
+    /// one buffer is read in pieces.
+    pub fn read_entry_at(
+        &mut self,
+        entry: &FileEntry,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, FwCfgError> {
+        let left = u64::from(entry.size).saturating_sub(offset);
+        let len = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
+        if len == 0 {
+            return Ok(0);
+        }
+        let (head, _) = buf.split_at_mut(len);
+        self.read_at(entry.select, offset, head)?;
+        Ok(len)
+    }
+
+    /// Reads the whole file `name` into the front of `buf`; returns its size.
+    pub fn read_file(&mut self, name: &str, buf: &mut [u8]) -> Result<usize, FwCfgError> {
+        let entry = self.find_required(name)?;
+        self.read_entry(&entry, buf)
+    }
+
+    // -- standard items -----------------------------------------------------------------
+
+    /// Number of CPUs QEMU started (`-smp`).
+    pub fn nb_cpus(&mut self) -> Result<u16, FwCfgError> {
+        self.read_u16(FW_CFG_NB_CPUS)
+    }
+
+    /// Highest possible CPU count (`-smp maxcpus=`).
+    pub fn max_cpus(&mut self) -> Result<u16, FwCfgError> {
+        self.read_u16(FW_CFG_MAX_CPUS)
+    }
+
+    /// Size of the `-kernel` item [`FW_CFG_KERNEL_DATA`]; 0 without `-kernel`. For a
+    /// Linux bzImage this is only the part after the setup sectors: see
+    /// [`FwCfg::read_kernel_image`].
+    pub fn kernel_size(&mut self) -> Result<u32, FwCfgError> {
+        self.read_u32(FW_CFG_KERNEL_SIZE)
+    }
+
+    /// Size of a Linux `-kernel` image's setup part; 0 for other kernels.
+    pub fn setup_size(&mut self) -> Result<u32, FwCfgError> {
+        self.read_u32(FW_CFG_SETUP_SIZE)
+    }
+
+    /// Size of the `-initrd` file; 0 without `-initrd`.
+    pub fn initrd_size(&mut self) -> Result<u32, FwCfgError> {
+        self.read_u32(FW_CFG_INITRD_SIZE)
+    }
+
+    /// Size of the `-append` command line including its NUL; 0 without `-kernel`.
+    pub fn cmdline_size(&mut self) -> Result<u32, FwCfgError> {
+        self.read_u32(FW_CFG_CMDLINE_SIZE)
+    }
+
+    /// Reads the [`FW_CFG_KERNEL_DATA`] item as QEMU provides it; returns its size.
+    pub fn read_kernel(&mut self, buf: &mut [u8]) -> Result<usize, FwCfgError> {
+        let size = self.kernel_size()?;
+        if size == 0 {
+            return Err(FwCfgError::Absent {
+                item: "kernel",
+                option: "-kernel",
+            });
+        }
+        self.read_sized("kernel", FW_CFG_KERNEL_DATA, u64::from(size), buf)
+    }
+
+    /// Size of the file [`FwCfg::read_kernel_image`] returns.
+    pub fn kernel_image_size(&mut self) -> Result<u64, FwCfgError> {
+        if let Some(entry) = self.find(BOOT_KERNEL_FILE)? {
+            return Ok(u64::from(entry.size));
+        }
+        Ok(u64::from(self.setup_size()?) + u64::from(self.kernel_size()?))
+    }
+
+    /// Reads the Linux bzImage given to QEMU with `-kernel` as one file; returns its
+    /// size.
+    ///
+    /// QEMU splits such an image into the real-mode setup sectors
+    /// ([`FW_CFG_SETUP_DATA`]) and the rest ([`FW_CFG_KERNEL_DATA`]), so firmware can
+    /// load each part where the old boot protocol wants it. parkboot loads kernels
+    /// itself and wants the file: recent QEMU versions also provide it unmodified as
+    /// [`BOOT_KERNEL_FILE`], which is used when present. Otherwise the two parts are
+    /// concatenated, setup first; that gives the original file except for the setup
+    /// header fields QEMU fills in as a boot loader would (loader type, heap end,
+    /// command line and initrd pointers), which parkboot's own loader overwrites
+    /// anyway.
+    ///
+    /// A `-kernel` that is not a bzImage (a multiboot or PVH ELF file, including
+    /// parkboot itself when QEMU starts it through PVH) is loaded by QEMU directly and
+    /// not available as a file: that is [`FwCfgError::KernelNotSplit`].
+    pub fn read_kernel_image(&mut self, buf: &mut [u8]) -> Result<usize, FwCfgError> {
+        if let Some(entry) = self.find(BOOT_KERNEL_FILE)? {
+            return self.read_entry(&entry, buf);
+        }
+        let setup_size = self.setup_size()?;
+        let kernel_size = self.kernel_size()?;
+        if setup_size == 0 && kernel_size == 0 {
+            return Err(FwCfgError::Absent {
+                item: "kernel",
+                option: "-kernel",
+            });
+        }
+        let total = u64::from(setup_size) + u64::from(kernel_size);
+        let fits = usize::try_from(total).is_ok_and(|total| total <= buf.len());
+        if !fits {
+            return Err(FwCfgError::BufferTooSmall {
+                item: item_name("kernel"),
+                size: total,
+                capacity: buf.len() as u64,
+            });
+        }
+        let setup_len = self.read_sized(
+            "kernel setup",
+            FW_CFG_SETUP_DATA,
+            u64::from(setup_size),
+            buf,
+        )?;
+        let magic_end = LINUX_SETUP_HEADER_MAGIC_OFFSET + LINUX_SETUP_HEADER_MAGIC.len();
+        let is_bzimage = setup_len >= magic_end
+            && buf.get(LINUX_SETUP_HEADER_MAGIC_OFFSET..magic_end)
+                == Some(&LINUX_SETUP_HEADER_MAGIC[..]);
+        if !is_bzimage {
+            return Err(FwCfgError::KernelNotSplit);
+        }
+        let (_, rest) = buf.split_at_mut(setup_len);
+        let kernel_len =
+            self.read_sized("kernel", FW_CFG_KERNEL_DATA, u64::from(kernel_size), rest)?;
+        Ok(setup_len + kernel_len)
+    }
+
+    /// Reads the `-initrd` file; returns its size.
+    pub fn read_initrd(&mut self, buf: &mut [u8]) -> Result<usize, FwCfgError> {
+        let size = self.initrd_size()?;
+        if size == 0 {
+            return Err(FwCfgError::Absent {
+                item: "initrd",
+                option: "-initrd",
+            });
+        }
+        self.read_sized("initrd", FW_CFG_INITRD_DATA, u64::from(size), buf)
+    }
+
+    /// Reads the `-append` command line into `buf` and returns it without its NUL; ""
+    /// when QEMU has none.
+    pub fn read_cmdline<'b>(&mut self, buf: &'b mut [u8]) -> Result<&'b str, FwCfgError> {
+        let size = self.cmdline_size()?;
+        let len = self.read_sized("cmdline", FW_CFG_CMDLINE_DATA, u64::from(size), buf)?;
+        let (raw, _) = buf.split_at(len);
+        let text_len = raw.iter().position(|&b| b == 0).unwrap_or(len);
+        let (text, _) = raw.split_at(text_len);
+        core::str::from_utf8(text).map_err(|_| FwCfgError::Malformed {
+            item: item_name("cmdline"),
+            problem: "not UTF-8",
+        })
+    }
+
+    /// Reads QEMU's E820 memory map into `out`; returns the number of entries.
+    pub fn e820(&mut self, out: &mut [E820Entry]) -> Result<usize, FwCfgError> {
+        let entry = self.find_required(E820_FILE)?;
+        let size = entry.size as usize;
+        if !size.is_multiple_of(E820_ENTRY_SIZE) {
+            return Err(FwCfgError::Malformed {
+                item: item_name(E820_FILE),
+                problem: "size is not a multiple of the 20-byte entry",
+            });
+        }
+        let count = size / E820_ENTRY_SIZE;
+        if count > out.len() {
+            return Err(FwCfgError::TooManyEntries {
+                item: item_name(E820_FILE),
+                count: count as u64,
+                capacity: out.len() as u64,
+            });
+        }
+        let mut raw = [0u8; E820_ENTRY_SIZE];
+        for (index, slot) in out.iter_mut().take(count).enumerate() {
+            if index == 0 {
+                self.read_at(entry.select, 0, &mut raw)?;
+            } else {
+                self.read_next(&mut raw)?;
+            }
+            *slot = E820Entry::parse(&raw);
+        }
+        Ok(count)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Host tests.
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::string::{String, ToString};
+    use std::vec::Vec;
+    use std::{format, vec};
+
+    /// A software fw_cfg device: items by key, a directory built from named files, and
+    /// both access methods.
+    struct FakeDevice {
+        items: BTreeMap<u16, Vec<u8>>,
+        files: Vec<(String, u16)>,
+        /// Whether the DMA register exists (feature bit and signature).
+        dma: bool,
+        /// Whether the DMA register reads the right signature (when `dma`).
+        dma_signature_ok: bool,
+        /// No device at all: every port read returns 0xff, like an empty I/O port.
+        absent: bool,
+        selected: u16,
+        offset: usize,
+        /// DMA transfers on this key report an error.
+        fail_key: Option<u16>,
+        /// DMA transfers never complete.
+        stuck: bool,
+        /// Bytes read through the data port.
+        port_bytes: usize,
+        /// DMA transfers carried out, and how many of them were skips.
+        dma_transfers: usize,
+        dma_skips: usize,
+    }
+
+    impl FakeDevice {
+        fn new(dma: bool) -> Self {
+            let mut dev = FakeDevice {
+                items: BTreeMap::new(),
+                files: Vec::new(),
+                dma,
+                dma_signature_ok: true,
+                absent: false,
+                selected: 0,
+                offset: 0,
+                fail_key: None,
+                stuck: false,
+                port_bytes: 0,
+                dma_transfers: 0,
+                dma_skips: 0,
+            };
+            let features = FW_CFG_VERSION | if dma { FW_CFG_VERSION_DMA } else { 0 };
+            dev.items.insert(FW_CFG_SIGNATURE, b"QEMU".to_vec());
+            dev.items.insert(FW_CFG_ID, features.to_le_bytes().to_vec());
+            dev.rebuild_dir();
+            dev
+        }
+
+        fn item(mut self, key: u16, data: &[u8]) -> Self {
+            self.items.insert(key, data.to_vec());
+            self
+        }
+
+        fn item_u32(self, key: u16, value: u32) -> Self {
+            self.item(key, &value.to_le_bytes())
+        }
+
+        fn file(mut self, name: &str, data: &[u8]) -> Self {
+            let key = FW_CFG_FILE_FIRST + self.files.len() as u16;
+            self.items.insert(key, data.to_vec());
+            self.files.push((name.to_string(), key));
+            self.rebuild_dir();
+            self
+        }
+
+        fn rebuild_dir(&mut self) {
+            let mut dir = (self.files.len() as u32).to_be_bytes().to_vec();
+            for (name, key) in &self.files {
+                let size = self.items[key].len() as u32;
+                dir.extend_from_slice(&size.to_be_bytes());
+                dir.extend_from_slice(&key.to_be_bytes());
+                dir.extend_from_slice(&[0, 0]);
+                let mut field = [0u8; FW_CFG_MAX_FILE_PATH];
+                field[..name.len()].copy_from_slice(name.as_bytes());
+                dir.extend_from_slice(&field);
+            }
+            self.items.insert(FW_CFG_FILE_DIR, dir);
+        }
+
+        fn byte(&self, at: usize) -> u8 {
+            self.items
+                .get(&self.selected)
+                .and_then(|d| d.get(at).copied())
+                .unwrap_or(0)
+        }
+    }
+
+    impl FwCfgPorts for FakeDevice {
+        fn select(&mut self, key: u16) {
+            self.selected = key;
+            self.offset = 0;
+        }
+
+        fn read_data(&mut self, buf: &mut [u8]) {
+            for b in buf.iter_mut() {
+                *b = if self.absent {
+                    0xff
+                } else {
+                    self.byte(self.offset)
+                };
+                self.offset += 1;
+            }
+            self.port_bytes += buf.len();
+        }
+
+        fn dma_signature(&mut self) -> u64 {
+            if self.dma && self.dma_signature_ok {
+                FW_CFG_DMA_SIGNATURE
+            } else {
+                u64::MAX
+            }
+        }
+
+        unsafe fn dma(&mut self, access_phys: u64) {
+            assert!(self.dma, "DMA used on a device without DMA");
+            // In host tests the "physical address" is the pointer.
+            let access =
+                core::ptr::with_exposed_provenance_mut::<FwCfgDmaAccess>(access_phys as usize);
+            let request = unsafe { access.read() };
+            let control = u32::from_be(request.control);
+            let length = u32::from_be(request.length) as usize;
+            let address = u64::from_be(request.address);
+            self.dma_transfers += 1;
+            if self.stuck {
+                return;
+            }
+            if control & FW_CFG_DMA_CTL_SELECT != 0 {
+                self.select((control >> FW_CFG_DMA_CTL_SELECT_SHIFT) as u16);
+            }
+            let status = if self.fail_key == Some(self.selected) {
+                FW_CFG_DMA_CTL_ERROR
+            } else if control & FW_CFG_DMA_CTL_READ != 0 {
+                let dest = core::ptr::with_exposed_provenance_mut::<u8>(address as usize);
+                for i in 0..length {
+                    let b = self.byte(self.offset + i);
+                    unsafe { dest.add(i).write(b) };
+                }
+                self.offset += length;
+                0
+            } else if control & FW_CFG_DMA_CTL_SKIP != 0 {
+                self.dma_skips += 1;
+                self.offset += length;
+                0
+            } else {
+                0
+            };
+            unsafe { (*access).control = status.to_be() };
+        }
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    fn both_modes() -> [bool; 2] {
+        [true, false]
+    }
+
+    #[test]
+    fn probe_finds_device_with_and_without_dma() {
+        let fw = FwCfg::probe(FakeDevice::new(true)).unwrap();
+        assert!(fw.has_dma());
+        assert_eq!(fw.features(), FW_CFG_VERSION | FW_CFG_VERSION_DMA);
+        let fw = FwCfg::probe(FakeDevice::new(false)).unwrap();
+        assert!(!fw.has_dma());
+        assert_eq!(fw.features(), FW_CFG_VERSION);
+    }
+
+    #[test]
+    fn probe_without_dma_signature_uses_ports() {
+        let mut dev = FakeDevice::new(true).file("opt/x", b"hello");
+        dev.dma_signature_ok = false;
+        let mut fw = FwCfg::probe(dev).unwrap();
+        assert!(!fw.has_dma());
+        let mut buf = [0u8; 5];
+        assert_eq!(fw.read_file("opt/x", &mut buf).unwrap(), 5);
+        assert_eq!(&buf, b"hello");
+        assert_eq!(fw.into_ports().dma_transfers, 0);
+    }
+
+    #[test]
+    fn probe_reports_missing_device() {
+        let mut dev = FakeDevice::new(false);
+        dev.absent = true;
+        let err = FwCfg::probe(dev).err().unwrap();
+        assert_eq!(
+            err,
+            FwCfgError::NoDevice {
+                signature: [0xff; 4]
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "no QEMU fw_cfg device: the signature item reads ff ff ff ff, expected \"QEMU\""
+        );
+        let dev = FakeDevice::new(false).item(FW_CFG_SIGNATURE, b"BOCH");
+        assert!(matches!(
+            FwCfg::probe(dev),
+            Err(FwCfgError::NoDevice { signature }) if &signature == b"BOCH"
+        ));
+    }
+
+    #[test]
+    fn lists_directory() {
+        for dma in both_modes() {
+            let mut fw = FwCfg::probe(
+                FakeDevice::new(dma)
+                    .file("etc/e820", &[0; 40])
+                    .file("opt/parkboot/config", b"park = on\n")
+                    .file("opt/parkboot/kernel", &pattern(3000, 1)),
+            )
+            .unwrap();
+            let files: Vec<_> = fw.files().unwrap().map(|f| f.unwrap()).collect();
+            let summary: Vec<_> = files
+                .iter()
+                .map(|f| (f.name().to_string(), f.size, f.select))
+                .collect();
+            assert_eq!(
+                summary,
+                vec![
+                    ("etc/e820".to_string(), 40, FW_CFG_FILE_FIRST),
+                    ("opt/parkboot/config".to_string(), 10, FW_CFG_FILE_FIRST + 1),
+                    (
+                        "opt/parkboot/kernel".to_string(),
+                        3000,
+                        FW_CFG_FILE_FIRST + 2
+                    ),
+                ],
+                "dma={dma}"
+            );
+            assert_eq!(files[1].name_bytes(), b"opt/parkboot/config");
+        }
+    }
+
+    #[test]
+    fn empty_directory_and_absurd_count() {
+        let mut fw = FwCfg::probe(FakeDevice::new(true)).unwrap();
+        assert_eq!(fw.files().unwrap().count(), 0);
+        // A count beyond the key space is clamped rather than trusted.
+        let dev = FakeDevice::new(true).item(FW_CFG_FILE_DIR, &u32::MAX.to_be_bytes());
+        let mut fw = FwCfg::probe(dev).unwrap();
+        assert_eq!(fw.files().unwrap().count(), FW_CFG_MAX_FILES as usize);
+    }
+
+    #[test]
+    fn finds_by_name() {
+        for dma in both_modes() {
+            let mut fw = FwCfg::probe(
+                FakeDevice::new(dma)
+                    .file("opt/a", b"1")
+                    .file("opt/ab", b"22")
+                    .file("opt/abc", b"333"),
+            )
+            .unwrap();
+            let entry = fw.find("opt/ab").unwrap().unwrap();
+            assert_eq!((entry.size, entry.select), (2, FW_CFG_FILE_FIRST + 1));
+            assert_eq!(fw.find("opt/abcd").unwrap(), None);
+            assert_eq!(fw.find("opt").unwrap(), None);
+            assert_eq!(
+                fw.find_required("opt/nope").unwrap_err().to_string(),
+                "fw_cfg has no file 'opt/nope'"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_file_with_dma() {
+        let data = pattern(5000, 7);
+        let mut fw =
+            FwCfg::probe(FakeDevice::new(true).file("opt/parkboot/kernel", &data)).unwrap();
+        let mut buf = vec![0u8; 8192];
+        let before = fw.ports.port_bytes;
+        assert_eq!(fw.read_file("opt/parkboot/kernel", &mut buf).unwrap(), 5000);
+        assert_eq!(&buf[..5000], &data[..]);
+        assert!(
+            buf[5000..].iter().all(|&b| b == 0),
+            "read past the file's end"
+        );
+        let dev = fw.into_ports();
+        assert_eq!(
+            dev.port_bytes, before,
+            "DMA mode must not use the data port"
+        );
+        assert!(dev.dma_transfers > 0);
+    }
+
+    #[test]
+    fn reads_file_without_dma() {
+        let data = pattern(777, 3);
+        let mut fw = FwCfg::probe(FakeDevice::new(false).file("opt/f", &data)).unwrap();
+        let mut buf = vec![0u8; 1000];
+        assert_eq!(fw.read_file("opt/f", &mut buf).unwrap(), 777);
+        assert_eq!(&buf[..777], &data[..]);
+        assert_eq!(fw.into_ports().dma_transfers, 0);
+    }
+
+    #[test]
+    fn reads_at_offset_in_pieces() {
+        let data = pattern(10_000, 9);
+        for dma in both_modes() {
+            let mut fw = FwCfg::probe(FakeDevice::new(dma).file("opt/big", &data)).unwrap();
+            let entry = fw.find("opt/big").unwrap().unwrap();
+            let mut out = Vec::new();
+            let mut piece = [0u8; 4096];
+            loop {
+                let n = fw
+                    .read_entry_at(&entry, out.len() as u64, &mut piece)
+                    .unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&piece[..n]);
+            }
+            assert_eq!(out, data, "dma={dma}");
+            let mut small = [0u8; 3];
+            assert_eq!(fw.read_entry_at(&entry, 1234, &mut small).unwrap(), 3);
+            assert_eq!(&small, &data[1234..1237]);
+            assert_eq!(fw.read_entry_at(&entry, 9_999, &mut small).unwrap(), 1);
+            assert_eq!(fw.read_entry_at(&entry, 20_000, &mut small).unwrap(), 0);
+            let dev = fw.into_ports();
+            if dma {
+                assert!(dev.dma_skips > 0, "offset reads must skip by DMA");
+            }
+        }
+    }
+
+    #[test]
+    fn read_by_key_at_offset() {
+        for dma in both_modes() {
+            let mut fw = FwCfg::probe(FakeDevice::new(dma).item(0x30, b"abcdefgh")).unwrap();
+            let mut buf = [0u8; 3];
+            fw.read_at_offset(0x30, 5, &mut buf).unwrap();
+            assert_eq!(&buf, b"fgh");
+            fw.read(0x30, &mut buf).unwrap();
+            assert_eq!(&buf, b"abc");
+        }
+    }
+
+    #[test]
+    fn buffer_too_small_names_item_and_sizes() {
+        for dma in both_modes() {
+            let mut fw =
+                FwCfg::probe(FakeDevice::new(dma).file("opt/parkboot/kernel", &[1; 100])).unwrap();
+            let mut buf = [0u8; 99];
+            let err = fw.read_file("opt/parkboot/kernel", &mut buf).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "fw_cfg item 'opt/parkboot/kernel' is 100 bytes but the buffer holds only 99"
+            );
+            assert!(
+                buf.iter().all(|&b| b == 0),
+                "nothing read into a short buffer"
+            );
+        }
+    }
+
+    #[test]
+    fn dma_error_bit_is_reported() {
+        let mut dev = FakeDevice::new(true)
+            .file("opt/a", b"x")
+            .file("opt/bad", b"yy");
+        dev.fail_key = Some(FW_CFG_FILE_FIRST + 1);
+        let mut fw = FwCfg::probe(dev).unwrap();
+        let mut buf = [0u8; 2];
+        assert_eq!(fw.read_file("opt/a", &mut buf).unwrap(), 1);
+        let err = fw.read_file("opt/bad", &mut buf).unwrap_err();
+        assert_eq!(err, FwCfgError::DmaFailed { select: 0x21 });
+        assert_eq!(
+            err.to_string(),
+            "fw_cfg DMA transfer on item 0x0021 failed (device reported an error)"
+        );
+        // An error while walking the directory ends the walk with that error.
+        let mut dev = FakeDevice::new(true).file("opt/a", b"x");
+        dev.fail_key = Some(FW_CFG_FILE_DIR);
+        let mut fw = FwCfg::probe(dev).unwrap();
+        assert!(matches!(
+            fw.find("opt/a"),
+            Err(FwCfgError::DmaFailed { .. })
+        ));
+    }
+
+    #[test]
+    fn stuck_dma_times_out() {
+        let mut dev = FakeDevice::new(true).file("opt/a", b"x");
+        dev.stuck = true;
+        let mut fw = FwCfg::probe(dev).unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            fw.read(FW_CFG_FILE_FIRST, &mut buf),
+            Err(FwCfgError::DmaTimeout { select: 0x20 })
+        );
+    }
+
+    /// A fake bzImage: `setup_sectors` 512-byte setup sectors after the boot sector,
+    /// "HdrS" where the boot protocol puts it, then the protected-mode code.
+    fn fake_bzimage(kernel_len: usize) -> (Vec<u8>, usize) {
+        let setup_len = 5 * 512;
+        let mut image = pattern(setup_len + kernel_len, 42);
+        image[LINUX_SETUP_HEADER_MAGIC_OFFSET..LINUX_SETUP_HEADER_MAGIC_OFFSET + 4]
+            .copy_from_slice(b"HdrS");
+        (image, setup_len)
+    }
+
+    /// The items QEMU creates for a Linux `-kernel` (before QEMU 10).
+    fn split_kernel(dev: FakeDevice, image: &[u8], setup_len: usize) -> FakeDevice {
+        let (setup, kernel) = image.split_at(setup_len);
+        dev.item_u32(FW_CFG_SETUP_SIZE, setup.len() as u32)
+            .item(FW_CFG_SETUP_DATA, setup)
+            .item_u32(FW_CFG_KERNEL_SIZE, kernel.len() as u32)
+            .item(FW_CFG_KERNEL_DATA, kernel)
+    }
+
+    #[test]
+    fn reassembles_kernel_image() {
+        let (image, setup_len) = fake_bzimage(6000);
+        for dma in both_modes() {
+            let mut fw =
+                FwCfg::probe(split_kernel(FakeDevice::new(dma), &image, setup_len)).unwrap();
+            assert_eq!(fw.kernel_size().unwrap(), 6000);
+            assert_eq!(fw.setup_size().unwrap() as usize, setup_len);
+            assert_eq!(fw.kernel_image_size().unwrap(), image.len() as u64);
+            let mut buf = vec![0u8; image.len()];
+            assert_eq!(fw.read_kernel_image(&mut buf).unwrap(), image.len());
+            assert_eq!(buf, image, "dma={dma}");
+            let mut part = vec![0u8; 6000];
+            assert_eq!(fw.read_kernel(&mut part).unwrap(), 6000);
+            assert_eq!(&part[..], &image[setup_len..]);
+            let mut short = vec![0u8; image.len() - 1];
+            assert_eq!(
+                fw.read_kernel_image(&mut short).unwrap_err().to_string(),
+                format!(
+                    "fw_cfg item 'kernel' is {} bytes but the buffer holds only {}",
+                    image.len(),
+                    image.len() - 1
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn prefers_unmodified_kernel_file() {
+        let (image, setup_len) = fake_bzimage(3000);
+        let mut patched = image.clone();
+        patched[0x210] = 0xb0; // what QEMU writes as the boot loader type
+        let dev =
+            split_kernel(FakeDevice::new(true), &patched, setup_len).file(BOOT_KERNEL_FILE, &image);
+        let mut fw = FwCfg::probe(dev).unwrap();
+        let mut buf = vec![0u8; image.len()];
+        assert_eq!(fw.read_kernel_image(&mut buf).unwrap(), image.len());
+        assert_eq!(buf, image);
+    }
+
+    #[test]
+    fn kernel_that_qemu_loaded_itself_is_refused() {
+        // A PVH ELF -kernel: QEMU sets the size and the first header bytes as "setup"
+        // but no kernel data.
+        let elf = pattern(8192, 1);
+        let dev = FakeDevice::new(true)
+            .item_u32(FW_CFG_KERNEL_SIZE, 50_000)
+            .item_u32(FW_CFG_SETUP_SIZE, 8192)
+            .item(FW_CFG_SETUP_DATA, &elf);
+        let mut fw = FwCfg::probe(dev).unwrap();
+        let mut buf = vec![0u8; 60_000];
+        assert_eq!(
+            fw.read_kernel_image(&mut buf),
+            Err(FwCfgError::KernelNotSplit)
+        );
+    }
+
+    #[test]
+    fn absent_kernel_and_initrd() {
+        let mut fw = FwCfg::probe(FakeDevice::new(true)).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(fw.kernel_size().unwrap(), 0);
+        assert_eq!(
+            fw.read_kernel_image(&mut buf).unwrap_err().to_string(),
+            "fw_cfg has no kernel: QEMU was started without -kernel"
+        );
+        assert!(matches!(
+            fw.read_kernel(&mut buf),
+            Err(FwCfgError::Absent { .. })
+        ));
+        assert_eq!(
+            fw.read_initrd(&mut buf).unwrap_err().to_string(),
+            "fw_cfg has no initrd: QEMU was started without -initrd"
+        );
+        assert_eq!(fw.read_cmdline(&mut buf).unwrap(), "");
+    }
+
+    #[test]
+    fn reads_initrd_cmdline_and_cpus() {
+        let initrd = pattern(1500, 5);
+        for dma in both_modes() {
+            let dev = FakeDevice::new(dma)
+                .item_u32(FW_CFG_INITRD_SIZE, initrd.len() as u32)
+                .item(FW_CFG_INITRD_DATA, &initrd)
+                .item_u32(FW_CFG_CMDLINE_SIZE, 14)
+                .item(FW_CFG_CMDLINE_DATA, b"console=ttyS0\0")
+                .item(FW_CFG_NB_CPUS, &4u16.to_le_bytes())
+                .item(FW_CFG_MAX_CPUS, &8u16.to_le_bytes());
+            let mut fw = FwCfg::probe(dev).unwrap();
+            let mut buf = vec![0u8; 2000];
+            assert_eq!(fw.read_initrd(&mut buf).unwrap(), 1500);
+            assert_eq!(&buf[..1500], &initrd[..]);
+            assert_eq!(fw.read_cmdline(&mut buf).unwrap(), "console=ttyS0");
+            assert_eq!(fw.nb_cpus().unwrap(), 4);
+            assert_eq!(fw.max_cpus().unwrap(), 8);
+        }
+    }
+
+    fn e820_bytes(entries: &[(u64, u64, u32)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &(address, length, kind) in entries {
+            out.extend_from_slice(&address.to_le_bytes());
+            out.extend_from_slice(&length.to_le_bytes());
+            out.extend_from_slice(&kind.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn parses_e820() {
+        let map = [
+            (0, 0x9fc00, E820_RAM),
+            (0x9fc00, 0x400, E820_RESERVED),
+            (0x100000, 0x7ff00000, E820_RAM),
+            (0xfeffc000, 0x4000, E820_RESERVED),
+            (0x1_0000_0000, 0x4000_0000, E820_RAM),
+        ];
+        for dma in both_modes() {
+            let dev = FakeDevice::new(dma)
+                .file("opt/other", b"zz")
+                .file(E820_FILE, &e820_bytes(&map));
+            let mut fw = FwCfg::probe(dev).unwrap();
+            let mut out = [E820Entry::default(); 8];
+            let n = fw.e820(&mut out).unwrap();
+            assert_eq!(n, map.len());
+            for (got, want) in out.iter().zip(map.iter()) {
+                assert_eq!((got.address, got.length, got.kind), *want, "dma={dma}");
+            }
+            assert_eq!(
+                out[2].region(),
+                MemoryRegion {
+                    start: 0x100000,
+                    size: 0x7ff00000,
+                    kind: MemoryKind::Usable
+                }
+            );
+            assert_eq!(out[1].region().kind, MemoryKind::Reserved);
+            let mut small = [E820Entry::default(); 4];
+            assert_eq!(
+                fw.e820(&mut small).unwrap_err().to_string(),
+                "fw_cfg item 'etc/e820' has 5 entries but the table holds only 4"
+            );
+        }
+    }
+
+    #[test]
+    fn e820_errors() {
+        let mut fw = FwCfg::probe(FakeDevice::new(true)).unwrap();
+        let mut out = [E820Entry::default(); 4];
+        assert_eq!(
+            fw.e820(&mut out).unwrap_err().to_string(),
+            "fw_cfg has no file 'etc/e820'"
+        );
+        let mut fw = FwCfg::probe(FakeDevice::new(true).file(E820_FILE, &[0; 30])).unwrap();
+        assert!(matches!(
+            fw.e820(&mut out),
+            Err(FwCfgError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn odd_file_names() {
+        // A name filling all 56 bytes without a NUL, and one with invalid UTF-8.
+        let long = "x".repeat(FW_CFG_MAX_FILE_PATH);
+        let mut dev = FakeDevice::new(false)
+            .file(&long, b"1")
+            .file("opt/ok", b"2");
+        let dir = dev.items.get_mut(&FW_CFG_FILE_DIR).unwrap();
+        dir[4 + FW_CFG_FILE_SIZE + 8 + 3] = 0xff; // "opt" + 0xff in the second name
+        let mut fw = FwCfg::probe(dev).unwrap();
+        let files: Vec<_> = fw.files().unwrap().map(|f| f.unwrap()).collect();
+        assert_eq!(files[0].name(), long);
+        assert_eq!(files[1].name(), "opt");
+        assert_eq!(files[1].name_bytes(), b"opt\xffok");
+        assert_eq!(fw.find("opt/ok").unwrap(), None);
+    }
+}

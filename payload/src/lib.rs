@@ -4,9 +4,12 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod acpi;
+pub mod config;
 pub mod coreboot;
 pub mod fw_cfg;
+pub mod handoff;
 pub mod memory;
 pub mod paging;
+pub mod park_layout;
 pub mod platform;
 pub mod pvh;

@@ -83,3 +83,15 @@ ensure_build_deps() {
     ensure_qemu
     ensure_packages cbfstool:coreboot-utils
 }
+
+# Builds parkboot, the test kernels and the host runner (release). Quiet unless
+# something fails.
+build_parkboot() {
+    (cd "$PARKBOOT_ROOT" &&
+        cargo build -q --release --target x86_64-unknown-none -p parkboot -p cbshim &&
+        cargo build -q --release -p parkboot-tests --bin parkboot-run)
+}
+
+PARKBOOT_IMAGE="$PARKBOOT_ROOT/target/x86_64-unknown-none/release/parkboot"
+PARKBOOT_CBSHIM="$PARKBOOT_ROOT/target/x86_64-unknown-none/release/cbshim"
+PARKBOOT_RUNNER="$PARKBOOT_ROOT/target/release/parkboot-run"

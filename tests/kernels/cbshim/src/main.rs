@@ -1,1 +1,189 @@
-fn main() {}
+//! cbshim: a test loader that enters parkboot the way coreboot does.
+//!
+//! QEMU starts cbshim through PVH (`-kernel cbshim`) with parkboot's ELF as module 0
+//! (`-initrd parkboot`). cbshim loads parkboot's PT_LOAD segments, builds a coreboot
+//! table from what PVH told it (memory map, COM1, ACPI RSDP), and jumps to parkboot's
+//! ELF entry in 32-bit protected mode with paging off, `[esp+4]` = the table, as
+//! coreboot's selfboot does. So every test run exercises parkboot's coreboot path.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("cbshim runs on bare metal: build it with --target x86_64-unknown-none");
+}
+
+#[cfg(target_os = "none")]
+mod shim {
+    use core::fmt::Write;
+    use elf::abi::PT_LOAD;
+    use elf::endian::LittleEndian;
+    use elf::ElfBytes;
+    use parkboot::coreboot::TableBuilder;
+    use parkboot::handoff::{enter_protected_mode32, SEL_CODE32, SEL_CODE64, SEL_DATA};
+    use parkboot::platform::{
+        BootSource, MemoryKind, MemoryRegion, PhysicalMemory, Platform, SerialConsole,
+    };
+
+    // parkboot's own entry code serves here too: PVH note, long mode, boot stack.
+    core::arch::global_asm!(
+        include_str!("../../../../payload/src/arch/entry.S"),
+        rust_entry = sym shim_main,
+        BOOT_SOURCE_COREBOOT = const BootSource::Coreboot as u32,
+        BOOT_SOURCE_PVH = const BootSource::Pvh as u32,
+        SEL_CODE32 = const SEL_CODE32,
+        SEL_CODE64 = const SEL_CODE64,
+        SEL_DATA = const SEL_DATA,
+        options(att_syntax)
+    );
+
+    extern "C" {
+        static __image_start: u8;
+        static __image_end: u8;
+    }
+
+    const COM1: u16 = 0x3f8;
+    const QEMU_DEBUG_EXIT_PORT: u16 = 0xf4;
+    const QEMU_EXIT_FAIL: u32 = 0x11;
+    const TABLE_BYTES: usize = 8192;
+    /// Size of coreboot's lb_header: records start after it.
+    const LB_HEADER_BYTES: usize = 24;
+    /// Where coreboot puts its small forwarding table.
+    const FORWARDING_TABLE: u64 = 0x500;
+    const STACK_WORDS: usize = 1024;
+    /// What `[esp]` holds: coreboot's return address. parkboot never returns.
+    const NO_RETURN_ADDRESS: u32 = 0;
+
+    #[repr(C, align(16))]
+    struct Table([u8; TABLE_BYTES]);
+    static mut TABLE: Table = Table([0; TABLE_BYTES]);
+    static mut STACK: [u32; STACK_WORDS] = [0; STACK_WORDS];
+
+    struct Serial;
+    impl Write for Serial {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            for byte in s.bytes() {
+                // SAFETY: COM1, which QEMU always has.
+                unsafe { core::arch::asm!("out dx, al", in("dx") COM1, in("al") byte) };
+            }
+            Ok(())
+        }
+    }
+
+    struct Identity;
+    impl PhysicalMemory for Identity {
+        fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
+            const MAPPED: u64 = 4 << 30;
+            if addr == 0 || addr.checked_add(len as u64)? > MAPPED {
+                return None;
+            }
+            // SAFETY: the boot map identity-maps the first 4 GiB.
+            Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
+        }
+    }
+
+    fn fail(what: core::fmt::Arguments) -> ! {
+        let _ = writeln!(Serial, "cbshim: error: {what}");
+        // SAFETY: isa-debug-exit: QEMU exits with a failure status.
+        unsafe { core::arch::asm!("out dx, eax", in("dx") QEMU_DEBUG_EXIT_PORT, in("eax") QEMU_EXIT_FAIL) };
+        loop {
+            // SAFETY: stop here.
+            unsafe { core::arch::asm!("cli; hlt") };
+        }
+    }
+
+    extern "C" fn shim_main(_source: u32, start_info: u32) -> ! {
+        let mut platform = Platform::new(BootSource::Pvh, start_info as u64);
+        if let Err(e) = parkboot::pvh::parse(&Identity, start_info as u64, &mut platform) {
+            fail(format_args!("PVH start info: {e}"));
+        }
+        let Some(module) = platform.modules.first().copied() else {
+            fail(format_args!("no module: pass parkboot's ELF with -initrd"));
+        };
+        let Some(image) = Identity.bytes(module.start, module.size as usize) else {
+            fail(format_args!("module 0 at {:#x} is not readable", module.start));
+        };
+        let (shim_start, shim_end) = (
+            core::ptr::addr_of!(__image_start) as u64,
+            core::ptr::addr_of!(__image_end) as u64,
+        );
+        let elf = match ElfBytes::<LittleEndian>::minimal_parse(image) {
+            Ok(elf) => elf,
+            Err(e) => fail(format_args!("module 0 is not an ELF file: {e}")),
+        };
+        let Some(segments) = elf.segments() else {
+            fail(format_args!("ELF has no program headers"));
+        };
+        for phdr in segments.iter().filter(|p| p.p_type == PT_LOAD) {
+            let end = phdr.p_paddr + phdr.p_memsz;
+            if phdr.p_paddr < shim_end && end > shim_start {
+                fail(format_args!("segment {:#x}-{:#x} overlaps cbshim", phdr.p_paddr, end));
+            }
+            let Some(data) = image.get(phdr.p_offset as usize..(phdr.p_offset + phdr.p_filesz) as usize)
+            else {
+                fail(format_args!("segment at {:#x} runs past the file", phdr.p_paddr));
+            };
+            // SAFETY: the segment's range is RAM that nothing here uses (checked above).
+            unsafe {
+                let dst = phdr.p_paddr as *mut u8;
+                core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len());
+                core::ptr::write_bytes(dst.add(data.len()), 0, (phdr.p_memsz - phdr.p_filesz) as usize);
+            }
+        }
+        let entry = elf.ehdr.e_entry;
+
+        // The table advertises cbshim's own memory as coreboot's (type 16), as CBMEM is.
+        let mut regions: heapless::Vec<MemoryRegion, 130> = heapless::Vec::new();
+        for region in platform.memory.iter() {
+            let _ = regions.push(*region);
+        }
+        let _ = regions.push(MemoryRegion {
+            start: shim_start,
+            size: shim_end - shim_start,
+            kind: MemoryKind::CorebootTables,
+        });
+        // SAFETY: single-threaded; the buffers live in cbshim's reserved image.
+        let table = unsafe { &mut *core::ptr::addr_of_mut!(TABLE) };
+        let table_addr = table.0.as_ptr() as u64;
+        let mut builder = TableBuilder::new(&mut table.0);
+        builder.memory(&regions).serial(&SerialConsole::COM1);
+        if let Some(rsdp) = platform.rsdp {
+            builder.acpi_rsdp(rsdp);
+        }
+        if let Err(e) = builder.finish() {
+            fail(format_args!("building the coreboot table: {e}"));
+        }
+        let cmdline = platform.cmdline.as_str();
+        if cmdline.contains("cbshim.corrupt=table-checksum") {
+            // A record byte changes after the checksum was computed.
+            table.0[LB_HEADER_BYTES + 8] ^= 0xff;
+            let _ = writeln!(Serial, "cbshim: corrupted the coreboot table's record checksum");
+        }
+        let mut pointer = table_addr as u32;
+        if cmdline.contains("cbshim.pointer=forward") {
+            // No pointer on the stack; a forwarding table at 0x500 leads to the real one.
+            // SAFETY: 0x500 is free conventional memory (after the BIOS data area).
+            let forward = unsafe { core::slice::from_raw_parts_mut(FORWARDING_TABLE as *mut u8, 64) };
+            if let Err(e) = TableBuilder::new(forward).forward(table_addr).finish() {
+                fail(format_args!("building the forwarding table: {e}"));
+            }
+            pointer = 0;
+            let _ = writeln!(Serial, "cbshim: [esp+4] = 0, forwarding table at {FORWARDING_TABLE:#x}");
+        }
+        // SAFETY: as above.
+        let stack = unsafe { &mut *core::ptr::addr_of_mut!(STACK) };
+        stack[STACK_WORDS - 2] = NO_RETURN_ADDRESS;
+        stack[STACK_WORDS - 1] = pointer;
+        let esp = &stack[STACK_WORDS - 2] as *const u32 as u32;
+        let _ = writeln!(
+            Serial,
+            "cbshim: entering parkboot's coreboot entry {entry:#x} with the coreboot table at {table_addr:#x} ([esp+4], esp {esp:#x})"
+        );
+        // SAFETY: entry is the ELF entry of the image just loaded.
+        unsafe { enter_protected_mode32(entry as u32, 0, 0, esp) }
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo) -> ! {
+        fail(format_args!("panic: {info}"))
+    }
+}

@@ -1,0 +1,220 @@
+//! The code parked CPUs run, as two position-independent blobs that parkboot copies
+//! into memory it reserves: the real-mode start trampoline (below 1 MiB, used once per
+//! AP) and the park code (ResetVector, park loop, NMI/#MC/fault handlers).
+
+use crate::mailbox::{
+    MailboxCommand, MAILBOX_APIC_ID_OFFSET, MAILBOX_COMMAND_OFFSET, MAILBOX_WAKEUP_VECTOR_OFFSET,
+};
+use crate::table::{flags, offsets, CpuState};
+use core::arch::global_asm;
+use core::mem::offset_of;
+
+/// GDT selectors the park code and trampoline load; the park GDT parkboot builds puts
+/// its descriptors at these indexes. They match Linux's 64-bit boot protocol
+/// (__BOOT_CS 0x10, __BOOT_DS 0x18).
+pub const SEL_CODE32: u16 = 0x08;
+pub const SEL_CODE64: u16 = 0x10;
+pub const SEL_DATA: u16 = 0x18;
+
+/// The park code's data block, filled in by parkboot in the copy.
+#[repr(C, align(64))]
+pub struct ParkCodeData {
+    /// parkboot's 4-level identity map (PML4), below 4 GiB.
+    pub firmware_cr3: u64,
+    /// The same map under a PML5, for CPUs handed back with CR4.LA57 set.
+    pub firmware_cr3_la57: u64,
+    /// The park table.
+    pub table: u64,
+    /// The ACPI wakeup mailbox.
+    pub mailbox: u64,
+    /// `park::table::flags` bits (WAIT_MWAIT).
+    pub flags: u32,
+    pub reserved: u32,
+    gdt_padding: [u8; 6],
+    /// GDT pointer in LGDT's memory format (limit, then base).
+    pub gdt_limit: u16,
+    pub gdt_base: u64,
+    idt_padding: [u8; 6],
+    /// IDT pointer in LIDT's memory format.
+    pub idt_limit: u16,
+    pub idt_base: u64,
+}
+
+const _: () = {
+    assert!(offset_of!(ParkCodeData, gdt_base) == offset_of!(ParkCodeData, gdt_limit) + 2);
+    assert!(offset_of!(ParkCodeData, idt_base) == offset_of!(ParkCodeData, idt_limit) + 2);
+};
+
+impl ParkCodeData {
+    pub fn new(
+        firmware_cr3: u64,
+        firmware_cr3_la57: u64,
+        table: u64,
+        mailbox: u64,
+        flags: u32,
+        gdt: (u64, u16),
+        idt: (u64, u16),
+    ) -> Self {
+        ParkCodeData {
+            firmware_cr3,
+            firmware_cr3_la57,
+            table,
+            mailbox,
+            flags,
+            reserved: 0,
+            gdt_padding: [0; 6],
+            gdt_limit: gdt.1,
+            gdt_base: gdt.0,
+            idt_padding: [0; 6],
+            idt_limit: idt.1,
+            idt_base: idt.0,
+        }
+    }
+}
+
+global_asm!(
+    include_str!("ap_trampoline.S"),
+    SEL_CODE32 = const SEL_CODE32,
+    SEL_CODE64 = const SEL_CODE64,
+    SEL_DATA = const SEL_DATA,
+    options(att_syntax)
+);
+
+global_asm!(
+    include_str!("park.S"),
+    SEL_CODE64 = const SEL_CODE64,
+    SEL_DATA = const SEL_DATA,
+    DATA_FIRMWARE_CR3 = const offset_of!(ParkCodeData, firmware_cr3),
+    DATA_FIRMWARE_CR3_LA57 = const offset_of!(ParkCodeData, firmware_cr3_la57),
+    DATA_TABLE = const offset_of!(ParkCodeData, table),
+    DATA_MAILBOX = const offset_of!(ParkCodeData, mailbox),
+    DATA_FLAGS = const offset_of!(ParkCodeData, flags),
+    DATA_GDT_LIMIT = const offset_of!(ParkCodeData, gdt_limit),
+    DATA_IDT_LIMIT = const offset_of!(ParkCodeData, idt_limit),
+    DATA_SIZE = const core::mem::size_of::<ParkCodeData>(),
+    FLAG_WAIT_MWAIT = const flags::WAIT_MWAIT,
+    TABLE_CPU_COUNT = const offsets::TABLE_CPU_COUNT,
+    TABLE_PARKED_COUNT = const offsets::TABLE_PARKED_COUNT,
+    TABLE_RESET_VECTOR = const offsets::TABLE_RESET_VECTOR,
+    TABLE_WAKE_ALL_VECTOR = const offsets::TABLE_WAKE_ALL_VECTOR,
+    TABLE_WAKE_ALL_GENERATION = const offsets::TABLE_WAKE_ALL_GENERATION,
+    TABLE_SLOTS = const offsets::TABLE_SLOTS,
+    SLOT_SIZE = const offsets::SLOT_SIZE,
+    SLOT_APIC_ID = const offsets::SLOT_APIC_ID,
+    SLOT_STATE = const offsets::SLOT_STATE,
+    SLOT_START_COUNT = const offsets::SLOT_START_COUNT,
+    SLOT_NMI_COUNT = const offsets::SLOT_NMI_COUNT,
+    SLOT_WAKE_COUNT = const offsets::SLOT_WAKE_COUNT,
+    SLOT_RETURN_COUNT = const offsets::SLOT_RETURN_COUNT,
+    SLOT_LAST_WAKE_TSC = const offsets::SLOT_LAST_WAKE_TSC,
+    SLOT_LAST_PARK_TSC = const offsets::SLOT_LAST_PARK_TSC,
+    SLOT_WAKE_ALL_SEEN = const offsets::SLOT_WAKE_ALL_SEEN,
+    SLOT_MACHINE_CHECK_COUNT = const offsets::SLOT_MACHINE_CHECK_COUNT,
+    SLOT_FAULT_VECTOR = const offsets::SLOT_FAULT_VECTOR,
+    SLOT_FAULT_RIP = const offsets::SLOT_FAULT_RIP,
+    SLOT_STACK_TOP = const offsets::SLOT_STACK_TOP,
+    SLOT_FIRST_PARK_TSC = const offsets::SLOT_FIRST_PARK_TSC,
+    SLOT_KERNEL_SCRATCH = const offsets::SLOT_KERNEL_SCRATCH,
+    MAILBOX_COMMAND = const MAILBOX_COMMAND_OFFSET,
+    MAILBOX_APIC_ID = const MAILBOX_APIC_ID_OFFSET,
+    MAILBOX_WAKEUP_VECTOR = const MAILBOX_WAKEUP_VECTOR_OFFSET,
+    COMMAND_NOOP = const MailboxCommand::Noop as u16,
+    COMMAND_WAKEUP = const MailboxCommand::Wakeup as u16,
+    COMMAND_TEST = const MailboxCommand::Test as u16,
+    STATE_PARKED = const CpuState::Parked as u32,
+    STATE_RUNNING = const CpuState::Running as u32,
+    STATE_FAULTED = const CpuState::Faulted as u32,
+    options(att_syntax)
+);
+
+extern "C" {
+    static park_trampoline_start: u8;
+    static park_trampoline_end: u8;
+    static park_trampoline_gdt_pointer: u8;
+    static park_trampoline_cr3: u8;
+    static park_trampoline_entry64: u8;
+    static park_code_start: u8;
+    static park_code_end: u8;
+    static park_reset_vector: u8;
+    static park_ap_start: u8;
+    static park_self_check_vector: u8;
+    static park_nmi_handler: u8;
+    static park_machine_check_handler: u8;
+    static park_fault_stubs: u8;
+    static park_unexpected_vector_stub: u8;
+    static park_code_data: u8;
+}
+
+/// Exception vectors with their own fault stub (16 bytes apart from `fault_stubs`).
+pub const FAULT_STUB_VECTORS: usize = 32;
+pub const FAULT_STUB_STRIDE: usize = 16;
+pub const NMI_VECTOR: usize = 2;
+pub const MACHINE_CHECK_VECTOR: usize = 18;
+
+fn addr(symbol: &u8) -> usize {
+    symbol as *const u8 as usize
+}
+
+/// A blob to copy, and where its named points are, as offsets from its start.
+pub struct Blob {
+    pub bytes: &'static [u8],
+}
+
+/// The start trampoline and the offsets of its data fields.
+pub struct Trampoline {
+    pub blob: Blob,
+    pub gdt_pointer: usize,
+    pub cr3: usize,
+    pub entry64: usize,
+}
+
+/// The park code and the offsets of its entry points.
+pub struct ParkCode {
+    pub blob: Blob,
+    pub reset_vector: usize,
+    pub ap_start: usize,
+    pub self_check_vector: usize,
+    pub nmi_handler: usize,
+    pub machine_check_handler: usize,
+    pub fault_stubs: usize,
+    pub unexpected_vector_stub: usize,
+    pub data: usize,
+}
+
+pub fn trampoline() -> Trampoline {
+    // SAFETY: symbols defined by the blobs above; only addresses are taken, and the
+    // bytes between start and end are the assembled code.
+    unsafe {
+        let start = addr(&park_trampoline_start);
+        let end = addr(&park_trampoline_end);
+        Trampoline {
+            blob: Blob {
+                bytes: core::slice::from_raw_parts(start as *const u8, end - start),
+            },
+            gdt_pointer: addr(&park_trampoline_gdt_pointer) - start,
+            cr3: addr(&park_trampoline_cr3) - start,
+            entry64: addr(&park_trampoline_entry64) - start,
+        }
+    }
+}
+
+pub fn park_code() -> ParkCode {
+    // SAFETY: as for `trampoline`.
+    unsafe {
+        let start = addr(&park_code_start);
+        let end = addr(&park_code_end);
+        ParkCode {
+            blob: Blob {
+                bytes: core::slice::from_raw_parts(start as *const u8, end - start),
+            },
+            reset_vector: addr(&park_reset_vector) - start,
+            ap_start: addr(&park_ap_start) - start,
+            self_check_vector: addr(&park_self_check_vector) - start,
+            nmi_handler: addr(&park_nmi_handler) - start,
+            machine_check_handler: addr(&park_machine_check_handler) - start,
+            fault_stubs: addr(&park_fault_stubs) - start,
+            unexpected_vector_stub: addr(&park_unexpected_vector_stub) - start,
+            data: addr(&park_code_data) - start,
+        }
+    }
+}

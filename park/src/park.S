@@ -1,0 +1,339 @@
+/*
+ * The park code: what every parked AP runs, from the moment it first arrives until a
+ * kernel wakes it, and again each time a kernel hands it back. The boot processor
+ * copies this blob into the park region (page-aligned, so the ResetVector at offset 0
+ * fits in one page) and fills in park_code_data. All references inside the blob are
+ * RIP-relative, so the copy runs wherever it is placed.
+ *
+ * Register use while parked:
+ *   r12 = this CPU's slot   r13 = the park table   r14d = this CPU's APIC ID
+ *   rbx = the wakeup mailbox                        rbp = the vector being jumped to
+ *   r15d = how the CPU entered (ENTRY_START or ENTRY_RETURN)
+ *
+ * Constants in braces come from the Rust ABI definitions (park::table,
+ * park::mailbox, park::code) as const operands, so layout lives in one place.
+ */
+
+.set CR4_MCE,               1 << 6
+.set CR4_LA57,              1 << 12
+.set MSR_IA32_MCG_STATUS,   0x17A
+.set CPUID_LEAF_TOPOLOGY,   0xB
+.set CPUID_LEAF_FEATURES,   0x1
+.set INITIAL_APIC_ID_SHIFT, 24
+.set ENTRY_START,           1
+.set ENTRY_RETURN,          2
+.set PAGE_SIZE,             4096
+.set STUB_ALIGN,            16
+.set NO_VECTOR,             256                 /* recorded for any vector above 31 */
+
+/* r12 = slot of the CPU running this (0 if the table has none), r13 = park table,
+ * r14d = APIC ID. Uses no stack: the ResetVector runs it before it has one.
+ * Clobbers rax, rbx, rcx, rdx. The APIC ID comes from CPUID, which works whatever
+ * mode (xAPIC, x2APIC, soft-disabled) the kernel left the local APIC in. */
+.macro FIND_SLOT
+    xor     %eax, %eax
+    cpuid
+    cmp     $CPUID_LEAF_TOPOLOGY, %eax
+    jb      .Linitial_id\@
+    mov     $CPUID_LEAF_TOPOLOGY, %eax
+    xor     %ecx, %ecx
+    cpuid
+    test    %ebx, %ebx
+    jz      .Linitial_id\@
+    mov     %edx, %r14d
+    jmp     .Lhave_id\@
+.Linitial_id\@:
+    mov     $CPUID_LEAF_FEATURES, %eax
+    cpuid
+    shr     $INITIAL_APIC_ID_SHIFT, %ebx
+    mov     %ebx, %r14d
+.Lhave_id\@:
+    mov     park_code_data + {DATA_TABLE}(%rip), %r13
+    mov     {TABLE_CPU_COUNT}(%r13), %ecx
+    lea     {TABLE_SLOTS}(%r13), %r12
+.Lnext_slot\@:
+    test    %ecx, %ecx
+    jz      .Lno_slot\@
+    cmp     {SLOT_APIC_ID}(%r12), %r14d
+    je      .Lfound\@
+    add     ${SLOT_SIZE}, %r12
+    dec     %ecx
+    jmp     .Lnext_slot\@
+.Lno_slot\@:
+    xor     %r12d, %r12d
+.Lfound\@:
+.endm
+
+/* rax = TSC */
+.macro READ_TSC
+    rdtsc
+    shl     $32, %rdx
+    or      %rdx, %rax
+.endm
+
+.pushsection .text.park_blobs, "ax"
+.balign PAGE_SIZE
+.global park_code_start
+park_code_start:
+
+/*
+ * The ResetVector (offset 0). A kernel jumps here in 64-bit mode, interrupts off, on
+ * its own page tables (which map this page), with its GDT and IDT no longer usable
+ * (Linux: rdi = this address, rsi = its identity map). Nothing of the kernel's state
+ * is used: switch to parkboot's page tables first, then stack, GDT and IDT.
+ */
+.global park_reset_vector
+park_reset_vector:
+    endbr64                                     /* a valid target with kernel IBT on */
+    cli
+    /* CR4.LA57 can only change with paging off, so a CPU handed back with 5-level
+     * paging on gets the same identity map under a PML5. */
+    mov     %cr4, %rax
+    test    $CR4_LA57, %eax
+    jnz     1f
+    mov     park_code_data + {DATA_FIRMWARE_CR3}(%rip), %rax
+    jmp     2f
+1:
+    mov     park_code_data + {DATA_FIRMWARE_CR3_LA57}(%rip), %rax
+2:
+    mov     %rax, %cr3
+    mov     $ENTRY_RETURN, %r15d
+    jmp     park_cpu_entry
+
+/* First arrival, from the trampoline: long mode on the firmware page tables. */
+.global park_ap_start
+park_ap_start:
+    mov     $ENTRY_START, %r15d
+
+park_cpu_entry:
+    FIND_SLOT
+    test    %r12, %r12
+    jz      park_unknown_cpu
+    mov     {SLOT_STACK_TOP}(%r12), %rsp
+    lgdt    park_code_data + {DATA_GDT_LIMIT}(%rip)
+    lidt    park_code_data + {DATA_IDT_LIMIT}(%rip)
+    /* CS still names a descriptor of the old GDT: reload it from parkboot's. */
+    lea     1f(%rip), %rax
+    pushq   ${SEL_CODE64}
+    push    %rax
+    lretq
+1:
+    mov     ${SEL_DATA}, %eax
+    mov     %eax, %ds
+    mov     %eax, %es
+    mov     %eax, %ss
+    xor     %eax, %eax
+    mov     %eax, %fs
+    mov     %eax, %gs
+    mov     %cr4, %rax
+    or      $CR4_MCE, %rax
+    mov     %rax, %cr4
+    cmp     $ENTRY_START, %r15d
+    jne     2f
+    lock incl {SLOT_START_COUNT}(%r12)
+    READ_TSC
+    mov     %rax, {SLOT_FIRST_PARK_TSC}(%r12)
+    /* A wake-all published before this CPU existed is not for it. */
+    mov     {TABLE_WAKE_ALL_GENERATION}(%r13), %rax
+    mov     %rax, {SLOT_WAKE_ALL_SEEN}(%r12)
+    jmp     park_enter
+2:
+    lock incq {SLOT_RETURN_COUNT}(%r12)
+
+park_enter:
+    READ_TSC
+    mov     %rax, {SLOT_LAST_PARK_TSC}(%r12)
+    movl    ${STATE_PARKED}, {SLOT_STATE}(%r12)
+    lock incl {TABLE_PARKED_COUNT}(%r13)
+    mov     park_code_data + {DATA_MAILBOX}(%rip), %rbx
+
+park_loop:
+    testl   ${FLAG_WAIT_MWAIT}, park_code_data + {DATA_FLAGS}(%rip)
+    jz      1f
+    /* Arm the monitor before looking, so a write after the look still wakes MWAIT. */
+    mov     %rbx, %rax
+    xor     %ecx, %ecx
+    xor     %edx, %edx
+    monitor
+1:
+    movzwl  {MAILBOX_COMMAND}(%rbx), %eax
+    cmp     ${COMMAND_WAKEUP}, %eax
+    je      park_mailbox_wakeup
+    cmp     ${COMMAND_TEST}, %eax
+    je      park_mailbox_test
+park_check_wake_all:
+    mov     {TABLE_WAKE_ALL_GENERATION}(%r13), %rax
+    cmp     {SLOT_WAKE_ALL_SEEN}(%r12), %rax
+    jne     park_wake_all
+    testl   ${FLAG_WAIT_MWAIT}, park_code_data + {DATA_FLAGS}(%rip)
+    jz      2f
+    xor     %eax, %eax
+    xor     %ecx, %ecx
+    mwait
+    jmp     park_loop
+2:
+    pause
+    jmp     park_loop
+
+park_mailbox_wakeup:
+    cmp     {MAILBOX_APIC_ID}(%rbx), %r14d
+    jne     park_check_wake_all
+    /* ACPI order: read the vector, then acknowledge by clearing the command. */
+    mov     {MAILBOX_WAKEUP_VECTOR}(%rbx), %rbp
+    movw    ${COMMAND_NOOP}, {MAILBOX_COMMAND}(%rbx)
+    jmp     park_leave
+
+park_mailbox_test:
+    cmp     {MAILBOX_APIC_ID}(%rbx), %r14d
+    jne     park_check_wake_all
+    movw    ${COMMAND_NOOP}, {MAILBOX_COMMAND}(%rbx)
+    jmp     park_loop
+
+park_wake_all:
+    mov     %rax, {SLOT_WAKE_ALL_SEEN}(%r12)
+    mov     {TABLE_WAKE_ALL_VECTOR}(%r13), %rbp
+    test    %rbp, %rbp
+    jz      park_loop
+
+/* Leave for the vector in rbp: long mode, this identity map, interrupts off, flat
+ * selectors. rdi = this CPU's slot and rsi = the park table, for park-aware kernels. */
+park_leave:
+    movl    ${STATE_RUNNING}, {SLOT_STATE}(%r12)
+    lock decl {TABLE_PARKED_COUNT}(%r13)
+    lock incq {SLOT_WAKE_COUNT}(%r12)
+    READ_TSC
+    mov     %rax, {SLOT_LAST_WAKE_TSC}(%r12)
+    mov     %r12, %rdi
+    mov     %r13, %rsi
+    jmp     *%rbp
+
+/* A CPU the park table does not list came through the ResetVector: it has no stack
+ * and no slot to report in, so it stops here. */
+park_unknown_cpu:
+    cli
+    hlt
+    jmp     park_unknown_cpu
+
+/*
+ * parkboot's self-check vector: proves the CPU ran (APIC ID and TSC into the slot's
+ * kernel_scratch), then hands it back exactly as Linux does on kexec.
+ */
+.global park_self_check_vector
+park_self_check_vector:
+    endbr64
+    mov     {SLOT_APIC_ID}(%rdi), %eax
+    mov     %rax, {SLOT_KERNEL_SCRATCH}(%rdi)
+    mov     %rdi, %rcx
+    READ_TSC
+    mov     %rax, {SLOT_KERNEL_SCRATCH} + 8(%rcx)
+    mov     {TABLE_RESET_VECTOR}(%rsi), %rdi
+    mov     %cr3, %rsi
+    jmp     *%rdi
+
+/* NMI: count it in the slot and return to whatever the CPU was doing (parking). */
+.global park_nmi_handler
+park_nmi_handler:
+    push    %rax
+    push    %rbx
+    push    %rcx
+    push    %rdx
+    push    %r12
+    push    %r13
+    push    %r14
+    FIND_SLOT
+    test    %r12, %r12
+    jz      1f
+    lock incl {SLOT_NMI_COUNT}(%r12)
+1:
+    pop     %r14
+    pop     %r13
+    pop     %r12
+    pop     %rdx
+    pop     %rcx
+    pop     %rbx
+    pop     %rax
+    iretq
+
+/* #MC: record it, clear MCG_STATUS.MCIP (a second machine check while MCIP is set
+ * shuts the CPU down), and return to parking. */
+.global park_machine_check_handler
+park_machine_check_handler:
+    push    %rax
+    push    %rbx
+    push    %rcx
+    push    %rdx
+    push    %r12
+    push    %r13
+    push    %r14
+    FIND_SLOT
+    test    %r12, %r12
+    jz      1f
+    lock incl {SLOT_MACHINE_CHECK_COUNT}(%r12)
+1:
+    mov     $MSR_IA32_MCG_STATUS, %ecx
+    xor     %eax, %eax
+    xor     %edx, %edx
+    wrmsr
+    pop     %r14
+    pop     %r13
+    pop     %r12
+    pop     %rdx
+    pop     %rcx
+    pop     %rbx
+    pop     %rax
+    iretq
+
+/* Any other exception: one stub per vector 0-31 (same stride), so the handler knows
+ * the vector; all stacks are made to look alike (vector, error code, CPU frame). */
+.macro fault_stub vector
+    .balign STUB_ALIGN
+    .if (\vector == 8) || (\vector >= 10 && \vector <= 14) || (\vector == 17) || (\vector == 21) || (\vector == 29) || (\vector == 30)
+    .else
+    pushq   $0
+    .endif
+    pushq   $\vector
+    jmp     park_fault
+.endm
+
+    .balign STUB_ALIGN
+.global park_fault_stubs
+park_fault_stubs:
+.irp vector, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    fault_stub \vector
+.endr
+    .balign STUB_ALIGN
+.global park_unexpected_vector_stub
+park_unexpected_vector_stub:
+    pushq   $0
+    pushq   $NO_VECTOR
+    jmp     park_fault
+
+/* Stack: vector, error code, RIP, CS, RFLAGS, RSP, SS. Records the fault in the slot,
+ * marks the CPU Faulted (no longer counted as parked) and stops it for good; NMIs
+ * still return here. */
+park_fault:
+    FIND_SLOT
+    test    %r12, %r12
+    jz      2f
+    mov     (%rsp), %rax
+    movl    %eax, {SLOT_FAULT_VECTOR}(%r12)
+    mov     16(%rsp), %rax
+    mov     %rax, {SLOT_FAULT_RIP}(%r12)
+    cmpl    ${STATE_PARKED}, {SLOT_STATE}(%r12)
+    jne     1f
+    lock decl {TABLE_PARKED_COUNT}(%r13)
+1:
+    movl    ${STATE_FAULTED}, {SLOT_STATE}(%r12)
+2:
+    cli
+    hlt
+    jmp     2b
+
+/* Filled in by the boot processor; layout = park::code::ParkCodeData. */
+    .balign 64
+.global park_code_data
+park_code_data:
+    .skip   {DATA_SIZE}
+.global park_code_end
+park_code_end:
+.popsection

@@ -1,0 +1,144 @@
+//! The boot processor's local APIC, used for one thing: sending INIT and STARTUP IPIs
+//! to start each AP once. xAPIC (MMIO) or x2APIC (MSR), whichever mode the CPU is in.
+
+use super::cpu::{self, rdmsr, wrmsr};
+
+const MSR_APIC_BASE: u32 = 0x1B;
+const APIC_BASE_ADDRESS_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+const APIC_BASE_X2APIC_ENABLE: u64 = 1 << 10;
+const APIC_BASE_GLOBAL_ENABLE: u64 = 1 << 11;
+
+const XAPIC_SPURIOUS: u64 = 0xF0;
+const XAPIC_ICR_LOW: u64 = 0x300;
+const XAPIC_ICR_HIGH: u64 = 0x310;
+const XAPIC_DESTINATION_SHIFT: u32 = 24;
+const X2APIC_MSR_SPURIOUS: u32 = 0x80F;
+const X2APIC_MSR_ICR: u32 = 0x830;
+
+const SPURIOUS_APIC_ENABLE: u32 = 1 << 8;
+const SPURIOUS_VECTOR: u32 = 0xFF;
+const ICR_DELIVERY_INIT: u32 = 0b101 << 8;
+const ICR_DELIVERY_STARTUP: u32 = 0b110 << 8;
+const ICR_LEVEL_ASSERT: u32 = 1 << 14;
+const ICR_DELIVERY_PENDING: u32 = 1 << 12;
+/// How long an xAPIC may keep an IPI pending before parkboot reports it.
+const SEND_TIMEOUT_US: u64 = 100_000;
+/// APIC IDs an xAPIC can address.
+pub const XAPIC_MAX_ID: u32 = 0xFE;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    XApic { base: u64 },
+    X2Apic,
+}
+
+pub struct LocalApic {
+    mode: Mode,
+}
+
+#[derive(Debug)]
+pub struct IpiNotSent {
+    pub apic_id: u32,
+}
+
+impl LocalApic {
+    /// The APIC in the mode it is in now, software-enabled (an APIC that firmware left
+    /// software-disabled may not send IPIs on every implementation).
+    pub fn current() -> Self {
+        let base = rdmsr(MSR_APIC_BASE);
+        let mode = if base & APIC_BASE_X2APIC_ENABLE != 0 {
+            Mode::X2Apic
+        } else {
+            if base & APIC_BASE_GLOBAL_ENABLE == 0 {
+                wrmsr(MSR_APIC_BASE, base | APIC_BASE_GLOBAL_ENABLE);
+            }
+            Mode::XApic {
+                base: base & APIC_BASE_ADDRESS_MASK,
+            }
+        };
+        let apic = LocalApic { mode };
+        let spurious = apic.read_spurious();
+        apic.write_spurious(spurious | SPURIOUS_APIC_ENABLE | SPURIOUS_VECTOR);
+        apic
+    }
+
+    /// Switches to x2APIC mode, needed to address APIC IDs above 254.
+    pub fn enable_x2apic(&mut self) -> bool {
+        if self.mode == Mode::X2Apic {
+            return true;
+        }
+        if !cpu::has_x2apic() {
+            return false;
+        }
+        let base = rdmsr(MSR_APIC_BASE);
+        wrmsr(
+            MSR_APIC_BASE,
+            base | APIC_BASE_GLOBAL_ENABLE | APIC_BASE_X2APIC_ENABLE,
+        );
+        self.mode = Mode::X2Apic;
+        true
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    fn read_spurious(&self) -> u32 {
+        match self.mode {
+            // SAFETY: the APIC's registers, identity-mapped.
+            Mode::XApic { base } => unsafe {
+                core::ptr::read_volatile((base + XAPIC_SPURIOUS) as *const u32)
+            },
+            Mode::X2Apic => rdmsr(X2APIC_MSR_SPURIOUS) as u32,
+        }
+    }
+
+    fn write_spurious(&self, value: u32) {
+        match self.mode {
+            // SAFETY: as above.
+            Mode::XApic { base } => unsafe {
+                core::ptr::write_volatile((base + XAPIC_SPURIOUS) as *mut u32, value)
+            },
+            Mode::X2Apic => wrmsr(X2APIC_MSR_SPURIOUS, value as u64),
+        }
+    }
+
+    fn send(&self, apic_id: u32, command: u32) -> Result<(), IpiNotSent> {
+        match self.mode {
+            Mode::X2Apic => {
+                wrmsr(X2APIC_MSR_ICR, (apic_id as u64) << 32 | command as u64);
+                Ok(())
+            }
+            Mode::XApic { base } => {
+                let low = (base + XAPIC_ICR_LOW) as *mut u32;
+                let high = (base + XAPIC_ICR_HIGH) as *mut u32;
+                // SAFETY: the APIC's registers, identity-mapped.
+                unsafe {
+                    core::ptr::write_volatile(high, apic_id << XAPIC_DESTINATION_SHIFT);
+                    core::ptr::write_volatile(low, command);
+                }
+                let deadline = cpu::rdtsc() + cpu::ns_to_ticks(SEND_TIMEOUT_US * 1000);
+                // SAFETY: as above.
+                while unsafe { core::ptr::read_volatile(low) } & ICR_DELIVERY_PENDING != 0 {
+                    if cpu::rdtsc() > deadline {
+                        return Err(IpiNotSent { apic_id });
+                    }
+                    core::hint::spin_loop();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn send_init(&self, apic_id: u32) -> Result<(), IpiNotSent> {
+        self.send(apic_id, ICR_DELIVERY_INIT | ICR_LEVEL_ASSERT)
+    }
+
+    /// STARTUP IPI: the AP starts in real mode at `vector` << 12.
+    pub fn send_startup(&self, apic_id: u32, vector: u8) -> Result<(), IpiNotSent> {
+        self.send(
+            apic_id,
+            ICR_DELIVERY_STARTUP | ICR_LEVEL_ASSERT | vector as u32,
+        )
+    }
+}

@@ -1,0 +1,161 @@
+//! Small CPU helpers: TSC time, port and MSR access, CPUID queries.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// TSC ticks per second, measured at boot against the PIT (0 until then).
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// Nanoseconds for a TSC delta (0 before calibration).
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    let hz = tsc_hz();
+    if hz == 0 {
+        return 0;
+    }
+    ((ticks as u128 * 1_000_000_000) / hz as u128) as u64
+}
+
+pub fn ns_to_ticks(ns: u64) -> u64 {
+    ((ns as u128 * tsc_hz().max(1) as u128) / 1_000_000_000) as u64
+}
+
+/// Busy-waits `us` microseconds on the TSC. Used only for the delays the hardware
+/// itself requires (INIT-SIPI-SIPI timing), never to wait for another CPU.
+pub fn delay_us(us: u64) {
+    let end = rdtsc() + ns_to_ticks(us * 1000);
+    while rdtsc() < end {
+        core::hint::spin_loop();
+    }
+}
+
+pub fn outb(port: u16, value: u8) {
+    // SAFETY: port I/O to devices parkboot owns.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack)) }
+}
+
+pub fn inb(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: port I/O to devices parkboot owns.
+    unsafe { asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack)) }
+    value
+}
+
+pub fn outl(port: u16, value: u32) {
+    // SAFETY: port I/O to devices parkboot owns.
+    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack)) }
+}
+
+pub fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: callers read architectural MSRs that exist on every x86_64 CPU or were
+    // checked with CPUID.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) }
+    (hi as u64) << 32 | lo as u64
+}
+
+pub fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: as for rdmsr.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nomem, nostack))
+    }
+}
+
+pub fn cpuid(leaf: u32, subleaf: u32) -> core::arch::x86_64::CpuidResult {
+    core::arch::x86_64::__cpuid_count(leaf, subleaf)
+}
+
+/// This CPU's APIC ID: the 32-bit x2APIC ID from leaf 0xB when the CPU has it (it
+/// does not depend on the APIC mode), else the 8-bit initial APIC ID of leaf 1.
+pub fn apic_id() -> u32 {
+    const LEAF_TOPOLOGY: u32 = 0xB;
+    if cpuid(0, 0).eax >= LEAF_TOPOLOGY {
+        let topo = cpuid(LEAF_TOPOLOGY, 0);
+        if topo.ebx != 0 {
+            return topo.edx;
+        }
+    }
+    cpuid(1, 0).ebx >> 24
+}
+
+pub fn has_gigabyte_pages() -> bool {
+    const EXTENDED_FEATURES: u32 = 0x8000_0001;
+    const PDPE1GB: u32 = 1 << 26;
+    cpuid(0x8000_0000, 0).eax >= EXTENDED_FEATURES && cpuid(EXTENDED_FEATURES, 0).edx & PDPE1GB != 0
+}
+
+pub fn has_monitor_mwait() -> bool {
+    const MONITOR: u32 = 1 << 3;
+    cpuid(1, 0).ecx & MONITOR != 0
+}
+
+pub fn has_x2apic() -> bool {
+    const X2APIC: u32 = 1 << 21;
+    cpuid(1, 0).ecx & X2APIC != 0
+}
+
+/// Measures the TSC against PIT channel 2 (gated through port 0x61) for 10 ms.
+/// Boards without a PIT fall back to CPUID leaf 0x15/0x16, then to a guess that is
+/// logged as such.
+pub fn calibrate_tsc() -> (u64, &'static str) {
+    const PIT_HZ: u64 = 1_193_182;
+    const CALIBRATION_MS: u64 = 10;
+    const PIT_COMMAND: u16 = 0x43;
+    const PIT_CHANNEL2: u16 = 0x42;
+    const PIT_GATE: u16 = 0x61;
+    const GATE_ENABLE: u8 = 1 << 0;
+    const SPEAKER_ENABLE: u8 = 1 << 1;
+    const OUT2_HIGH: u8 = 1 << 5;
+    const CHANNEL2_MODE0_LOHI: u8 = 0b1011_0000;
+    const GIVE_UP_TICKS: u64 = 10_000_000_000;
+
+    let count = (PIT_HZ * CALIBRATION_MS / 1000) as u16;
+    let gate = inb(PIT_GATE);
+    outb(PIT_GATE, (gate & !SPEAKER_ENABLE) & !GATE_ENABLE);
+    outb(PIT_COMMAND, CHANNEL2_MODE0_LOHI);
+    outb(PIT_CHANNEL2, count as u8);
+    outb(PIT_CHANNEL2, (count >> 8) as u8);
+    outb(PIT_GATE, (gate & !SPEAKER_ENABLE) | GATE_ENABLE);
+    let start = rdtsc();
+    let mut hz = 0;
+    loop {
+        let now = rdtsc();
+        if inb(PIT_GATE) & OUT2_HIGH != 0 {
+            hz = (now - start) * 1000 / CALIBRATION_MS;
+            break;
+        }
+        if now - start > GIVE_UP_TICKS {
+            break;
+        }
+    }
+    outb(PIT_GATE, gate);
+    let mut source = "PIT";
+    if hz == 0 {
+        let leaf15 = cpuid(0x15, 0);
+        if leaf15.eax != 0 && leaf15.ecx != 0 {
+            hz = leaf15.ecx as u64 * leaf15.ebx as u64 / leaf15.eax as u64;
+            source = "CPUID 0x15";
+        } else {
+            hz = 1_000_000_000;
+            source = "a guess (no PIT, no CPUID 0x15)";
+        }
+    }
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    (hz, source)
+}
+
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: stopping this CPU is the intent.
+        unsafe { asm!("cli; hlt", options(nomem, nostack)) }
+    }
+}

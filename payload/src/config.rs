@@ -1,0 +1,1353 @@
+//! parkboot's boot configuration: what to check at boot, whether to park the APs, which
+//! kernels to boot and how often, and what to do when done.
+//!
+//! parkboot reads it at boot from the fw_cfg file [`CONFIG_FW_CFG_FILE`], then lets the
+//! boot command line (PVH `-append`, coreboot's command line) override the global
+//! settings with `parkboot.KEY=VALUE` words, so one image serves many test runs.
+//!
+//! The format is line-based text (`configs/README.md` is the user documentation):
+//!
+//! ```text
+//! # global settings
+//! self_check = on        # on|off
+//! park = on              # on|off
+//! on_finish = halt       # halt | reset | qemu-exit
+//! ap_timeout_ms = 1000
+//!
+//! [entry test-kernel]
+//! kernel = fw_cfg:opt/parkboot/kernel
+//! initrd = fw_cfg:opt/parkboot/initrd
+//! cmdline = "console=ttyS0"
+//! format = auto          # auto | multiboot2 | linux
+//! iterations = 10
+//! ```
+//!
+//! Everything is fixed-capacity (no allocator at boot), and every error names the line
+//! and the problem, because a typo in a test configuration should cost one boot, not an
+//! afternoon.
+
+use core::fmt;
+
+use heapless::{String, Vec};
+
+use crate::fw_cfg::FW_CFG_MAX_FILE_PATH;
+use crate::platform::MAX_CMDLINE;
+
+/// The fw_cfg file parkboot reads its configuration from.
+pub const CONFIG_FW_CFG_FILE: &str = "opt/parkboot/config";
+/// Prefix of the command line words that override global settings.
+pub const CMDLINE_PREFIX: &str = "parkboot.";
+/// Most boot entries a configuration may hold.
+pub const MAX_ENTRIES: usize = 8;
+/// Longest entry name, in bytes.
+pub const MAX_ENTRY_NAME: usize = 32;
+/// Longest source name (fw_cfg or CBFS file name), in bytes.
+pub const MAX_SOURCE_NAME: usize = 64;
+/// Longest fw_cfg file name: the directory's name field minus its NUL.
+const MAX_FW_CFG_NAME: usize = FW_CFG_MAX_FILE_PATH - 1;
+/// Longest quote of offending input an error keeps (short enough that errors stay
+/// cheap to return by value).
+const MAX_SNIPPET: usize = 40;
+/// The Linux command line convention: words after this one belong to init, not to
+/// parkboot.
+const CMDLINE_END_OF_OPTIONS: &str = "--";
+
+/// An entry's name.
+pub type EntryName = String<MAX_ENTRY_NAME>;
+/// A file name inside a [`Source`].
+pub type SourceName = String<MAX_SOURCE_NAME>;
+/// A piece of offending input quoted in an error.
+pub type Snippet = String<MAX_SNIPPET>;
+
+/// What parkboot does after the last iteration of the last entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFinish {
+    /// Stop the BSP (the APs stay parked).
+    Halt,
+    /// Reset the machine.
+    Reset,
+    /// Write the result to QEMU's isa-debug-exit port (0xf4), so scripted runs end
+    /// with an exit status.
+    QemuExit,
+}
+
+impl OnFinish {
+    const ALL: [OnFinish; 3] = [OnFinish::Halt, OnFinish::Reset, OnFinish::QemuExit];
+
+    /// The spelling the configuration uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFinish::Halt => "halt",
+            OnFinish::Reset => "reset",
+            OnFinish::QemuExit => "qemu-exit",
+        }
+    }
+}
+
+impl fmt::Display for OnFinish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a kernel image is to be booted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Decide from the image: a multiboot2 header or a Linux setup header.
+    Auto,
+    /// Boot through the multiboot2 protocol.
+    Multiboot2,
+    /// Boot through the Linux/x86 boot protocol.
+    Linux,
+}
+
+impl Format {
+    const ALL: [Format; 3] = [Format::Auto, Format::Multiboot2, Format::Linux];
+
+    /// The spelling the configuration uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Multiboot2 => "multiboot2",
+            Format::Linux => "linux",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a kernel or initrd comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `fw_cfg:NAME`: an fw_cfg file (`-fw_cfg name=NAME,file=...`).
+    FwCfg(SourceName),
+    /// `fw_cfg:kernel`: the image QEMU was given with `-kernel`.
+    QemuKernel,
+    /// `fw_cfg:initrd`: the file QEMU was given with `-initrd`.
+    QemuInitrd,
+    /// `cbfs:NAME`: a file in coreboot's CBFS.
+    Cbfs(SourceName),
+    /// `module:N`: PVH boot module N (counting from 0).
+    Module(u32),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::FwCfg(name) => write!(f, "fw_cfg:{name}"),
+            Source::QemuKernel => f.write_str("fw_cfg:kernel"),
+            Source::QemuInitrd => f.write_str("fw_cfg:initrd"),
+            Source::Cbfs(name) => write!(f, "cbfs:{name}"),
+            Source::Module(index) => write!(f, "module:{index}"),
+        }
+    }
+}
+
+/// One boot entry: a kernel booted `iterations` times in a row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: EntryName,
+    pub kernel: Source,
+    pub initrd: Option<Source>,
+    pub cmdline: String<MAX_CMDLINE>,
+    pub format: Format,
+    /// How many times to boot this entry in a loop; at least 1.
+    pub iterations: u32,
+}
+
+/// The whole configuration.
+///
+/// It holds up to [`MAX_ENTRIES`] entries of about 1.2 KiB each, so it is best kept in a
+/// static rather than on a small boot stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Wake every AP through the mailbox at boot and time it.
+    pub self_check: bool,
+    /// Park the APs; off is the baseline mode, where the APs are left for the kernel to
+    /// start by INIT/SIPI.
+    pub park: bool,
+    pub on_finish: OnFinish,
+    /// How long the BSP waits for an AP to reach the park loop.
+    pub ap_timeout_ms: u32,
+    /// How many times the self-check wakes each AP through the mailbox.
+    pub self_check_rounds: u32,
+    /// Wait at boot, with every AP parked, for NMIs from the test harness; go on when a
+    /// byte arrives on the console.
+    pub nmi_test: bool,
+    /// How parked CPUs wait for a wakeup.
+    pub park_wait: ParkWait,
+    pub entries: Vec<Entry, MAX_ENTRIES>,
+}
+
+/// How parked CPUs wait (`park_wait`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParkWait {
+    /// MONITOR/MWAIT where CPUID offers it, else a PAUSE loop.
+    Auto,
+    /// Always a PAUSE loop (for hypervisors whose MWAIT does not wake on a write).
+    Pause,
+}
+
+impl ParkWait {
+    const ALL: [ParkWait; 2] = [ParkWait::Auto, ParkWait::Pause];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParkWait::Auto => "auto",
+            ParkWait::Pause => "pause",
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let g = Globals::DEFAULT;
+        Config {
+            self_check: g.self_check,
+            park: g.park,
+            on_finish: g.on_finish,
+            ap_timeout_ms: g.ap_timeout_ms,
+            self_check_rounds: g.self_check_rounds,
+            nmi_test: g.nmi_test,
+            park_wait: g.park_wait,
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The entry called `name`.
+    pub fn entry(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// Applies the `parkboot.KEY=VALUE` words of a kernel-style command line to the
+    /// global settings; other words are someone else's and are ignored, as is
+    /// everything after `--`. Values may be double-quoted. Either every override
+    /// applies or, on error, none does.
+    pub fn apply_cmdline(&mut self, cmdline: &str) -> Result<(), ConfigError> {
+        let mut globals = self.globals();
+        for word in Words::new(cmdline) {
+            if word == CMDLINE_END_OF_OPTIONS {
+                break;
+            }
+            let Some(setting) = word.strip_prefix(CMDLINE_PREFIX) else {
+                continue;
+            };
+            let fail = |kind| ConfigError {
+                location: Location::CommandLine,
+                kind,
+            };
+            let (key, value) = setting.split_once('=').ok_or_else(|| {
+                fail(ErrorKind::BadCmdlineWord {
+                    word: snippet(word),
+                })
+            })?;
+            let key = GlobalKey::lookup(key).ok_or_else(|| {
+                fail(ErrorKind::UnknownKey {
+                    key: snippet(key),
+                    entry: None,
+                })
+            })?;
+            key.apply(&mut globals, strip_quotes(value)).map_err(fail)?;
+        }
+        self.set_globals(globals);
+        Ok(())
+    }
+
+    fn globals(&self) -> Globals {
+        Globals {
+            self_check: self.self_check,
+            park: self.park,
+            on_finish: self.on_finish,
+            ap_timeout_ms: self.ap_timeout_ms,
+            self_check_rounds: self.self_check_rounds,
+            nmi_test: self.nmi_test,
+            park_wait: self.park_wait,
+        }
+    }
+
+    fn set_globals(&mut self, g: Globals) {
+        self.self_check = g.self_check;
+        self.park = g.park;
+        self.on_finish = g.on_finish;
+        self.ap_timeout_ms = g.ap_timeout_ms;
+        self.self_check_rounds = g.self_check_rounds;
+        self.nmi_test = g.nmi_test;
+        self.park_wait = g.park_wait;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors.
+
+/// Where in the input an error is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A line of the configuration text, counting from 1.
+    Line(usize),
+    /// The command line given to [`Config::apply_cmdline`].
+    CommandLine,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Line(line) => write!(f, "line {line}"),
+            Location::CommandLine => f.write_str("command line"),
+        }
+    }
+}
+
+/// What is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The line's shape is wrong; the text says how.
+    Syntax(&'static str),
+    /// A `parkboot.` command line word without `=VALUE`.
+    BadCmdlineWord { word: Snippet },
+    /// A `[...]` header other than `[entry NAME]`.
+    UnknownSection { header: Snippet },
+    /// `[entry NAME]` with an empty, too long or spaced name.
+    BadEntryName { name: Snippet },
+    /// Two entries with the same name.
+    DuplicateEntry { name: EntryName },
+    /// More than [`MAX_ENTRIES`] entries.
+    TooManyEntries,
+    /// A key parkboot does not know; `entry` is the section it appeared in.
+    UnknownKey {
+        key: Snippet,
+        entry: Option<EntryName>,
+    },
+    /// A global setting inside an entry section.
+    GlobalInEntry { key: &'static str },
+    /// An entry setting before the first entry section.
+    EntryKeyOutsideEntry { key: &'static str },
+    /// The same key twice in one section.
+    DuplicateKey {
+        key: &'static str,
+        first_line: usize,
+    },
+    /// A value that is not one of the allowed ones.
+    InvalidValue {
+        key: &'static str,
+        expected: &'static str,
+        found: Snippet,
+    },
+    /// A value longer than parkboot can hold.
+    ValueTooLong { key: Snippet, max: usize },
+    /// An entry without a `kernel` line.
+    MissingKernel { entry: EntryName },
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::Syntax(what) => f.write_str(what),
+            ErrorKind::BadCmdlineWord { word } => {
+                write!(f, "'{word}' is not of the form parkboot.KEY=VALUE")
+            }
+            ErrorKind::UnknownSection { header } => {
+                write!(f, "unknown section '[{header}]': sections are [entry NAME]")
+            }
+            ErrorKind::BadEntryName { name } => write!(
+                f,
+                "entry name '{name}' must be 1 to {MAX_ENTRY_NAME} bytes without spaces"
+            ),
+            ErrorKind::DuplicateEntry { name } => write!(f, "entry '{name}' is defined twice"),
+            ErrorKind::TooManyEntries => {
+                write!(f, "too many entries: parkboot holds at most {MAX_ENTRIES}")
+            }
+            ErrorKind::UnknownKey {
+                key,
+                entry: Some(entry),
+            } => write!(f, "unknown key '{key}' in [entry {entry}]"),
+            ErrorKind::UnknownKey { key, entry: None } => {
+                write!(f, "unknown key '{key}' in the global settings")
+            }
+            ErrorKind::GlobalInEntry { key } => write!(
+                f,
+                "'{key}' is a global setting: put it before the first [entry] section"
+            ),
+            ErrorKind::EntryKeyOutsideEntry { key } => {
+                write!(f, "'{key}' belongs in an [entry NAME] section")
+            }
+            ErrorKind::DuplicateKey { key, first_line } => {
+                write!(f, "'{key}' is already set on line {first_line}")
+            }
+            ErrorKind::InvalidValue {
+                key,
+                expected,
+                found,
+            } => write!(f, "{key} must be {expected}, found '{found}'"),
+            ErrorKind::ValueTooLong { key, max } => {
+                write!(f, "the value of '{key}' is longer than {max} bytes")
+            }
+            ErrorKind::MissingKernel { entry } => write!(f, "entry '{entry}' has no kernel"),
+        }
+    }
+}
+
+/// A configuration error: where and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub location: Location,
+    pub kind: ErrorKind,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.kind)
+    }
+}
+
+/// `text` cut to fit an error message, marked with "..." when cut.
+fn snippet(text: &str) -> Snippet {
+    const ELLIPSIS: &str = "...";
+    let mut out = Snippet::new();
+    if out.push_str(text).is_ok() {
+        return out;
+    }
+    for c in text.chars() {
+        if out.len() + c.len_utf8() + ELLIPSIS.len() > MAX_SNIPPET {
+            break;
+        }
+        // Cannot fail: the length was checked above.
+        let _ = out.push(c);
+    }
+    let _ = out.push_str(ELLIPSIS);
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings.
+
+/// The global settings, apart from the entries, so command line overrides can be
+/// staged and applied all at once.
+#[derive(Clone, Copy)]
+struct Globals {
+    self_check: bool,
+    park: bool,
+    on_finish: OnFinish,
+    ap_timeout_ms: u32,
+    self_check_rounds: u32,
+    nmi_test: bool,
+    park_wait: ParkWait,
+}
+
+impl Globals {
+    const DEFAULT: Globals = Globals {
+        self_check: true,
+        park: true,
+        on_finish: OnFinish::Halt,
+        ap_timeout_ms: 1000,
+        self_check_rounds: 1,
+        nmi_test: false,
+        park_wait: ParkWait::Auto,
+    };
+}
+
+const EXPECTED_SWITCH: &str = "on or off";
+const EXPECTED_COUNT: &str = "a whole number from 1 to 4294967295";
+const EXPECTED_ON_FINISH: &str = "halt, reset or qemu-exit";
+const EXPECTED_PARK_WAIT: &str = "auto or pause";
+/// The self-check keeps every wake time; this bounds that memory.
+const MAX_SELF_CHECK_ROUNDS: u32 = 1000;
+const EXPECTED_ROUNDS: &str = "a whole number from 1 to 1000";
+const EXPECTED_FORMAT: &str = "auto, multiboot2 or linux";
+const EXPECTED_SOURCE: &str = "fw_cfg:NAME, fw_cfg:kernel, fw_cfg:initrd, cbfs:NAME or module:N";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GlobalKey {
+    SelfCheck,
+    Park,
+    OnFinish,
+    ApTimeoutMs,
+    SelfCheckRounds,
+    NmiTest,
+    ParkWait,
+}
+
+impl GlobalKey {
+    const ALL: [GlobalKey; 7] = [
+        GlobalKey::SelfCheck,
+        GlobalKey::Park,
+        GlobalKey::OnFinish,
+        GlobalKey::ApTimeoutMs,
+        GlobalKey::SelfCheckRounds,
+        GlobalKey::NmiTest,
+        GlobalKey::ParkWait,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            GlobalKey::SelfCheck => "self_check",
+            GlobalKey::Park => "park",
+            GlobalKey::OnFinish => "on_finish",
+            GlobalKey::ApTimeoutMs => "ap_timeout_ms",
+            GlobalKey::SelfCheckRounds => "self_check_rounds",
+            GlobalKey::NmiTest => "nmi_test",
+            GlobalKey::ParkWait => "park_wait",
+        }
+    }
+
+    fn lookup(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == key)
+    }
+
+    fn apply(self, g: &mut Globals, value: &str) -> Result<(), ErrorKind> {
+        let key = self.name();
+        match self {
+            GlobalKey::SelfCheck => g.self_check = parse_switch(key, value)?,
+            GlobalKey::Park => g.park = parse_switch(key, value)?,
+            GlobalKey::OnFinish => {
+                g.on_finish = OnFinish::ALL
+                    .into_iter()
+                    .find(|o| o.as_str() == value)
+                    .ok_or_else(|| invalid(key, EXPECTED_ON_FINISH, value))?;
+            }
+            GlobalKey::ApTimeoutMs => g.ap_timeout_ms = parse_count(key, value)?,
+            GlobalKey::SelfCheckRounds => {
+                let rounds = parse_count(key, value)?;
+                if rounds > MAX_SELF_CHECK_ROUNDS {
+                    return Err(invalid(key, EXPECTED_ROUNDS, value));
+                }
+                g.self_check_rounds = rounds;
+            }
+            GlobalKey::NmiTest => g.nmi_test = parse_switch(key, value)?,
+            GlobalKey::ParkWait => {
+                g.park_wait = ParkWait::ALL
+                    .into_iter()
+                    .find(|w| w.as_str() == value)
+                    .ok_or_else(|| invalid(key, EXPECTED_PARK_WAIT, value))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EntryKey {
+    Kernel,
+    Initrd,
+    Cmdline,
+    Format,
+    Iterations,
+}
+
+impl EntryKey {
+    const ALL: [EntryKey; 5] = [
+        EntryKey::Kernel,
+        EntryKey::Initrd,
+        EntryKey::Cmdline,
+        EntryKey::Format,
+        EntryKey::Iterations,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            EntryKey::Kernel => "kernel",
+            EntryKey::Initrd => "initrd",
+            EntryKey::Cmdline => "cmdline",
+            EntryKey::Format => "format",
+            EntryKey::Iterations => "iterations",
+        }
+    }
+
+    fn lookup(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == key)
+    }
+}
+
+fn invalid(key: &'static str, expected: &'static str, found: &str) -> ErrorKind {
+    ErrorKind::InvalidValue {
+        key,
+        expected,
+        found: snippet(found),
+    }
+}
+
+fn parse_switch(key: &'static str, value: &str) -> Result<bool, ErrorKind> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(invalid(key, EXPECTED_SWITCH, value)),
+    }
+}
+
+fn parse_count(key: &'static str, value: &str) -> Result<u32, ErrorKind> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| invalid(key, EXPECTED_COUNT, value))
+}
+
+fn source_name(key: &'static str, name: &str, max: usize) -> Result<SourceName, ErrorKind> {
+    if name.is_empty() {
+        return Err(ErrorKind::Syntax("a source needs a name after ':'"));
+    }
+    if name.len() > max {
+        return Err(ErrorKind::ValueTooLong {
+            key: snippet(key),
+            max,
+        });
+    }
+    SourceName::try_from(name).map_err(|()| ErrorKind::ValueTooLong {
+        key: snippet(key),
+        max,
+    })
+}
+
+fn parse_source(key: &'static str, value: &str) -> Result<Source, ErrorKind> {
+    let Some((scheme, name)) = value.split_once(':') else {
+        return Err(invalid(key, EXPECTED_SOURCE, value));
+    };
+    match scheme {
+        "fw_cfg" => match name {
+            "kernel" => Ok(Source::QemuKernel),
+            "initrd" => Ok(Source::QemuInitrd),
+            _ => source_name(key, name, MAX_FW_CFG_NAME).map(Source::FwCfg),
+        },
+        "cbfs" => source_name(key, name, MAX_SOURCE_NAME).map(Source::Cbfs),
+        "module" => name
+            .parse::<u32>()
+            .map(Source::Module)
+            .map_err(|_| invalid(key, EXPECTED_SOURCE, value)),
+        _ => Err(invalid(key, EXPECTED_SOURCE, value)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing.
+
+/// An entry while its section is being read.
+struct EntryBuilder {
+    /// Line of the `[entry NAME]` header.
+    line: usize,
+    name: EntryName,
+    kernel: Option<Source>,
+    initrd: Option<Source>,
+    cmdline: String<MAX_CMDLINE>,
+    format: Format,
+    iterations: u32,
+    /// Line each key was set on, by `EntryKey` order.
+    seen: [Option<usize>; EntryKey::ALL.len()],
+}
+
+impl EntryBuilder {
+    fn new(line: usize, name: EntryName) -> Self {
+        EntryBuilder {
+            line,
+            name,
+            kernel: None,
+            initrd: None,
+            cmdline: String::new(),
+            format: Format::Auto,
+            iterations: 1,
+            seen: [None; EntryKey::ALL.len()],
+        }
+    }
+
+    fn set(&mut self, key: EntryKey, value: &str) -> Result<(), ErrorKind> {
+        let name = key.name();
+        match key {
+            EntryKey::Kernel => self.kernel = Some(parse_source(name, value)?),
+            EntryKey::Initrd => self.initrd = Some(parse_source(name, value)?),
+            EntryKey::Cmdline => {
+                self.cmdline = String::try_from(value).map_err(|()| ErrorKind::ValueTooLong {
+                    key: snippet(name),
+                    max: MAX_CMDLINE,
+                })?;
+            }
+            EntryKey::Format => {
+                self.format = Format::ALL
+                    .into_iter()
+                    .find(|f| f.as_str() == value)
+                    .ok_or_else(|| invalid(name, EXPECTED_FORMAT, value))?;
+            }
+            EntryKey::Iterations => self.iterations = parse_count(name, value)?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Entry, ConfigError> {
+        let Some(kernel) = self.kernel else {
+            return Err(ConfigError {
+                location: Location::Line(self.line),
+                kind: ErrorKind::MissingKernel { entry: self.name },
+            });
+        };
+        Ok(Entry {
+            name: self.name,
+            kernel,
+            initrd: self.initrd,
+            cmdline: self.cmdline,
+            format: self.format,
+            iterations: self.iterations,
+        })
+    }
+}
+
+/// Records that a key was set on `line`, failing if its section set it before.
+fn mark_seen(seen: &mut Option<usize>, key: &'static str, line: usize) -> Result<(), ErrorKind> {
+    if let Some(first_line) = *seen {
+        return Err(ErrorKind::DuplicateKey { key, first_line });
+    }
+    *seen = Some(line);
+    Ok(())
+}
+
+/// `line` without its `#` comment; a `#` inside double quotes is text.
+fn strip_comment(line: &str) -> &str {
+    let mut in_quote = false;
+    let mut escaped = false;
+    for (at, c) in line.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quote => escaped = true,
+            '"' => in_quote = !in_quote,
+            '#' if !in_quote => return line.split_at(at).0,
+            _ => {}
+        }
+    }
+    line
+}
+
+/// Decodes a value: a double-quoted value loses its quotes and `\"` and `\\` become
+/// `"` and `\` (any other backslash stays as it is); an unquoted value is taken as it
+/// is (already trimmed).
+fn decode_value(key: &str, raw: &str) -> Result<String<MAX_CMDLINE>, ErrorKind> {
+    let too_long = || ErrorKind::ValueTooLong {
+        key: snippet(key),
+        max: MAX_CMDLINE,
+    };
+    let Some(body) = raw.strip_prefix('"') else {
+        return String::try_from(raw).map_err(|()| too_long());
+    };
+    let mut out = String::<MAX_CMDLINE>::new();
+    let mut chars = body.char_indices();
+    while let Some((at, c)) = chars.next() {
+        let pushed = match c {
+            '"' => {
+                let rest = body.get(at + c.len_utf8()..).unwrap_or("");
+                if !rest.trim().is_empty() {
+                    return Err(ErrorKind::Syntax("text after the closing quote"));
+                }
+                return Ok(out);
+            }
+            '\\' => match chars.next() {
+                Some((_, escaped @ ('"' | '\\'))) => out.push(escaped),
+                Some((_, other)) => out.push('\\').and_then(|()| out.push(other)),
+                None => out.push('\\'),
+            },
+            c => out.push(c),
+        };
+        pushed.map_err(|()| too_long())?;
+    }
+    Err(ErrorKind::Syntax("missing closing quote"))
+}
+
+/// A command line value without its surrounding double quotes, if it has them.
+fn strip_quotes(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+/// The name in an `[entry NAME]` header (the text between the brackets).
+fn parse_section(inner: &str) -> Result<EntryName, ErrorKind> {
+    let inner = inner.trim();
+    let (kind, name) = inner
+        .split_once(char::is_whitespace)
+        .map_or((inner, ""), |(kind, name)| (kind, name.trim()));
+    if kind != "entry" {
+        return Err(ErrorKind::UnknownSection {
+            header: snippet(inner),
+        });
+    }
+    let bad = || ErrorKind::BadEntryName {
+        name: snippet(name),
+    };
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    EntryName::try_from(name).map_err(|()| bad())
+}
+
+/// Parses a configuration text; settings not given keep their defaults.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    let mut globals = config.globals();
+    let mut globals_seen = [None; GlobalKey::ALL.len()];
+    let mut current: Option<EntryBuilder> = None;
+
+    for (index, raw_line) in text.lines().enumerate() {
+        let line = index + 1;
+        let at = |kind| ConfigError {
+            location: Location::Line(line),
+            kind,
+        };
+        let text = strip_comment(raw_line).trim();
+        if text.is_empty() {
+            continue;
+        }
+
+        if let Some(header) = text.strip_prefix('[') {
+            let inner = header
+                .strip_suffix(']')
+                .ok_or_else(|| at(ErrorKind::Syntax("a section header must end with ']'")))?;
+            let name = parse_section(inner).map_err(at)?;
+            let defined = config.entries.len() + usize::from(current.is_some());
+            let taken = config.entries.iter().any(|e| e.name == name)
+                || current.as_ref().is_some_and(|b| b.name == name);
+            if taken {
+                return Err(at(ErrorKind::DuplicateEntry { name }));
+            }
+            if defined >= MAX_ENTRIES {
+                return Err(at(ErrorKind::TooManyEntries));
+            }
+            if let Some(done) = current.take() {
+                // Cannot fail: `defined` counted this entry and stayed below the limit.
+                let _ = config.entries.push(done.finish()?);
+            }
+            current = Some(EntryBuilder::new(line, name));
+            continue;
+        }
+
+        let (key, raw_value) = text.split_once('=').ok_or_else(|| {
+            at(ErrorKind::Syntax(
+                "expected 'key = value' or '[entry NAME]'",
+            ))
+        })?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(at(ErrorKind::Syntax("missing key before '='")));
+        }
+        let value = decode_value(key, raw_value.trim()).map_err(at)?;
+        let value = value.as_str();
+
+        match current.as_mut() {
+            None => {
+                if let Some(k) = GlobalKey::lookup(key) {
+                    // The table has one slot per key, in declaration order.
+                    if let Some(slot) = globals_seen.get_mut(k as usize) {
+                        mark_seen(slot, k.name(), line).map_err(at)?;
+                    }
+                    k.apply(&mut globals, value).map_err(at)?;
+                } else if let Some(k) = EntryKey::lookup(key) {
+                    return Err(at(ErrorKind::EntryKeyOutsideEntry { key: k.name() }));
+                } else {
+                    return Err(at(ErrorKind::UnknownKey {
+                        key: snippet(key),
+                        entry: None,
+                    }));
+                }
+            }
+            Some(builder) => {
+                if let Some(k) = EntryKey::lookup(key) {
+                    // The table has one slot per key, in declaration order.
+                    if let Some(slot) = builder.seen.get_mut(k as usize) {
+                        mark_seen(slot, k.name(), line).map_err(at)?;
+                    }
+                    builder.set(k, value).map_err(at)?;
+                } else if let Some(k) = GlobalKey::lookup(key) {
+                    return Err(at(ErrorKind::GlobalInEntry { key: k.name() }));
+                } else {
+                    return Err(at(ErrorKind::UnknownKey {
+                        key: snippet(key),
+                        entry: Some(builder.name.clone()),
+                    }));
+                }
+            }
+        }
+    }
+
+    if let Some(done) = current.take() {
+        // Cannot fail: every header checked that its entry fits.
+        let _ = config.entries.push(done.finish()?);
+    }
+    config.set_globals(globals);
+    Ok(config)
+}
+
+/// The words of a command line: runs of non-blank characters, where blanks inside
+/// double quotes do not split (as the Linux kernel reads its command line).
+struct Words<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Words<'a> {
+    fn new(text: &'a str) -> Self {
+        Words { rest: text }
+    }
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let text = self.rest.trim_start();
+        if text.is_empty() {
+            self.rest = text;
+            return None;
+        }
+        let mut in_quote = false;
+        let mut end = text.len();
+        for (at, c) in text.char_indices() {
+            if c == '"' {
+                in_quote = !in_quote;
+            } else if c.is_whitespace() && !in_quote {
+                end = at;
+                break;
+            }
+        }
+        let (word, rest) = text.split_at(end);
+        self.rest = rest;
+        Some(word)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Host tests.
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+    use std::{format, vec};
+
+    fn err(text: &str) -> std::string::String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    fn name(s: &str) -> SourceName {
+        SourceName::try_from(s).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        for text in ["", "\n\n", "# only a comment\n   # another\n", "  \t \r\n"] {
+            let c = parse(text).unwrap();
+            assert_eq!(c, Config::default());
+            assert!(c.self_check);
+            assert!(c.park);
+            assert_eq!(c.on_finish, OnFinish::Halt);
+            assert_eq!(c.ap_timeout_ms, 1000);
+            assert!(c.entries.is_empty());
+        }
+    }
+
+    const EXAMPLE: &str = r#"# global settings
+self_check = on        # on|off: wake every AP through the mailbox at boot and time it
+park = on              # on|off: off = baseline mode
+on_finish = halt       # halt | reset | qemu-exit
+ap_timeout_ms = 1000   # how long the BSP waits for an AP to reach the park loop
+
+[entry test-kernel]
+kernel = fw_cfg:opt/parkboot/kernel    # fw_cfg:NAME | fw_cfg:kernel | cbfs:NAME | module:N
+initrd = fw_cfg:opt/parkboot/initrd    # optional, same sources
+cmdline = "console=ttyS0"              # optional
+format = auto          # auto | multiboot2 | linux
+iterations = 10        # how many times to boot this entry in a loop (>= 1)
+"#;
+
+    #[test]
+    fn documented_example() {
+        let c = parse(EXAMPLE).unwrap();
+        assert_eq!(c.entries.len(), 1);
+        let e = &c.entries[0];
+        assert_eq!(e.name, "test-kernel");
+        assert_eq!(e.kernel, Source::FwCfg(name("opt/parkboot/kernel")));
+        assert_eq!(e.initrd, Some(Source::FwCfg(name("opt/parkboot/initrd"))));
+        assert_eq!(e.cmdline, "console=ttyS0");
+        assert_eq!(e.format, Format::Auto);
+        assert_eq!(e.iterations, 10);
+        assert_eq!(c.entry("test-kernel"), Some(e));
+        assert_eq!(c.entry("other"), None);
+    }
+
+    #[test]
+    fn shipped_default_config_parses() {
+        let c = parse(include_str!("../../configs/default.cfg")).unwrap();
+        assert!(c.self_check);
+        assert!(c.park);
+        assert_eq!(c.on_finish, OnFinish::QemuExit);
+        assert!(c.entries.is_empty());
+    }
+
+    #[test]
+    fn global_keys() {
+        let c = parse("self_check = off\npark = off\non_finish = qemu-exit\nap_timeout_ms = 250\n")
+            .unwrap();
+        assert!(!c.self_check);
+        assert!(!c.park);
+        assert_eq!(c.on_finish, OnFinish::QemuExit);
+        assert_eq!(c.ap_timeout_ms, 250);
+        assert_eq!(
+            parse("on_finish = reset").unwrap().on_finish,
+            OnFinish::Reset
+        );
+        assert_eq!(parse("on_finish=halt").unwrap().on_finish, OnFinish::Halt);
+        assert_eq!(
+            parse("ap_timeout_ms = 4294967295").unwrap().ap_timeout_ms,
+            u32::MAX
+        );
+    }
+
+    #[test]
+    fn entry_keys_and_defaults() {
+        let c = parse("[entry minimal]\nkernel = module:0\n").unwrap();
+        let e = &c.entries[0];
+        assert_eq!(e.kernel, Source::Module(0));
+        assert_eq!(e.initrd, None);
+        assert_eq!(e.cmdline, "");
+        assert_eq!(e.format, Format::Auto);
+        assert_eq!(e.iterations, 1);
+
+        let c = parse(
+            "[entry a]\nkernel = cbfs:img/linux\ninitrd = module:3\nformat = linux\n\
+             iterations = 7\ncmdline = quiet loglevel=0\n\
+             [entry b]\nkernel = fw_cfg:kernel\ninitrd = fw_cfg:initrd\nformat = multiboot2\n",
+        )
+        .unwrap();
+        let a = &c.entries[0];
+        assert_eq!(a.kernel, Source::Cbfs(name("img/linux")));
+        assert_eq!(a.initrd, Some(Source::Module(3)));
+        assert_eq!(a.format, Format::Linux);
+        assert_eq!(a.iterations, 7);
+        assert_eq!(a.cmdline, "quiet loglevel=0");
+        let b = &c.entries[1];
+        assert_eq!(b.kernel, Source::QemuKernel);
+        assert_eq!(b.initrd, Some(Source::QemuInitrd));
+        assert_eq!(b.format, Format::Multiboot2);
+    }
+
+    #[test]
+    fn sources_display_as_written() {
+        for text in [
+            "fw_cfg:opt/x",
+            "fw_cfg:kernel",
+            "fw_cfg:initrd",
+            "cbfs:fallback/linux",
+            "module:12",
+        ] {
+            assert_eq!(parse_source("kernel", text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn quoting_and_comments() {
+        let c = parse(
+            "[entry q]\nkernel = \"fw_cfg:opt/k\"   # quoted source\n\
+             cmdline = \"a # not a comment \\\"x y\\\" c:\\\\d \\n\"  # comment\n",
+        )
+        .unwrap();
+        let e = &c.entries[0];
+        assert_eq!(e.kernel, Source::FwCfg(name("opt/k")));
+        assert_eq!(e.cmdline, r#"a # not a comment "x y" c:\d \n"#);
+
+        // Unquoted: '#' starts a comment, inner spaces stay, quotes inside are kept.
+        let c = parse("[entry u]\nkernel = module:1\ncmdline = a b#c\n").unwrap();
+        assert_eq!(c.entries[0].cmdline, "a b");
+        let c = parse("[entry u]\nkernel = module:1\ncmdline = foo=\"a # b\" c\n").unwrap();
+        assert_eq!(c.entries[0].cmdline, "foo=\"a # b\" c");
+        // Quotes keep leading and trailing spaces; an empty quoted value is empty.
+        let c = parse("[entry u]\nkernel = module:1\ncmdline = \"  x  \"\n").unwrap();
+        assert_eq!(c.entries[0].cmdline, "  x  ");
+        let c = parse("[entry u]\nkernel = module:1\ncmdline = \"\"\n").unwrap();
+        assert_eq!(c.entries[0].cmdline, "");
+        // Windows line endings and indentation.
+        let c = parse("  park = off\r\n\t[entry w]  \r\n  kernel = module:2\r\n").unwrap();
+        assert!(!c.park);
+        assert_eq!(c.entries[0].kernel, Source::Module(2));
+        // Quoted global values.
+        assert_eq!(
+            parse("on_finish = \"reset\"").unwrap().on_finish,
+            OnFinish::Reset
+        );
+    }
+
+    #[test]
+    fn quoting_errors() {
+        assert_eq!(
+            err("[entry q]\nkernel = module:0\ncmdline = \"abc\n"),
+            "line 3: missing closing quote"
+        );
+        assert_eq!(
+            err("[entry q]\nkernel = module:0\ncmdline = \"abc\" def\n"),
+            "line 3: text after the closing quote"
+        );
+    }
+
+    #[test]
+    fn messages_from_the_brief() {
+        assert_eq!(
+            err("# c\n\n\n\n[entry test-kernel]\nkernel = module:0\nitrations = 3\n"),
+            "line 7: unknown key 'itrations' in [entry test-kernel]"
+        );
+        assert_eq!(
+            err("self_check = on\npark = on\non_finish = exit\n"),
+            "line 3: on_finish must be halt, reset or qemu-exit, found 'exit'"
+        );
+        assert_eq!(
+            err("\n\n\n\n\n\n\n\n[entry x]\ncmdline = \"quiet\"\n"),
+            "line 9: entry 'x' has no kernel"
+        );
+    }
+
+    #[test]
+    fn value_errors() {
+        assert_eq!(
+            err("park = yes"),
+            "line 1: park must be on or off, found 'yes'"
+        );
+        assert_eq!(
+            err("self_check = ON"),
+            "line 1: self_check must be on or off, found 'ON'"
+        );
+        assert_eq!(
+            err("ap_timeout_ms = 0"),
+            "line 1: ap_timeout_ms must be a whole number from 1 to 4294967295, found '0'"
+        );
+        assert_eq!(
+            err("ap_timeout_ms = 4294967296"),
+            "line 1: ap_timeout_ms must be a whole number from 1 to 4294967295, found '4294967296'"
+        );
+        assert_eq!(
+            err("ap_timeout_ms = -5"),
+            "line 1: ap_timeout_ms must be a whole number from 1 to 4294967295, found '-5'"
+        );
+        assert_eq!(
+            err("[entry e]\nkernel = module:0\niterations = 0"),
+            "line 3: iterations must be a whole number from 1 to 4294967295, found '0'"
+        );
+        assert_eq!(
+            err("[entry e]\nkernel = module:0\nformat = elf"),
+            "line 3: format must be auto, multiboot2 or linux, found 'elf'"
+        );
+        let bad_source = "must be fw_cfg:NAME, fw_cfg:kernel, fw_cfg:initrd, cbfs:NAME or module:N";
+        assert_eq!(
+            err("[entry e]\nkernel = /boot/vmlinuz"),
+            format!("line 2: kernel {bad_source}, found '/boot/vmlinuz'")
+        );
+        assert_eq!(
+            err("[entry e]\nkernel = http:x"),
+            format!("line 2: kernel {bad_source}, found 'http:x'")
+        );
+        assert_eq!(
+            err("[entry e]\nkernel = module:one"),
+            format!("line 2: kernel {bad_source}, found 'module:one'")
+        );
+        assert_eq!(
+            err("[entry e]\nkernel = module:0\ninitrd = cbfs:"),
+            "line 3: a source needs a name after ':'"
+        );
+        let long_fw_cfg = format!("[entry e]\nkernel = fw_cfg:opt/{}", "k".repeat(60));
+        assert_eq!(
+            err(&long_fw_cfg),
+            "line 2: the value of 'kernel' is longer than 55 bytes"
+        );
+        let long_cbfs = format!("[entry e]\nkernel = cbfs:{}", "k".repeat(65));
+        assert_eq!(
+            err(&long_cbfs),
+            "line 2: the value of 'kernel' is longer than 64 bytes"
+        );
+        let long_cmdline = format!(
+            "[entry e]\nkernel = module:0\ncmdline = \"{}\"",
+            "x".repeat(MAX_CMDLINE + 1)
+        );
+        assert_eq!(
+            err(&long_cmdline),
+            "line 3: the value of 'cmdline' is longer than 1024 bytes"
+        );
+        let fits = format!(
+            "[entry e]\nkernel = module:0\ncmdline = {}",
+            "x".repeat(MAX_CMDLINE)
+        );
+        assert_eq!(parse(&fits).unwrap().entries[0].cmdline.len(), MAX_CMDLINE);
+        // A long offending value is quoted shortened.
+        let msg = err(&format!("park = {}", "y".repeat(100)));
+        assert!(msg.ends_with("...'"), "{msg}");
+        assert!(msg.len() < 120, "{msg}");
+    }
+
+    #[test]
+    fn structure_errors() {
+        assert_eq!(
+            err("park"),
+            "line 1: expected 'key = value' or '[entry NAME]'"
+        );
+        assert_eq!(err(" = on"), "line 1: missing key before '='");
+        assert_eq!(
+            err("colour = blue"),
+            "line 1: unknown key 'colour' in the global settings"
+        );
+        assert_eq!(
+            err("[entry a]\nkernel = module:0\npark = off"),
+            "line 3: 'park' is a global setting: put it before the first [entry] section"
+        );
+        assert_eq!(
+            err("kernel = module:0"),
+            "line 1: 'kernel' belongs in an [entry NAME] section"
+        );
+        assert_eq!(
+            err("park = on\n# again\npark = off"),
+            "line 3: 'park' is already set on line 1"
+        );
+        assert_eq!(
+            err("[entry a]\nkernel = module:0\nkernel = module:1"),
+            "line 3: 'kernel' is already set on line 2"
+        );
+        assert_eq!(
+            err("[global]"),
+            "line 1: unknown section '[global]': sections are [entry NAME]"
+        );
+        assert_eq!(
+            err("[entry a"),
+            "line 1: a section header must end with ']'"
+        );
+        assert_eq!(
+            err("[entry]"),
+            "line 1: entry name '' must be 1 to 32 bytes without spaces"
+        );
+        assert_eq!(
+            err("[entry two words]"),
+            "line 1: entry name 'two words' must be 1 to 32 bytes without spaces"
+        );
+        assert!(parse(&format!("[entry {}]\nkernel = module:0", "n".repeat(32))).is_ok());
+        assert_eq!(
+            err(&format!("[entry {}]", "n".repeat(33))),
+            format!(
+                "line 1: entry name '{}' must be 1 to 32 bytes without spaces",
+                "n".repeat(33)
+            )
+        );
+        assert_eq!(
+            err("[entry a]\nkernel = module:0\n[entry a]\nkernel = module:1"),
+            "line 3: entry 'a' is defined twice"
+        );
+        // The same key may appear once per entry.
+        let c = parse("[entry a]\nkernel = module:0\n[entry b]\nkernel = module:1").unwrap();
+        assert_eq!(c.entries.len(), 2);
+        // A missing kernel is reported when the next section starts, at its header.
+        assert_eq!(
+            err("[entry a]\n[entry b]\nkernel = module:0"),
+            "line 1: entry 'a' has no kernel"
+        );
+    }
+
+    #[test]
+    fn too_many_entries() {
+        let mut text = std::string::String::new();
+        for i in 0..MAX_ENTRIES {
+            text.push_str(&format!("[entry e{i}]\nkernel = module:{i}\n"));
+        }
+        let c = parse(&text).unwrap();
+        assert_eq!(c.entries.len(), MAX_ENTRIES);
+        assert_eq!(c.entries[MAX_ENTRIES - 1].kernel, Source::Module(7));
+        text.push_str("[entry one-too-many]\nkernel = module:8\n");
+        assert_eq!(
+            err(&text),
+            "line 17: too many entries: parkboot holds at most 8"
+        );
+    }
+
+    #[test]
+    fn cmdline_overrides() {
+        let mut c = parse(EXAMPLE).unwrap();
+        let before = c.clone();
+        c.apply_cmdline(
+            "console=ttyS0 parkboot.park=off quiet parkboot.on_finish=qemu-exit \
+             parkboot.ap_timeout_ms=\"50\" parkboot.self_check=off root=\"/dev/a b\"",
+        )
+        .unwrap();
+        assert!(!c.park);
+        assert!(!c.self_check);
+        assert_eq!(c.on_finish, OnFinish::QemuExit);
+        assert_eq!(c.ap_timeout_ms, 50);
+        assert_eq!(c.entries, before.entries);
+
+        // Later words win; words after "--" belong to init.
+        let mut c = Config::default();
+        c.apply_cmdline("parkboot.park=off parkboot.park=on -- parkboot.park=off")
+            .unwrap();
+        assert!(c.park);
+        // Nothing of ours: nothing changes.
+        let mut c = Config::default();
+        c.apply_cmdline("").unwrap();
+        c.apply_cmdline("   console=ttyS0  nokaslr  ").unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn cmdline_override_errors_change_nothing() {
+        let mut c = Config::default();
+        let e = c
+            .apply_cmdline("parkboot.park=off parkboot.on_finish=exit")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "command line: on_finish must be halt, reset or qemu-exit, found 'exit'"
+        );
+        assert_eq!(
+            c,
+            Config::default(),
+            "a failed override must not half-apply"
+        );
+        assert_eq!(
+            c.apply_cmdline("parkboot.parkk=on")
+                .unwrap_err()
+                .to_string(),
+            "command line: unknown key 'parkk' in the global settings"
+        );
+        assert_eq!(
+            c.apply_cmdline("parkboot.kernel=module:0")
+                .unwrap_err()
+                .to_string(),
+            "command line: unknown key 'kernel' in the global settings"
+        );
+        assert_eq!(
+            c.apply_cmdline("parkboot.park").unwrap_err().to_string(),
+            "command line: 'parkboot.park' is not of the form parkboot.KEY=VALUE"
+        );
+    }
+
+    #[test]
+    fn words_split_like_linux() {
+        let words: vec::Vec<_> = Words::new("  a b=\"c d\"\te  \"f g\" ").collect();
+        assert_eq!(words, ["a", "b=\"c d\"", "e", "\"f g\""]);
+        assert_eq!(Words::new("").count(), 0);
+        assert_eq!(
+            Words::new("unterminated=\"x y").collect::<vec::Vec<_>>(),
+            ["unterminated=\"x y"]
+        );
+    }
+
+    #[test]
+    fn park_test_settings() {
+        let c = parse("").unwrap();
+        assert_eq!((c.self_check_rounds, c.nmi_test, c.park_wait), (1, false, ParkWait::Auto));
+        let c = parse("self_check_rounds = 100\nnmi_test = on\npark_wait = pause\n").unwrap();
+        assert_eq!((c.self_check_rounds, c.nmi_test, c.park_wait), (100, true, ParkWait::Pause));
+        assert_eq!(
+            parse("self_check_rounds = 1001").unwrap_err().to_string(),
+            "line 1: self_check_rounds must be a whole number from 1 to 1000, found '1001'"
+        );
+        assert_eq!(
+            parse("park_wait = mwait").unwrap_err().to_string(),
+            "line 1: park_wait must be auto or pause, found 'mwait'"
+        );
+        let mut c = parse("").unwrap();
+        c.apply_cmdline("parkboot.self_check_rounds=7 parkboot.nmi_test=on").unwrap();
+        assert_eq!((c.self_check_rounds, c.nmi_test), (7, true));
+    }
+}

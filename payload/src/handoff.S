@@ -1,0 +1,61 @@
+/*
+ * Leaving long mode: the one place parkboot does it. Multiboot2 kernels and
+ * coreboot-style entries expect 32-bit protected mode with paging off, so this drops
+ * from 64-bit mode to compatibility mode (needs a 32-bit code segment), turns paging
+ * off (which clears EFER.LMA), clears EFER.LME and CR4.PAE, and jumps.
+ *
+ * rdi = entry, esi = value for eax, edx = value for ebx, rcx = stack pointer.
+ * This code, handoff_gdt and the stack must be identity-mapped below 4 GiB.
+ */
+
+.set CR0_PG,    1 << 31
+.set CR4_PAE,   1 << 5
+.set MSR_EFER,  0xC0000080
+.set EFER_LME,  1 << 8
+
+.pushsection .text.handoff, "ax"
+.code64
+.global handoff_enter_protected_mode32
+handoff_enter_protected_mode32:
+    cli
+    mov     %edx, %ebx
+    mov     %rcx, %rsp
+    lgdt    handoff_gdt_pointer(%rip)
+    pushq   ${SEL_CODE32}
+    lea     1f(%rip), %rax
+    push    %rax
+    lretq
+.code32
+1:
+    mov     ${SEL_DATA}, %eax
+    mov     %eax, %ds
+    mov     %eax, %es
+    mov     %eax, %ss
+    mov     %eax, %fs
+    mov     %eax, %gs
+    mov     %cr0, %eax
+    and     $~CR0_PG, %eax
+    mov     %eax, %cr0
+    mov     $MSR_EFER, %ecx
+    rdmsr
+    and     $~EFER_LME, %eax
+    wrmsr
+    mov     %cr4, %eax
+    and     $~CR4_PAE, %eax
+    mov     %eax, %cr4
+    mov     %esi, %eax
+    jmp     *%edi
+.popsection
+
+.pushsection .data.handoff, "aw"
+    .balign 16
+handoff_gdt:
+    .quad 0                             /* null */
+    .quad 0x00cf9a000000ffff            /* SEL_CODE32: flat 32-bit code */
+    .quad 0x00af9a000000ffff            /* SEL_CODE64: 64-bit code */
+    .quad 0x00cf92000000ffff            /* SEL_DATA: flat data */
+handoff_gdt_end:
+handoff_gdt_pointer:
+    .word handoff_gdt_end - handoff_gdt - 1
+    .quad handoff_gdt
+.popsection

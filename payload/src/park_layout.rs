@@ -1,0 +1,232 @@
+//! Where everything in the park region goes, the descriptors parked CPUs load, and the
+//! statistics parkboot reports about them. Pure arithmetic, host-tested; the
+//! bare-metal side (`parking.rs`) fills the memory.
+
+use core::fmt;
+
+pub const PAGE_SIZE: u64 = 4096;
+/// Stack of each parked CPU: the park loop and its NMI/#MC handlers use a few hundred
+/// bytes; the rest is margin.
+pub const PARK_STACK_SIZE: u64 = 8192;
+/// GDT entries of the park GDT: null, 32-bit code, 64-bit code, data (selectors 0x08,
+/// 0x10, 0x18 as in `park::code`).
+pub const PARK_GDT: [u64; 4] = [
+    0,
+    DESCRIPTOR_CODE32_FLAT,
+    DESCRIPTOR_CODE64,
+    DESCRIPTOR_DATA_FLAT,
+];
+/// Flat 4 GiB 32-bit code: base 0, limit 0xfffff pages, present, DPL0, execute/read.
+pub const DESCRIPTOR_CODE32_FLAT: u64 = 0x00cf_9a00_0000_ffff;
+/// 64-bit code (L bit), present, DPL0.
+pub const DESCRIPTOR_CODE64: u64 = 0x00af_9a00_0000_ffff;
+/// Flat 4 GiB data, present, DPL0, read/write.
+pub const DESCRIPTOR_DATA_FLAT: u64 = 0x00cf_9200_0000_ffff;
+pub const IDT_ENTRIES: usize = 256;
+
+fn pages(bytes: u64) -> u64 {
+    bytes.div_ceil(PAGE_SIZE) * PAGE_SIZE
+}
+
+/// Offsets within the park region (which is page-aligned and below 4 GiB, because
+/// the real-mode trampoline loads its GDT pointer and CR3 with 32-bit values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParkLayout {
+    pub base: u64,
+    pub table: u64,
+    pub code: u64,
+    pub gdt: u64,
+    pub idt: u64,
+    /// A PML5 whose first entry points at the PML4, for CPUs handed back with
+    /// 5-level paging on.
+    pub pml5: u64,
+    pub page_tables: u64,
+    pub page_table_pages: u64,
+    pub stacks: u64,
+    pub cpu_count: u64,
+    pub size: u64,
+}
+
+impl ParkLayout {
+    /// Lays out: park table, park code (page-aligned so the ResetVector at its start
+    /// fits in one page), GDT, IDT, PML5, page tables, one stack per CPU.
+    pub fn new(
+        base: u64,
+        table_bytes: u64,
+        code_bytes: u64,
+        page_table_pages: u64,
+        cpu_count: u64,
+    ) -> Self {
+        let table = base;
+        let code = table + pages(table_bytes);
+        let gdt = code + pages(code_bytes);
+        let idt = gdt + PAGE_SIZE;
+        let pml5 = idt + pages(IDT_ENTRIES as u64 * 16);
+        let page_tables = pml5 + PAGE_SIZE;
+        let stacks = page_tables + page_table_pages * PAGE_SIZE;
+        let end = stacks + cpu_count * PARK_STACK_SIZE;
+        ParkLayout {
+            base,
+            table,
+            code,
+            gdt,
+            idt,
+            pml5,
+            page_tables,
+            page_table_pages,
+            stacks,
+            cpu_count,
+            size: end - base,
+        }
+    }
+
+    /// Size of the region for these inputs, before a base is chosen.
+    pub fn size_for(table_bytes: u64, code_bytes: u64, page_table_pages: u64, cpus: u64) -> u64 {
+        Self::new(0, table_bytes, code_bytes, page_table_pages, cpus).size
+    }
+
+    /// Top of CPU `index`'s stack (16-byte aligned, stacks grow down).
+    pub fn stack_top(&self, index: u64) -> u64 {
+        self.stacks + (index + 1) * PARK_STACK_SIZE
+    }
+}
+
+/// A 64-bit interrupt gate, as the CPU reads it from the IDT.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterruptGate {
+    pub offset_low: u16,
+    pub selector: u16,
+    pub ist: u8,
+    pub type_attributes: u8,
+    pub offset_middle: u16,
+    pub offset_high: u32,
+    pub reserved: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<InterruptGate>() == 16);
+
+/// Present, DPL0, 64-bit interrupt gate (interrupts stay off in the handler).
+pub const GATE_INTERRUPT_PRESENT: u8 = 0x8E;
+
+impl InterruptGate {
+    pub const MISSING: InterruptGate = InterruptGate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        type_attributes: 0,
+        offset_middle: 0,
+        offset_high: 0,
+        reserved: 0,
+    };
+
+    pub fn new(handler: u64, selector: u16) -> Self {
+        InterruptGate {
+            offset_low: handler as u16,
+            selector,
+            ist: 0,
+            type_attributes: GATE_INTERRUPT_PRESENT,
+            offset_middle: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        }
+    }
+
+    pub fn handler(&self) -> u64 {
+        self.offset_low as u64 | (self.offset_middle as u64) << 16 | (self.offset_high as u64) << 32
+    }
+}
+
+/// Minimum, median and maximum of a set of measurements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spread {
+    pub min: u64,
+    pub median: u64,
+    pub max: u64,
+    pub count: usize,
+}
+
+impl Spread {
+    /// Sorts `samples` in place; `None` when there are none.
+    pub fn of(samples: &mut [u64]) -> Option<Spread> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let n = samples.len();
+        let median = if n % 2 == 1 {
+            samples[n / 2]
+        } else {
+            (samples[n / 2 - 1] + samples[n / 2]) / 2
+        };
+        Some(Spread {
+            min: samples[0],
+            median,
+            max: samples[n - 1],
+            count: n,
+        })
+    }
+}
+
+/// Nanoseconds shown in the unit that reads best (ns, us or ms).
+pub struct Duration(pub u64);
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = self.0;
+        if ns < 10_000 {
+            write!(f, "{ns} ns")
+        } else if ns < 10_000_000 {
+            write!(f, "{}.{} us", ns / 1000, (ns % 1000) / 100)
+        } else {
+            write!(f, "{}.{} ms", ns / 1_000_000, (ns % 1_000_000) / 100_000)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::format;
+
+    #[test]
+    fn layout_is_page_aligned_and_ordered() {
+        let l = ParkLayout::new(0x7f00_0000, 32_896, 1500, 6, 4);
+        assert_eq!(l.table, 0x7f00_0000);
+        assert_eq!(l.code, 0x7f00_0000 + 9 * PAGE_SIZE);
+        assert_eq!(l.code % PAGE_SIZE, 0);
+        assert_eq!(l.gdt, l.code + PAGE_SIZE);
+        assert_eq!(l.idt, l.gdt + PAGE_SIZE);
+        assert_eq!(l.pml5, l.idt + PAGE_SIZE);
+        assert_eq!(l.page_tables, l.pml5 + PAGE_SIZE);
+        assert_eq!(l.stacks, l.page_tables + 6 * PAGE_SIZE);
+        assert_eq!(l.stack_top(0), l.stacks + PARK_STACK_SIZE);
+        assert_eq!(l.stack_top(3), l.base + l.size);
+        assert_eq!(ParkLayout::size_for(32_896, 1500, 6, 4), l.size);
+    }
+
+    #[test]
+    fn gate_encodes_handler_and_selector() {
+        let gate = InterruptGate::new(0x1234_5678_9abc_def0, 0x10);
+        assert_eq!(gate.handler(), 0x1234_5678_9abc_def0);
+        assert_eq!(gate.selector, 0x10);
+        assert_eq!(gate.type_attributes, GATE_INTERRUPT_PRESENT);
+    }
+
+    #[test]
+    fn spread_of_odd_and_even_counts() {
+        assert_eq!(Spread::of(&mut []), None);
+        let s = Spread::of(&mut [5, 1, 3]).unwrap();
+        assert_eq!((s.min, s.median, s.max, s.count), (1, 3, 5, 3));
+        let s = Spread::of(&mut [4, 1, 3, 10]).unwrap();
+        assert_eq!((s.min, s.median, s.max), (1, 3, 10));
+    }
+
+    #[test]
+    fn durations_pick_a_unit() {
+        assert_eq!(format!("{}", Duration(950)), "950 ns");
+        assert_eq!(format!("{}", Duration(12_345)), "12.3 us");
+        assert_eq!(format!("{}", Duration(25_500_000)), "25.5 ms");
+    }
+}

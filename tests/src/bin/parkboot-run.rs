@@ -1,0 +1,391 @@
+//! `parkboot-run`: boots parkboot once under QEMU, the program behind `scripts/run`.
+//!
+//! Prints the guest's serial log live on stdout as the guest printed it, then a result
+//! line, and with `--json` one last line of JSON: the guest's `parkboot: summary:`
+//! object merged with `ok`, `exit`, `seconds` and, with `--trace-init-ipis`,
+//! `init_ipis_after_park`. Exits 0 only when the run passed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use parkboot_tests::json;
+use parkboot_tests::{parkboot_image_path, release_binary_path, Boot, Outcome};
+
+const USAGE: &str = "\
+usage: parkboot-run [options] [-- extra QEMU arguments]
+
+  --image PATH         parkboot ELF (default: target/x86_64-unknown-none/release/parkboot,
+                       or $PARKBOOT_IMAGE)
+  --entry pvh|coreboot how QEMU enters parkboot (default pvh); with coreboot, QEMU boots
+                       the shim and the shim enters parkboot through its coreboot entry
+  --shim PATH          the coreboot-entry shim (default: .../release/cbshim)
+  --smp N              CPUs (default 4)
+  --memory MIB         memory in MiB (default 512)
+  --config PATH        parkboot configuration, passed as fw_cfg opt/parkboot/config
+  --timeout SECS       kill QEMU after this many seconds (default 60)
+  --accel A            QEMU accelerator (default $PARKBOOT_ACCEL or tcg)
+  --trace-init-ipis    count INIT IPIs sent after the APs were parked
+  --json               end with one line of JSON describing the run
+  -h, --help           this text
+";
+
+#[derive(Debug, PartialEq)]
+enum Entry {
+    Pvh,
+    Coreboot,
+}
+
+#[derive(Debug)]
+struct Options {
+    image: Option<PathBuf>,
+    entry: Entry,
+    shim: Option<PathBuf>,
+    smp: u32,
+    memory_mib: Option<u32>,
+    config: Option<PathBuf>,
+    timeout: Option<Duration>,
+    accel: Option<String>,
+    trace_init_ipis: bool,
+    json: bool,
+    extra_args: Vec<String>,
+}
+
+fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        image: None,
+        entry: Entry::Pvh,
+        shim: None,
+        smp: 4,
+        memory_mib: None,
+        config: None,
+        timeout: None,
+        accel: None,
+        trace_init_ipis: false,
+        json: false,
+        extra_args: Vec::new(),
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (name, inline_value) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => {
+                (name.to_string(), Some(value.to_string()))
+            }
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            match inline_value.clone() {
+                Some(value) => Ok(value),
+                None => args.next().ok_or_else(|| format!("{name} needs {what}")),
+            }
+        };
+        match name.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--" => {
+                options.extra_args.extend(args.by_ref());
+            }
+            "--image" => options.image = Some(value("a path")?.into()),
+            "--shim" => options.shim = Some(value("a path")?.into()),
+            "--config" => options.config = Some(value("a path")?.into()),
+            "--entry" => {
+                options.entry = match value("pvh or coreboot")?.as_str() {
+                    "pvh" => Entry::Pvh,
+                    "coreboot" => Entry::Coreboot,
+                    other => return Err(format!("--entry {other}: expected pvh or coreboot")),
+                }
+            }
+            "--smp" => options.smp = number(&name, &value("a CPU count")?)?,
+            "--memory" => options.memory_mib = Some(number(&name, &value("a size in MiB")?)?),
+            "--timeout" => {
+                let text = value("seconds")?;
+                let seconds: f64 = text
+                    .parse()
+                    .ok()
+                    .filter(|seconds: &f64| seconds.is_finite() && *seconds > 0.0)
+                    .ok_or_else(|| format!("--timeout {text}: expected a number of seconds"))?;
+                options.timeout = Some(Duration::from_secs_f64(seconds));
+            }
+            "--accel" => options.accel = Some(value("an accelerator")?),
+            "--trace-init-ipis" => options.trace_init_ipis = true,
+            "--json" => options.json = true,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    if options.smp == 0 {
+        return Err("--smp 0: need at least one CPU".to_string());
+    }
+    Ok(Some(options))
+}
+
+fn number(name: &str, text: &str) -> Result<u32, String> {
+    text.parse()
+        .map_err(|_| format!("{name} {text}: expected a whole number"))
+}
+
+/// Checks that a file exists, else says how to build it.
+fn existing(path: PathBuf, what: &str, build: &str) -> Result<PathBuf, String> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{what} {} not found: build it first: {build}",
+            path.display()
+        ))
+    }
+}
+
+fn boot_for(options: &Options) -> Result<Boot, String> {
+    let image = existing(
+        options.image.clone().unwrap_or_else(parkboot_image_path),
+        "parkboot image",
+        "cargo build -p parkboot --release --target x86_64-unknown-none",
+    )?;
+    let mut boot = match options.entry {
+        Entry::Pvh => Boot::new(image),
+        Entry::Coreboot => {
+            let shim = existing(
+                options
+                    .shim
+                    .clone()
+                    .unwrap_or_else(|| release_binary_path("cbshim")),
+                "coreboot-entry shim",
+                "cargo build -p cbshim --release --target x86_64-unknown-none",
+            )?;
+            Boot::new(shim).initrd(image)
+        }
+    };
+    boot = boot
+        .smp(options.smp)
+        .echo(false)
+        .trace_init_ipis(options.trace_init_ipis);
+    if let Some(memory_mib) = options.memory_mib {
+        boot = boot.memory_mib(memory_mib);
+    }
+    if let Some(config) = &options.config {
+        if !config.is_file() {
+            return Err(format!("configuration {} not found", config.display()));
+        }
+        boot = boot.config_file(config);
+    }
+    if let Some(timeout) = options.timeout {
+        boot = boot.timeout(timeout);
+    }
+    if let Some(accel) = &options.accel {
+        boot = boot.accel(accel);
+    }
+    Ok(boot.args(options.extra_args.iter().cloned()))
+}
+
+/// The `--json` line: the guest's summary merged with the harness's view of the run.
+fn json_line(outcome: &Outcome) -> String {
+    let mut extra: json::Members = vec![
+        ("ok".to_string(), outcome.passed().to_string()),
+        ("exit".to_string(), json::quote(&outcome.status.name())),
+        (
+            "seconds".to_string(),
+            json::number((outcome.duration.as_secs_f64() * 1000.0).round() / 1000.0),
+        ),
+    ];
+    if let Some(after_park) = outcome
+        .init_ipis
+        .as_ref()
+        .and_then(|witness| witness.inits_after_park)
+    {
+        extra.push(("init_ipis_after_park".to_string(), after_park.to_string()));
+    }
+    if !outcome.passed() {
+        extra.push(("reason".to_string(), json::quote(&outcome.verdict())));
+    }
+    let summary = outcome.summary.as_deref().unwrap_or("{}");
+    match json::merge(summary, &extra) {
+        Ok(line) => line,
+        Err(error) => {
+            extra.push((
+                "summary_error".to_string(),
+                json::quote(&format!("{error} in {summary}")),
+            ));
+            json::object_text(&extra)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match parse_options(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("parkboot-run: {error}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let boot = match boot_for(&options) {
+        Ok(boot) => boot,
+        Err(error) => {
+            eprintln!("parkboot-run: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if std::env::var("PARKBOOT_VERBOSE").is_ok_and(|value| value == "1") {
+        let args = boot.qemu_args(None, None);
+        eprintln!(
+            "parkboot-run: {} {}",
+            Boot::qemu_program().to_string_lossy(),
+            args.join(" ")
+        );
+    }
+
+    // The serial log goes out live, line by line (stdout is line-buffered).
+    let outcome = boot.run_with(|line, _| println!("{line}"));
+
+    for line in outcome.qemu_stderr.lines() {
+        eprintln!("qemu: {line}");
+    }
+    let mut result = format!("parkboot-run: {}", outcome.verdict());
+    if let Some(witness) = &outcome.init_ipis {
+        match witness.inits_after_park {
+            Some(count) => result.push_str(&format!(
+                "; INIT IPIs after park: {count} ({} park SIPIs)",
+                witness.park_sipis
+            )),
+            None => result.push_str("; INIT IPIs after park: unknown (no 'starting APs' line)"),
+        }
+    }
+    println!("{result}");
+    if options.json {
+        println!("{}", json_line(&outcome));
+    }
+    if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parkboot_tests::{ExitStatusKind, InitIpiWitness};
+
+    fn parse(args: &[&str]) -> Result<Option<Options>, String> {
+        parse_options(args.iter().map(|arg| arg.to_string()))
+    }
+
+    #[test]
+    fn parses_options() {
+        let options = parse(&[
+            "--image",
+            "/p",
+            "--smp=2",
+            "--memory",
+            "256",
+            "--entry",
+            "coreboot",
+            "--shim",
+            "/s",
+            "--timeout",
+            "1.5",
+            "--json",
+            "--trace-init-ipis",
+            "--accel",
+            "kvm",
+            "--",
+            "-cpu",
+            "max",
+            "--json",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(options.image, Some(PathBuf::from("/p")));
+        assert_eq!(options.smp, 2);
+        assert_eq!(options.memory_mib, Some(256));
+        assert_eq!(options.entry, Entry::Coreboot);
+        assert_eq!(options.shim, Some(PathBuf::from("/s")));
+        assert_eq!(options.timeout, Some(Duration::from_millis(1500)));
+        assert!(options.json && options.trace_init_ipis);
+        assert_eq!(options.accel.as_deref(), Some("kvm"));
+        assert_eq!(options.extra_args, ["-cpu", "max", "--json"]);
+
+        let defaults = parse(&[]).unwrap().unwrap();
+        assert_eq!(defaults.smp, 4);
+        assert_eq!(defaults.entry, Entry::Pvh);
+        assert!(parse(&["--help"]).unwrap().is_none());
+        assert!(parse(&["--smp"]).is_err());
+        assert!(parse(&["--smp", "x"]).is_err());
+        assert!(parse(&["--smp", "0"]).is_err());
+        assert!(parse(&["--entry", "efi"]).is_err());
+        assert!(parse(&["--timeout", "-1"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn missing_image_says_how_to_build_it() {
+        let options = parse(&["--image", "/nonexistent/parkboot"])
+            .unwrap()
+            .unwrap();
+        let error = boot_for(&options).unwrap_err();
+        assert!(error.contains("build it first"), "{error}");
+        let options = parse(&["--image", "/nonexistent/parkboot", "--entry", "coreboot"])
+            .unwrap()
+            .unwrap();
+        assert!(boot_for(&options).unwrap_err().contains("build it first"));
+    }
+
+    #[test]
+    fn coreboot_entry_boots_the_shim_with_parkboot_as_initrd() {
+        let this = std::env::current_exe().unwrap();
+        let this = this.to_str().unwrap();
+        let options = parse(&["--image", this, "--entry", "coreboot", "--shim", this])
+            .unwrap()
+            .unwrap();
+        let boot = boot_for(&options).unwrap();
+        assert_eq!(boot.initrd.as_deref(), Some(this));
+        assert_eq!(boot.smp, 4);
+    }
+
+    fn outcome(status: ExitStatusKind, serial: &str) -> Outcome {
+        Outcome {
+            status,
+            serial: serial.to_string(),
+            qemu_stderr: String::new(),
+            duration: Duration::from_millis(1234),
+            init_ipis: None,
+            summary: serial
+                .lines()
+                .find_map(|line| line.strip_prefix("parkboot: summary: "))
+                .map(str::to_string),
+            command: Vec::new(),
+            harness_error: None,
+        }
+    }
+
+    #[test]
+    fn json_line_merges_the_summary() {
+        let mut run = outcome(
+            ExitStatusKind::Pass,
+            "parkboot: summary: {\"cpus\":4,\"parked\":3,\"ok\":\"guest\"}\nparkboot: result: pass\n",
+        );
+        run.init_ipis = Some(InitIpiWitness {
+            inits_after_park: Some(0),
+            ..InitIpiWitness::default()
+        });
+        assert_eq!(
+            json_line(&run),
+            r#"{"cpus":4,"parked":3,"ok":true,"exit":"pass","seconds":1.234,"init_ipis_after_park":0}"#
+        );
+
+        let failed = outcome(ExitStatusKind::Other(0), "parkboot: stopped: no entry\n");
+        let line = json_line(&failed);
+        assert!(
+            line.starts_with(r#"{"ok":false,"exit":"reset-or-poweroff","seconds":1.234,"reason":"#),
+            "{line}"
+        );
+
+        let broken = outcome(ExitStatusKind::Fail, "parkboot: summary: {\"cpus\":\n");
+        let line = json_line(&broken);
+        assert!(line.contains("\"summary_error\""), "{line}");
+        assert!(json::object_members(&line).is_ok(), "{line}");
+    }
+}

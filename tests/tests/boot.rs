@@ -1,0 +1,93 @@
+//! parkboot boots from both entry points and reports the machine it found.
+
+use parkboot_tests::{parkboot_image, test_kernel, Boot, Outcome};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn summary_field(outcome: &Outcome, key: &str) -> String {
+    let summary = outcome
+        .summary
+        .as_deref()
+        .unwrap_or_else(|| panic!("no summary line\n{}", outcome.report()));
+    let members = parkboot_tests::json::object_members(summary).expect("summary is JSON");
+    members
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("summary has no {key}: {summary}"))
+}
+
+/// A configuration that only looks: no parking, no self-check.
+const LOOK_ONLY: &str = "park = off\non_finish = qemu-exit\n";
+
+#[test]
+fn pvh_entry_reports_memory_cpus_and_console() {
+    let outcome = Boot::new(parkboot_image())
+        .smp(4)
+        .config_text(LOOK_ONLY)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert!(outcome.find_line("started from its pvh entry").is_some());
+    assert!(outcome.find_line("memory map (").is_some());
+    assert!(outcome.find_line("console: 16550 at I/O 0x3f8").is_some());
+    assert!(outcome.find_line("CPUs in the MADT: 4").is_some());
+    for id in 0..4 {
+        assert!(
+            outcome.find_line(&format!("APIC ID {id:4}  ACPI UID")).is_some(),
+            "APIC ID {id} not listed\n{}",
+            outcome.report()
+        );
+    }
+    assert_eq!(summary_field(&outcome, "entry"), "\"pvh\"");
+    assert_eq!(summary_field(&outcome, "cpus"), "4");
+}
+
+#[test]
+fn coreboot_entry_reads_the_table_at_esp_plus_4() {
+    let outcome = Boot::new(test_kernel("cbshim"))
+        .initrd(parkboot_image())
+        .smp(2)
+        .config_text(LOOK_ONLY)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert!(outcome
+        .find_line("cbshim: entering parkboot's coreboot entry")
+        .is_some());
+    assert!(outcome.find_line("started from its coreboot entry").is_some());
+    assert!(outcome.find_line("CPUs in the MADT: 2").is_some());
+    assert_eq!(summary_field(&outcome, "entry"), "\"coreboot\"");
+    assert_eq!(summary_field(&outcome, "cpus"), "2");
+}
+
+#[test]
+fn coreboot_entry_falls_back_to_the_forwarding_table() {
+    let outcome = Boot::new(test_kernel("cbshim"))
+        .initrd(parkboot_image())
+        .append("cbshim.pointer=forward")
+        .config_text(LOOK_ONLY)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_eq!(summary_field(&outcome, "entry"), "\"coreboot\"");
+}
+
+#[test]
+fn broken_coreboot_table_is_a_clear_error_not_a_crash() {
+    let outcome = Boot::new(test_kernel("cbshim"))
+        .initrd(parkboot_image())
+        .append("cbshim.corrupt=table-checksum")
+        .config_text(LOOK_ONLY)
+        .timeout(TIMEOUT)
+        .run();
+    assert!(!outcome.passed(), "a corrupt table must not pass");
+    let reason = outcome
+        .stopped_reason()
+        .unwrap_or_else(|| panic!("parkboot did not say why it stopped\n{}", outcome.report()));
+    assert!(
+        reason.contains("checksum"),
+        "the error should name the checksum: {reason}"
+    );
+}

@@ -1,0 +1,116 @@
+//! Every AP is started once, parked, woken through the ACPI mailbox and handed back
+//! through the ResetVector, over and over; NMIs do not disturb parked CPUs.
+
+use parkboot_tests::{parkboot_image, test_kernel, Boot, Outcome};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+const ROUNDS: u32 = 100;
+
+fn config(rounds: u32, extra: &str) -> String {
+    format!("self_check = on\nself_check_rounds = {rounds}\non_finish = qemu-exit\n{extra}")
+}
+
+/// The park table lines parkboot prints at the end, one per CPU.
+fn check_park_table(outcome: &Outcome, cpus: u32, rounds: u32) {
+    let expected_aps = cpus - 1;
+    assert!(
+        outcome
+            .find_line(&format!("parkboot: parked {expected_aps} of {expected_aps} APs"))
+            .is_some(),
+        "not every AP parked\n{}",
+        outcome.report()
+    );
+    let rows: Vec<&str> = outcome
+        .lines()
+        .filter(|l| l.contains(" parked ") && l.contains(" starts "))
+        .collect();
+    assert_eq!(rows.len() as u32, expected_aps, "{}", outcome.report());
+    // Each AP: started once, woken `rounds` times by the mailbox plus once by wake-all,
+    // and back through the ResetVector as often.
+    let wakes = rounds + 1;
+    for row in rows {
+        assert!(row.contains(" starts 1 "), "INIT-SIPI-SIPI count must stay 1: {row}");
+        assert!(row.contains(&format!(" wakes {wakes} ")), "{row}");
+        assert!(row.contains(&format!(" returns {wakes} ")), "{row}");
+    }
+    let witness = outcome.init_ipis.as_ref().expect("INIT IPI witness");
+    assert_eq!(
+        witness.inits_after_park,
+        Some(0),
+        "INIT IPIs after the first park: {witness:?}"
+    );
+}
+
+fn park_loop(cpus: u32) {
+    let outcome = Boot::new(parkboot_image())
+        .smp(cpus)
+        .config_text(config(ROUNDS, ""))
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    if cpus > 1 {
+        check_park_table(&outcome, cpus, ROUNDS);
+    } else {
+        assert!(outcome.find_line("no APs to park").is_some(), "{}", outcome.report());
+    }
+}
+
+#[test]
+fn park_and_wake_100_times_smp1() {
+    park_loop(1);
+}
+
+#[test]
+fn park_and_wake_100_times_smp2() {
+    park_loop(2);
+}
+
+#[test]
+fn park_and_wake_100_times_smp4() {
+    park_loop(4);
+}
+
+#[test]
+fn park_and_wake_100_times_smp8() {
+    park_loop(8);
+}
+
+#[test]
+fn parking_works_from_the_coreboot_entry() {
+    let outcome = Boot::new(test_kernel("cbshim"))
+        .initrd(parkboot_image())
+        .smp(4)
+        .config_text(config(10, ""))
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert!(outcome.find_line("started from its coreboot entry").is_some());
+    check_park_table(&outcome, 4, 10);
+}
+
+#[test]
+fn parked_cpus_survive_nmis_and_stay_wakeable() {
+    const NMIS: u32 = 3;
+    let outcome = Boot::new(parkboot_image())
+        .smp(4)
+        .config_text(config(5, "nmi_test = on\n"))
+        .monitor(true)
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run_with(|line, ctl| {
+            if line.contains("NMI test: waiting for NMIs") {
+                for _ in 0..NMIS {
+                    ctl.monitor("nmi").expect("monitor nmi");
+                }
+                ctl.send_serial(b"g").expect("go-ahead");
+            }
+        });
+    outcome.assert_pass();
+    let survivors = outcome.count_lines("NMIs and is still parked");
+    assert_eq!(survivors, 3, "{}", outcome.report());
+    // And afterwards every AP still answers the mailbox: the self-check ran after.
+    check_park_table(&outcome, 4, 5);
+}
