@@ -26,16 +26,14 @@ park_trampoline_start:
     movzwl  %ax, %ebx
     shl     $REAL_MODE_SEGMENT_SHIFT, %ebx      /* ebx = physical base of this page */
     lgdtl   (park_trampoline_gdt_pointer - park_trampoline_start)
-    /* Far pointers hold absolute addresses, known only now that the page is placed. */
-    leal    (trampoline32 - park_trampoline_start)(%ebx), %eax
-    movl    %eax, (trampoline_far32 - park_trampoline_start)
     mov     %cr0, %eax
     or      $CR0_PE, %eax
     mov     %eax, %cr0
-    ljmpl   *(trampoline_far32 - park_trampoline_start)
+    ljmpl   *(park_trampoline_far32 - park_trampoline_start)
 
 .code32
-trampoline32:
+.global park_trampoline_protected_mode
+park_trampoline_protected_mode:
     mov     ${SEL_DATA}, %eax
     mov     %eax, %ds
     mov     %eax, %es
@@ -55,12 +53,11 @@ trampoline32:
     mov     %cr0, %eax
     or      $CR0_PG, %eax
     mov     %eax, %cr0
-    leal    (trampoline64 - park_trampoline_start)(%ebx), %eax
-    movl    %eax, (trampoline_far64 - park_trampoline_start)(%ebx)
-    ljmp    *(trampoline_far64 - park_trampoline_start)(%ebx)
+    ljmp    *(park_trampoline_far64 - park_trampoline_start)(%ebx)
 
 .code64
-trampoline64:
+.global park_trampoline_long_mode
+park_trampoline_long_mode:
     mov     %ebx, %ebx                          /* upper half undefined after the switch */
     jmp     *(park_trampoline_entry64 - park_trampoline_start)(%rbx)
 
@@ -78,10 +75,14 @@ park_trampoline_cr3:
 .global park_trampoline_entry64
 park_trampoline_entry64:
     .quad   0                                   /* park_ap_start in the park code copy */
-trampoline_far32:
+/* Far pointers to the two labels above: absolute addresses, so the boot processor
+ * writes them once it has placed the page. */
+.global park_trampoline_far32
+park_trampoline_far32:
     .long   0
     .word   {SEL_CODE32}
-trampoline_far64:
+.global park_trampoline_far64
+park_trampoline_far64:
     .long   0
     .word   {SEL_CODE64}
 .global park_trampoline_end

@@ -133,6 +133,10 @@ extern "C" {
     static park_trampoline_gdt_pointer: u8;
     static park_trampoline_cr3: u8;
     static park_trampoline_entry64: u8;
+    static park_trampoline_far32: u8;
+    static park_trampoline_far64: u8;
+    static park_trampoline_protected_mode: u8;
+    static park_trampoline_long_mode: u8;
     static park_code_start: u8;
     static park_code_end: u8;
     static park_reset_vector: u8;
@@ -166,6 +170,11 @@ pub struct Trampoline {
     pub gdt_pointer: usize,
     pub cr3: usize,
     pub entry64: usize,
+    /// Far pointer (u32 offset, u16 selector) to `protected_mode`, and to `long_mode`.
+    pub far32: usize,
+    pub far64: usize,
+    pub protected_mode: usize,
+    pub long_mode: usize,
 }
 
 /// The park code and the offsets of its entry points.
@@ -194,6 +203,10 @@ pub fn trampoline() -> Trampoline {
             gdt_pointer: addr(&park_trampoline_gdt_pointer) - start,
             cr3: addr(&park_trampoline_cr3) - start,
             entry64: addr(&park_trampoline_entry64) - start,
+            far32: addr(&park_trampoline_far32) - start,
+            far64: addr(&park_trampoline_far64) - start,
+            protected_mode: addr(&park_trampoline_protected_mode) - start,
+            long_mode: addr(&park_trampoline_long_mode) - start,
         }
     }
 }

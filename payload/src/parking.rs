@@ -218,6 +218,14 @@ pub fn park_all(
         core::ptr::write_unaligned(gdt_pointer.add(2) as *mut u32, layout.gdt as u32);
         core::ptr::write_unaligned(page.add(trampoline.cr3) as *mut u32, pml4 as u32);
         core::ptr::write_unaligned(
+            page.add(trampoline.far32) as *mut u32,
+            (trampoline_page + trampoline.protected_mode as u64) as u32,
+        );
+        core::ptr::write_unaligned(
+            page.add(trampoline.far64) as *mut u32,
+            (trampoline_page + trampoline.long_mode as u64) as u32,
+        );
+        core::ptr::write_unaligned(
             page.add(trampoline.entry64) as *mut u64,
             code_base + park_code.ap_start as u64,
         );

@@ -423,11 +423,11 @@ impl SdtHeader {
 ///
 /// `listed_in` names the table that pointed here, for the error when not even the
 /// header can be read. Returns the header and the whole table's bytes.
-fn read_table<'m>(
-    mem: &'m impl PhysicalMemory,
+fn read_table(
+    mem: &impl PhysicalMemory,
     address: u64,
     listed_in: Signature,
-) -> Result<(SdtHeader, &'m [u8]), AcpiError> {
+) -> Result<(SdtHeader, &[u8]), AcpiError> {
     let header = mem
         .bytes(address, SDT_HEADER_LENGTH)
         .and_then(SdtHeader::read)

@@ -77,7 +77,7 @@ pub fn madt_with_wakeup(
     mailbox: u64,
     reset_vector: u64,
 ) -> Result<usize, AcpiError> {
-    if mailbox % WAKEUP_MAILBOX_ALIGNMENT != 0 {
+    if !mailbox.is_multiple_of(WAKEUP_MAILBOX_ALIGNMENT) {
         return Err(AcpiError::MailboxMisaligned { address: mailbox });
     }
     let length = madt_with_wakeup_length(original)?;
@@ -226,7 +226,7 @@ pub fn rewrite_tables(
     mailbox: u64,
     reset_vector: u64,
 ) -> Result<Rewritten, AcpiError> {
-    if mailbox % WAKEUP_MAILBOX_ALIGNMENT != 0 {
+    if !mailbox.is_multiple_of(WAKEUP_MAILBOX_ALIGNMENT) {
         return Err(AcpiError::MailboxMisaligned { address: mailbox });
     }
     let tables = Tables::new(mem, rsdp_address)?;

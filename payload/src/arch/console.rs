@@ -37,7 +37,7 @@ impl Guard {
         Guard
     }
 
-    fn uart(&self) -> &mut Uart {
+    fn uart(&mut self) -> &mut Uart {
         // SAFETY: the lock is held for the guard's lifetime.
         unsafe { &mut *CONSOLE.uart.get() }
     }
@@ -67,7 +67,7 @@ pub fn init(config: SerialConsole) {
     START_TSC
         .compare_exchange(0, cpu::rdtsc(), Ordering::Relaxed, Ordering::Relaxed)
         .ok();
-    let guard = Guard::lock();
+    let mut guard = Guard::lock();
     *guard.uart() = Uart::new(config);
     guard.uart().init();
     drop(guard);

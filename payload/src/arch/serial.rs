@@ -70,11 +70,11 @@ impl Uart {
     }
 
     pub fn init(&self) {
-        let divisor = if self.config.baud == 0 {
-            1
-        } else {
-            (self.config.input_hz / 16 / self.config.baud).clamp(1, 0xffff)
-        };
+        const CLOCKS_PER_BIT: u32 = 16;
+        let divisor = (self.config.input_hz / CLOCKS_PER_BIT)
+            .checked_div(self.config.baud)
+            .unwrap_or(1)
+            .clamp(1, 0xffff);
         self.write_reg(REG_INTERRUPT_ENABLE, 0);
         self.write_reg(REG_LINE_CONTROL, LCR_DIVISOR_LATCH);
         self.write_reg(REG_DIVISOR_LOW, divisor as u8);
