@@ -198,18 +198,33 @@ impl Assembler {
     }
 }
 
+/// A guest image in a temporary file, removed when dropped.
+struct GuestImage(PathBuf);
+
+impl Drop for GuestImage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl std::fmt::Display for GuestImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.display().fmt(f)
+    }
+}
+
 /// Writes a guest image to a fresh temporary file.
-fn guest_file(name: &str, build: impl FnOnce(&mut Assembler)) -> PathBuf {
+fn guest_file(name: &str, build: impl FnOnce(&mut Assembler)) -> GuestImage {
     let mut assembler = Assembler::default();
     build(&mut assembler);
     let path =
         std::env::temp_dir().join(format!("parkboot-guest-{}-{name}.elf", std::process::id()));
     std::fs::write(&path, assembler.elf()).expect("write guest image");
-    path
+    GuestImage(path)
 }
 
-fn boot(image: &PathBuf) -> Boot {
-    Boot::new(image)
+fn boot(image: &GuestImage) -> Boot {
+    Boot::new(&image.0)
         .memory_mib(64)
         .timeout(Duration::from_secs(30))
 }
@@ -224,7 +239,6 @@ fn passing_guest_passes() {
         asm.spin();
     });
     let outcome = boot(&image).run();
-    let _ = std::fs::remove_file(&image);
     outcome.assert_pass();
     assert_eq!(outcome.find_line("hello"), Some("hello from the guest"));
     assert_eq!(
@@ -242,7 +256,6 @@ fn failing_guest_fails_with_its_reason() {
         asm.spin();
     });
     let outcome = boot(&image).run();
-    let _ = std::fs::remove_file(&image);
     assert_eq!(outcome.status, ExitStatusKind::Fail, "{}", outcome.report());
     assert!(!outcome.passed());
     assert_eq!(outcome.fail_reason(), Some("parked 0 of 3"));
@@ -256,7 +269,6 @@ fn pass_exit_without_pass_line_is_not_a_pass() {
         asm.spin();
     });
     let outcome = boot(&image).run();
-    let _ = std::fs::remove_file(&image);
     assert_eq!(outcome.status, ExitStatusKind::Pass, "{}", outcome.report());
     assert!(!outcome.passed());
 }
@@ -274,7 +286,6 @@ fn triple_fault_is_reset_or_power_off() {
         asm.spin();
     });
     let outcome = boot(&image).run();
-    let _ = std::fs::remove_file(&image);
     assert_eq!(
         outcome.status,
         ExitStatusKind::Other(0),
@@ -315,7 +326,6 @@ fn serial_input_reaches_the_guest() {
             sent = true;
         }
     });
-    let _ = std::fs::remove_file(&image);
     outcome.assert_pass();
     assert!(sent);
     assert_eq!(outcome.find_line("echo"), Some("echo this"));
@@ -328,7 +338,6 @@ fn timeout_kills_a_silent_guest() {
         asm.spin();
     });
     let outcome = boot(&image).timeout(Duration::from_secs(2)).run();
-    let _ = std::fs::remove_file(&image);
     assert_eq!(
         outcome.status,
         ExitStatusKind::TimedOut,
@@ -354,7 +363,6 @@ fn monitor_command_and_stop() {
             control.stop();
         }
     });
-    let _ = std::fs::remove_file(&image);
     assert_eq!(
         outcome.status,
         ExitStatusKind::Stopped,
@@ -379,7 +387,6 @@ fn monitor_nmi_reaches_the_guest() {
             let _ = control.monitor("nmi");
         }
     });
-    let _ = std::fs::remove_file(&image);
     assert_eq!(
         outcome.status,
         ExitStatusKind::Other(0),
@@ -399,7 +406,6 @@ fn monitor_without_a_monitor_is_an_error() {
         error = control.monitor("info status").err();
         control.stop();
     });
-    let _ = std::fs::remove_file(&image);
     assert_eq!(outcome.status, ExitStatusKind::Stopped);
     assert!(error.unwrap().to_string().contains("Boot::monitor(true)"));
 }
@@ -423,7 +429,6 @@ fn init_ipi_witness_counts_inits_after_the_park_sipi() {
         asm.spin();
     });
     let outcome = boot(&image).trace_init_ipis(true).run();
-    let _ = std::fs::remove_file(&image);
     outcome.assert_pass();
     let witness = outcome.init_ipis.clone().expect("witness");
     // The firmware (SeaBIOS) sends its own INIT and STARTUP first.
@@ -478,11 +483,10 @@ fn a_panicking_callback_does_not_leave_qemu_running() {
             panic!("the test gave up");
         })
     }));
-    let _ = std::fs::remove_file(&image);
     assert!(result.is_err());
     assert!(pid.is_some());
     // No process is left whose command line names this test's image.
-    let image_name = image.display().to_string();
+    let image_name = image.to_string();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let command_line = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         assert!(

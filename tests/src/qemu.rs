@@ -56,7 +56,9 @@ pub struct Boot {
     pub fw_cfg_files: Vec<(String, PathBuf)>,
     /// `-fw_cfg name=NAME,string=TEXT` entries.
     pub fw_cfg_strings: Vec<(String, String)>,
-    /// Trace local APIC register writes and build the [`InitIpiWitness`](crate::InitIpiWitness).
+    /// Trace local APIC register writes (and the serial port's writes, which place
+    /// them relative to the console text) and build the
+    /// [`InitIpiWitness`](crate::InitIpiWitness).
     pub trace_init_ipis: bool,
     /// Give the run a human monitor on a unix socket, for [`Control::monitor`].
     pub monitor: bool,

@@ -274,7 +274,11 @@ fn rsdp_scan_finds_the_valid_rsdp_and_skips_a_decoy() {
         Some(RSDP_AT)
     );
     assert_eq!(find_rsdp(&mem, RSDP_SCAN_START, RSDP_AT), None);
-    assert_eq!(find_rsdp(&FakeMemory::default(), 0, u64::MAX), None);
+    assert_eq!(
+        find_rsdp(&FakeMemory::default(), RSDP_SCAN_START, RSDP_SCAN_END),
+        None
+    );
+    assert_eq!(find_rsdp(&mem, u64::MAX - 8, u64::MAX), None);
 }
 
 #[test]
