@@ -15,6 +15,16 @@
  */
 
 .set CR4_MCE,               1 << 6
+.set MSR_IA32_APIC_BASE,    0x1B
+.set APIC_BASE_X2APIC,      1 << 10
+.set APIC_BASE_ENABLE,      1 << 11
+.set APIC_BASE_ADDRESS_MASK, 0xFFFFFFFFFF000
+.set XAPIC_SPURIOUS,        0xF0
+.set XAPIC_LVT_LINT1,       0x360
+.set X2APIC_MSR_SPURIOUS,   0x80F
+.set X2APIC_MSR_LVT_LINT1,  0x835
+.set APIC_SOFTWARE_ENABLE,  1 << 8
+.set LVT_DELIVERY_NMI,      0b100 << 8
 .set CR4_LA57,              1 << 12
 .set MSR_IA32_MCG_STATUS,   0x17A
 .set CPUID_LEAF_TOPOLOGY,   0xB
@@ -62,6 +72,36 @@
 .Lno_slot\@:
     xor     %r12d, %r12d
 .Lfound\@:
+.endm
+
+/* Platform NMIs reach a CPU through its local APIC's LINT1 entry, which INIT and a
+ * kernel's soft-disable leave masked. Program it for NMI delivery, as coreboot does on
+ * every CPU, so a parked CPU does see NMIs (and its handler keeps it parked).
+ * Clobbers rax, rcx, rdx. */
+.macro ROUTE_PLATFORM_NMI
+    mov     $MSR_IA32_APIC_BASE, %ecx
+    rdmsr
+    test    $APIC_BASE_ENABLE, %eax
+    jz      .Lnmi_routed\@
+    test    $APIC_BASE_X2APIC, %eax
+    jz      .Lxapic\@
+    mov     $X2APIC_MSR_SPURIOUS, %ecx
+    rdmsr
+    or      $APIC_SOFTWARE_ENABLE, %eax
+    wrmsr
+    mov     $X2APIC_MSR_LVT_LINT1, %ecx
+    mov     $LVT_DELIVERY_NMI, %eax
+    xor     %edx, %edx
+    wrmsr
+    jmp     .Lnmi_routed\@
+.Lxapic\@:
+    shl     $32, %rdx
+    or      %rdx, %rax
+    movabs  $APIC_BASE_ADDRESS_MASK, %rcx
+    and     %rcx, %rax
+    orl     $APIC_SOFTWARE_ENABLE, XAPIC_SPURIOUS(%rax)
+    movl    $LVT_DELIVERY_NMI, XAPIC_LVT_LINT1(%rax)
+.Lnmi_routed\@:
 .endm
 
 /* rax = TSC */
@@ -128,6 +168,7 @@ park_cpu_entry:
     mov     %cr4, %rax
     or      $CR4_MCE, %rax
     mov     %rax, %cr4
+    ROUTE_PLATFORM_NMI
     cmp     $ENTRY_START, %r15d
     jne     2f
     lock incl {SLOT_START_COUNT}(%r12)

@@ -71,15 +71,25 @@ fn read_config(fw_cfg: Option<&mut FwCfg<IoPorts>>, platform: &Platform) -> Conf
                     let text = core::str::from_utf8(&buf[..n]).unwrap_or("");
                     match config::parse(text) {
                         Ok(parsed) => {
-                            log::info!("configuration: fw_cfg {} ({} bytes)", config::CONFIG_FW_CFG_FILE, n);
+                            log::info!(
+                                "configuration: fw_cfg {} ({} bytes)",
+                                config::CONFIG_FW_CFG_FILE,
+                                n
+                            );
                             config = parsed;
                         }
-                        Err(e) => stop(format_args!("configuration {}: {e}", config::CONFIG_FW_CFG_FILE)),
+                        Err(e) => stop(format_args!(
+                            "configuration {}: {e}",
+                            config::CONFIG_FW_CFG_FILE
+                        )),
                     }
                 }
                 Err(e) => stop(format_args!("reading {}: {e}", config::CONFIG_FW_CFG_FILE)),
             },
-            Ok(None) => log::info!("configuration: built-in defaults (no fw_cfg {})", config::CONFIG_FW_CFG_FILE),
+            Ok(None) => log::info!(
+                "configuration: built-in defaults (no fw_cfg {})",
+                config::CONFIG_FW_CFG_FILE
+            ),
             Err(e) => log::warn!("fw_cfg directory unreadable: {e}"),
         }
     }
@@ -107,22 +117,43 @@ fn kind_name(kind: MemoryKind) -> &'static str {
 }
 
 fn log_platform(platform: &Platform) {
-    log::info!("memory map ({} ranges, {} MiB usable):", platform.memory.len(), platform.usable_bytes() / ONE_MIB);
+    log::info!(
+        "memory map ({} ranges, {} MiB usable):",
+        platform.memory.len(),
+        platform.usable_bytes() / ONE_MIB
+    );
     for r in platform.memory.iter() {
-        log::info!("  {:#014x}-{:#014x} {}", r.start, r.end(), kind_name(r.kind));
+        log::info!(
+            "  {:#014x}-{:#014x} {}",
+            r.start,
+            r.end(),
+            kind_name(r.kind)
+        );
     }
     let console = console::current();
     match console.access {
-        parkboot::platform::SerialAccess::Io { base } => log::info!("console: 16550 at I/O {:#x}, {} baud", base, console.baud),
+        parkboot::platform::SerialAccess::Io { base } => {
+            log::info!("console: 16550 at I/O {:#x}, {} baud", base, console.baud)
+        }
         parkboot::platform::SerialAccess::Mmio { base, reg_width } => {
-            log::info!("console: 16550 at MMIO {:#x} (registers {} bytes apart), {} baud", base, reg_width, console.baud)
+            log::info!(
+                "console: 16550 at MMIO {:#x} (registers {} bytes apart), {} baud",
+                base,
+                reg_width,
+                console.baud
+            )
         }
     }
     if !platform.cmdline.is_empty() {
         log::info!("command line: {}", platform.cmdline.as_str());
     }
     if let Some(cbfs) = platform.cbfs {
-        log::info!("CBFS: offset {:#x}, size {:#x} in {:#x} bytes of boot media", cbfs.cbfs_offset, cbfs.cbfs_size, cbfs.boot_media_size);
+        log::info!(
+            "CBFS: offset {:#x}, size {:#x} in {:#x} bytes of boot media",
+            cbfs.cbfs_offset,
+            cbfs.cbfs_size,
+            cbfs.boot_media_size
+        );
     }
 }
 
@@ -130,16 +161,29 @@ fn find_madt(platform: &Platform) -> (u64, Madt) {
     let rsdp = platform
         .rsdp
         .or_else(|| acpi::find_rsdp(&Identity, BIOS_AREA.0, BIOS_AREA.1))
-        .unwrap_or_else(|| stop(format_args!("no ACPI RSDP: the boot source gave none and 0xE0000-0xFFFFF has none")));
-    let tables = acpi::Tables::new(&Identity, rsdp).unwrap_or_else(|e| stop(format_args!("ACPI: {e}")));
-    let (address, length) = tables
-        .find(Signature::MADT)
-        .unwrap_or_else(|| stop(format_args!("ACPI: no MADT (APIC table), so no CPUs to park")));
+        .unwrap_or_else(|| {
+            stop(format_args!(
+                "no ACPI RSDP: the boot source gave none and 0xE0000-0xFFFFF has none"
+            ))
+        });
+    let tables =
+        acpi::Tables::new(&Identity, rsdp).unwrap_or_else(|e| stop(format_args!("ACPI: {e}")));
+    let (address, length) = tables.find(Signature::MADT).unwrap_or_else(|| {
+        stop(format_args!(
+            "ACPI: no MADT (APIC table), so no CPUs to park"
+        ))
+    });
     let bytes = Identity
         .bytes(address, length as usize)
         .unwrap_or_else(|| stop(format_args!("ACPI: MADT at {address:#x} is not readable")));
-    let madt = acpi::parse_madt(bytes).unwrap_or_else(|e| stop(format_args!("ACPI MADT at {address:#x}: {e}")));
-    log::info!("ACPI: RSDP at {:#x}, MADT at {:#x} ({} bytes)", rsdp, address, length);
+    let madt = acpi::parse_madt(bytes)
+        .unwrap_or_else(|e| stop(format_args!("ACPI MADT at {address:#x}: {e}")));
+    log::info!(
+        "ACPI: RSDP at {:#x}, MADT at {:#x} ({} bytes)",
+        rsdp,
+        address,
+        length
+    );
     (rsdp, madt)
 }
 
@@ -150,9 +194,23 @@ fn log_cpus(madt: &Madt, boot_apic_id: u32) {
             "  APIC ID {:4}  ACPI UID {:4}  {}{}{}",
             cpu.apic_id,
             cpu.processor_uid,
-            if cpu.enabled { "enabled" } else if cpu.online_capable { "online-capable" } else { "disabled" },
-            if cpu.from_x2apic_entry { ", x2APIC entry" } else { "" },
-            if cpu.apic_id == boot_apic_id { ", boot processor" } else { "" },
+            if cpu.enabled {
+                "enabled"
+            } else if cpu.online_capable {
+                "online-capable"
+            } else {
+                "disabled"
+            },
+            if cpu.from_x2apic_entry {
+                ", x2APIC entry"
+            } else {
+                ""
+            },
+            if cpu.apic_id == boot_apic_id {
+                ", boot processor"
+            } else {
+                ""
+            },
         );
     }
 }
@@ -160,7 +218,11 @@ fn log_cpus(madt: &Madt, boot_apic_id: u32) {
 /// Each AP's wake latency over the rounds, then the spread of the APs' medians.
 fn log_wake_latency(parked: &Parked, rounds: usize, samples: &[WakeSample]) -> Option<Spread> {
     let mut medians: heapless::Vec<u64, MAX_PARKED_CPUS> = heapless::Vec::new();
-    let aps = parked.table.cpus().iter().filter(|s| s.state() == Some(CpuState::Parked));
+    let aps = parked
+        .table
+        .cpus()
+        .iter()
+        .filter(|s| s.state() == Some(CpuState::Parked));
     for (slot, mine) in aps.zip(samples.chunks(rounds)) {
         let (Some(ack), Some(run), Some(back)) = (
             parking::spread_ns(mine.iter().map(|s| s.ack)),
@@ -185,7 +247,12 @@ fn log_wake_latency(parked: &Parked, rounds: usize, samples: &[WakeSample]) -> O
 }
 
 fn log_park_table(parked: &Parked) {
-    log::info!("park table at {:#x}: {} CPUs, {} parked", parked.layout.table, parked.table.cpu_count, parked.table.parked_count());
+    log::info!(
+        "park table at {:#x}: {} CPUs, {} parked",
+        parked.layout.table,
+        parked.table.cpu_count,
+        parked.table.parked_count()
+    );
     for slot in parked.table.cpus() {
         log::info!(
             "  APIC ID {:4}  {:15} starts {}  wakes {}  returns {}  NMIs {}  machine checks {}",
@@ -216,12 +283,31 @@ fn nmi_test(parked: &Parked) {
     let deadline = cpu::rdtsc() + cpu::ns_to_ticks(GO_AHEAD_TIMEOUT_S * 1_000_000_000);
     while console::try_read_byte().is_none() {
         if cpu::rdtsc() > deadline {
-            stop(format_args!("NMI test: no go-ahead on the console within {GO_AHEAD_TIMEOUT_S} s"));
+            stop(format_args!(
+                "NMI test: no go-ahead on the console within {GO_AHEAD_TIMEOUT_S} s"
+            ));
         }
         core::hint::spin_loop();
     }
-    log::info!("NMI test: boot processor took {} NMIs", exceptions::nmi_count());
-    for slot in parked.table.cpus().iter().filter(|s| s.apic_id != parked.table.boot_apic_id) {
+    log::info!(
+        "NMI test: boot processor took {} NMIs",
+        exceptions::nmi_count()
+    );
+    // An NMI is taken when its CPU next runs: give every AP a bounded moment to have
+    // counted at least one before judging.
+    const NMI_DELIVERY_TIMEOUT_NS: u64 = 1_000_000_000;
+    let aps = || {
+        parked
+            .table
+            .cpus()
+            .iter()
+            .filter(|s| s.apic_id != parked.table.boot_apic_id)
+    };
+    let deadline = cpu::rdtsc() + cpu::ns_to_ticks(NMI_DELIVERY_TIMEOUT_NS);
+    while aps().any(|s| s.nmi_count.load(Ordering::Acquire) == 0) && cpu::rdtsc() < deadline {
+        core::hint::spin_loop();
+    }
+    for slot in aps() {
         let nmis = slot.nmi_count.load(Ordering::Acquire);
         let state = slot.state();
         if state != Some(CpuState::Parked) || nmis == 0 {
@@ -232,7 +318,11 @@ fn nmi_test(parked: &Parked) {
                 nmis
             ));
         }
-        log::info!("NMI test: APIC ID {} took {} NMIs and is still parked", slot.apic_id, nmis);
+        log::info!(
+            "NMI test: APIC ID {} took {} NMIs and is still parked",
+            slot.apic_id,
+            nmis
+        );
     }
 }
 
@@ -240,7 +330,11 @@ pub fn main(source: u32, boot_info: u32) -> ! {
     console::init(SerialConsole::COM1);
     exceptions::init();
     let (hz, how) = cpu::calibrate_tsc();
-    let source = if source == BootSource::Coreboot as u32 { BootSource::Coreboot } else { BootSource::Pvh };
+    let source = if source == BootSource::Coreboot as u32 {
+        BootSource::Coreboot
+    } else {
+        BootSource::Pvh
+    };
     let (image_start, image_end) = arch::image_range();
     log::info!(
         "parkboot {} started from its {} entry (boot info at {:#x}), image {:#x}-{:#x}",
@@ -255,14 +349,18 @@ pub fn main(source: u32, boot_info: u32) -> ! {
     let mut platform = find_platform(source, boot_info);
     if let Some(serial) = platform.serial {
         if serial != SerialConsole::COM1 {
-            log::info!("switching the console to the one the {} table names", source.name());
+            log::info!(
+                "switching the console to the one the {} table names",
+                source.name()
+            );
             console::init(serial);
         }
     }
     let mut fw_cfg = FwCfg::probe(IoPorts).ok();
     if platform.memory.is_empty() {
         if let Some(fw_cfg) = fw_cfg.as_mut() {
-            let mut entries = [parkboot::fw_cfg::E820Entry::default(); parkboot::platform::MAX_MEMORY_REGIONS];
+            let mut entries =
+                [parkboot::fw_cfg::E820Entry::default(); parkboot::platform::MAX_MEMORY_REGIONS];
             if let Ok(n) = fw_cfg.e820(&mut entries) {
                 for e in &entries[..n] {
                     let _ = platform.memory.push(e.region());
@@ -272,21 +370,36 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         }
     }
     if platform.memory.is_empty() {
-        stop(format_args!("no memory map: the {} boot information has none", source.name()));
+        stop(format_args!(
+            "no memory map: the {} boot information has none",
+            source.name()
+        ));
     }
     let config = read_config(fw_cfg.as_mut(), &platform);
     log_platform(&platform);
 
-    let mut memory = MemoryMap::new(&platform.memory).unwrap_or_else(|e| stop(format_args!("memory map: {e}")));
-    if let Err(e) = memory.reserve(image_start, image_end - image_start, "parkboot image", ReportAs::Reserved, Lifetime::Permanent) {
-        stop(format_args!("parkboot's own image is not in usable RAM: {e}"));
+    let mut memory =
+        MemoryMap::new(&platform.memory).unwrap_or_else(|e| stop(format_args!("memory map: {e}")));
+    if let Err(e) = memory.reserve(
+        image_start,
+        image_end - image_start,
+        "parkboot image",
+        ReportAs::Reserved,
+        Lifetime::Permanent,
+    ) {
+        stop(format_args!(
+            "parkboot's own image is not in usable RAM: {e}"
+        ));
     }
 
     let boot_apic_id = cpu::apic_id();
     let (rsdp, madt) = find_madt(&platform);
     log_cpus(&madt, boot_apic_id);
     if !madt.cpus.iter().any(|c| c.apic_id == boot_apic_id) {
-        log::warn!("the boot processor (APIC ID {}) is not in the MADT", boot_apic_id);
+        log::warn!(
+            "the boot processor (APIC ID {}) is not in the MADT",
+            boot_apic_id
+        );
     }
 
     let mut summary: heapless::String<1024> = heapless::String::new();
@@ -301,7 +414,9 @@ pub fn main(source: u32, boot_info: u32) -> ! {
     );
 
     if !config.park {
-        log::info!("park = off: baseline mode, the APs are left for the kernel to start with INIT/SIPI");
+        log::info!(
+            "park = off: baseline mode, the APs are left for the kernel to start with INIT/SIPI"
+        );
         let _ = write!(summary, ",\"park\":false,\"aps_parked\":0}}");
         log::info!("parkboot: summary: {}", summary);
         done();
@@ -309,8 +424,15 @@ pub fn main(source: u32, boot_info: u32) -> ! {
 
     let map_end = platform.top_of_ram().max(FOUR_GIB);
     let wait_with_mwait = cpu::has_monitor_mwait() && config.park_wait != config::ParkWait::Pause;
-    let parked = parking::park_all(&mut memory, &madt.cpus, boot_apic_id, map_end, config.ap_timeout_ms, wait_with_mwait)
-        .unwrap_or_else(|e| stop(format_args!("parking: {e}")));
+    let parked = parking::park_all(
+        &mut memory,
+        &madt.cpus,
+        boot_apic_id,
+        map_end,
+        config.ap_timeout_ms,
+        wait_with_mwait,
+    )
+    .unwrap_or_else(|e| stop(format_args!("parking: {e}")));
     MAPPED_END.store(map_end, Ordering::Relaxed);
     log::info!(
         "parkboot: parked {} of {} APs in {} (park table {:#x}, mailbox {:#x}, ResetVector {:#x}, waiting with {})",
@@ -325,12 +447,29 @@ pub fn main(source: u32, boot_info: u32) -> ! {
 
     // Hand kernels a MADT that has the wakeup mailbox.
     let acpi_out = memory
-        .allocate(ACPI_REWRITE_BYTES, 4096, ONE_MIB, FOUR_GIB, "rewritten ACPI tables", ReportAs::AcpiReclaim, Lifetime::Permanent)
+        .allocate(
+            ACPI_REWRITE_BYTES,
+            4096,
+            ONE_MIB,
+            FOUR_GIB,
+            "rewritten ACPI tables",
+            ReportAs::AcpiReclaim,
+            Lifetime::Permanent,
+        )
         .unwrap_or_else(|e| stop(format_args!("rewritten ACPI tables: {e}")));
     // SAFETY: just reserved for this.
-    let out = unsafe { core::slice::from_raw_parts_mut(acpi_out as *mut u8, ACPI_REWRITE_BYTES as usize) };
-    let rewritten = acpi::rewrite_tables(&Identity, rsdp, out, acpi_out, parked.mailbox_address, parked.reset_vector)
-        .unwrap_or_else(|e| stop(format_args!("rewriting ACPI tables: {e}")));
+    let out = unsafe {
+        core::slice::from_raw_parts_mut(acpi_out as *mut u8, ACPI_REWRITE_BYTES as usize)
+    };
+    let rewritten = acpi::rewrite_tables(
+        &Identity,
+        rsdp,
+        out,
+        acpi_out,
+        parked.mailbox_address,
+        parked.reset_vector,
+    )
+    .unwrap_or_else(|e| stop(format_args!("rewriting ACPI tables: {e}")));
     log::info!(
         "ACPI: kernels get RSDP {:#x} (XSDT {:#x}, MADT {:#x} with a Multiprocessor Wakeup entry, version 1)",
         rewritten.rsdp,
@@ -355,14 +494,26 @@ pub fn main(source: u32, boot_info: u32) -> ! {
     let mut wake_spread = None;
     if config.self_check && parked.aps_parked > 0 {
         let rounds = config.self_check_rounds;
-        log::info!("self-check: {} rounds of mailbox wakeups, then one wake-all", rounds);
+        log::info!(
+            "self-check: {} rounds of mailbox wakeups, then one wake-all",
+            rounds
+        );
         let count = parked.aps_parked as u64 * rounds as u64;
         let bytes = count * core::mem::size_of::<WakeSample>() as u64;
         let buffer = memory
-            .allocate(bytes.max(1), 4096, ONE_MIB, u64::MAX, "self-check samples", ReportAs::Usable, Lifetime::Boot)
+            .allocate(
+                bytes.max(1),
+                4096,
+                ONE_MIB,
+                u64::MAX,
+                "self-check samples",
+                ReportAs::Usable,
+                Lifetime::Boot,
+            )
             .unwrap_or_else(|e| stop(format_args!("self-check: {e}")));
         // SAFETY: just reserved; WakeSample is plain integers.
-        let samples = unsafe { core::slice::from_raw_parts_mut(buffer as *mut WakeSample, count as usize) };
+        let samples =
+            unsafe { core::slice::from_raw_parts_mut(buffer as *mut WakeSample, count as usize) };
         samples.fill(WakeSample::default());
         if let Err(e) = parking::self_check(&parked, rounds, samples) {
             log_park_table(&parked);
@@ -374,27 +525,58 @@ pub fn main(source: u32, boot_info: u32) -> ! {
     log_park_table(&parked);
 
     let parked_now = parked.table.parked_count();
-    let faults = parked.table.cpus().iter().filter(|s| s.state() == Some(CpuState::Faulted)).count();
-    let restarts = parked.table.cpus().iter().filter(|s| s.start_count.load(Ordering::Acquire) > 1).count();
+    let faults = parked
+        .table
+        .cpus()
+        .iter()
+        .filter(|s| s.state() == Some(CpuState::Faulted))
+        .count();
+    let restarts = parked
+        .table
+        .cpus()
+        .iter()
+        .filter(|s| s.start_count.load(Ordering::Acquire) > 1)
+        .count();
     let _ = write!(
         summary,
         ",\"park\":true,\"aps\":{},\"aps_parked\":{},\"park_table\":\"{:#x}\",\"park_all_ns\":{}",
         parked.aps_expected, parked_now, parked.layout.table, parked.park_all_ns
     );
     if let Some(s) = start_spread {
-        let _ = write!(summary, ",\"init_sipi_start_ns\":{{\"min\":{},\"median\":{},\"max\":{}}}", s.min, s.median, s.max);
+        let _ = write!(
+            summary,
+            ",\"init_sipi_start_ns\":{{\"min\":{},\"median\":{},\"max\":{}}}",
+            s.min, s.median, s.max
+        );
     }
     if let Some(s) = wake_spread {
-        let _ = write!(summary, ",\"mailbox_wake_ns\":{{\"min\":{},\"median\":{},\"max\":{}}}", s.min, s.median, s.max);
+        let _ = write!(
+            summary,
+            ",\"mailbox_wake_ns\":{{\"min\":{},\"median\":{},\"max\":{}}}",
+            s.min, s.median, s.max
+        );
     }
-    let _ = write!(summary, ",\"self_check_rounds\":{}}}", if config.self_check { config.self_check_rounds } else { 0 });
+    let _ = write!(
+        summary,
+        ",\"self_check_rounds\":{}}}",
+        if config.self_check {
+            config.self_check_rounds
+        } else {
+            0
+        }
+    );
     log::info!("parkboot: summary: {}", summary);
 
     if parked_now != parked.aps_expected {
-        stop(format_args!("{} of {} APs are parked", parked_now, parked.aps_expected));
+        stop(format_args!(
+            "{} of {} APs are parked",
+            parked_now, parked.aps_expected
+        ));
     }
     if faults > 0 || restarts > 0 {
-        stop(format_args!("{faults} APs faulted, {restarts} were started more than once"));
+        stop(format_args!(
+            "{faults} APs faulted, {restarts} were started more than once"
+        ));
     }
     done()
 }

@@ -1335,9 +1335,15 @@ iterations = 10        # how many times to boot this entry in a loop (>= 1)
     #[test]
     fn park_test_settings() {
         let c = parse("").unwrap();
-        assert_eq!((c.self_check_rounds, c.nmi_test, c.park_wait), (1, false, ParkWait::Auto));
+        assert_eq!(
+            (c.self_check_rounds, c.nmi_test, c.park_wait),
+            (1, false, ParkWait::Auto)
+        );
         let c = parse("self_check_rounds = 100\nnmi_test = on\npark_wait = pause\n").unwrap();
-        assert_eq!((c.self_check_rounds, c.nmi_test, c.park_wait), (100, true, ParkWait::Pause));
+        assert_eq!(
+            (c.self_check_rounds, c.nmi_test, c.park_wait),
+            (100, true, ParkWait::Pause)
+        );
         assert_eq!(
             parse("self_check_rounds = 1001").unwrap_err().to_string(),
             "line 1: self_check_rounds must be a whole number from 1 to 1000, found '1001'"
@@ -1347,7 +1353,8 @@ iterations = 10        # how many times to boot this entry in a loop (>= 1)
             "line 1: park_wait must be auto or pause, found 'mwait'"
         );
         let mut c = parse("").unwrap();
-        c.apply_cmdline("parkboot.self_check_rounds=7 parkboot.nmi_test=on").unwrap();
+        c.apply_cmdline("parkboot.self_check_rounds=7 parkboot.nmi_test=on")
+            .unwrap();
         assert_eq!((c.self_check_rounds, c.nmi_test), (7, true));
     }
 }

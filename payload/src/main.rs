@@ -49,7 +49,11 @@ mod bare_metal {
         match FINISH.load(Ordering::Relaxed) {
             x if x == Finish::QemuExit as u8 => cpu::outl(
                 QEMU_DEBUG_EXIT_PORT,
-                if passed { QEMU_EXIT_PASS } else { QEMU_EXIT_FAIL },
+                if passed {
+                    QEMU_EXIT_PASS
+                } else {
+                    QEMU_EXIT_FAIL
+                },
             ),
             x if x == Finish::Reset as u8 => cpu::outb(RESET_CONTROL_PORT, RESET_FULL),
             _ => {}

@@ -6,7 +6,9 @@ use crate::arch::apic::{self, LocalApic};
 use crate::arch::cpu::{self, rdtsc};
 use core::sync::atomic::Ordering;
 use park::code::{self, ParkCodeData};
-use park::table::{flags, CpuState, ParkTable, MAX_PARKED_CPUS, PARK_TABLE_SIGNATURE, PARK_TABLE_VERSION};
+use park::table::{
+    flags, CpuState, ParkTable, MAX_PARKED_CPUS, PARK_TABLE_SIGNATURE, PARK_TABLE_VERSION,
+};
 use park::{MailboxCommand, WakeupMailbox};
 use parkboot::acpi::Cpu;
 use parkboot::memory::{Lifetime, MemoryMap, ReportAs};
@@ -57,7 +59,10 @@ impl core::fmt::Display for ParkError {
             ParkError::Memory(e) => write!(f, "park region: {e}"),
             ParkError::Paging(e) => write!(f, "firmware page tables: {e}"),
             ParkError::TooManyCpus(n) => {
-                write!(f, "the MADT lists {n} CPUs; the park table has {MAX_PARKED_CPUS} slots")
+                write!(
+                    f,
+                    "the MADT lists {n} CPUs; the park table has {MAX_PARKED_CPUS} slots"
+                )
             }
             ParkError::NeedX2Apic(id) => write!(
                 f,
@@ -116,15 +121,45 @@ pub fn park_all(
     let size = ParkLayout::size_for(table_bytes, code_bytes, table_pages, cpus.len() as u64);
 
     let mailbox_address = memory
-        .allocate(PAGE_SIZE, PAGE_SIZE, ONE_MIB, FOUR_GIB, "ACPI wakeup mailbox", ReportAs::AcpiNvs, Lifetime::Permanent)
+        .allocate(
+            PAGE_SIZE,
+            PAGE_SIZE,
+            ONE_MIB,
+            FOUR_GIB,
+            "ACPI wakeup mailbox",
+            ReportAs::AcpiNvs,
+            Lifetime::Permanent,
+        )
         .map_err(ParkError::Memory)?;
     let base = memory
-        .allocate(size, PAGE_SIZE, ONE_MIB, FOUR_GIB, "park region", ReportAs::Reserved, Lifetime::Permanent)
+        .allocate(
+            size,
+            PAGE_SIZE,
+            ONE_MIB,
+            FOUR_GIB,
+            "park region",
+            ReportAs::Reserved,
+            Lifetime::Permanent,
+        )
         .map_err(ParkError::Memory)?;
     let trampoline_page = memory
-        .allocate(PAGE_SIZE, PAGE_SIZE, TRAMPOLINE_MIN, ONE_MIB, "AP start trampoline", ReportAs::Reserved, Lifetime::Permanent)
+        .allocate(
+            PAGE_SIZE,
+            PAGE_SIZE,
+            TRAMPOLINE_MIN,
+            ONE_MIB,
+            "AP start trampoline",
+            ReportAs::Reserved,
+            Lifetime::Permanent,
+        )
         .map_err(ParkError::Memory)?;
-    let layout = ParkLayout::new(base, table_bytes, code_bytes, table_pages, cpus.len() as u64);
+    let layout = ParkLayout::new(
+        base,
+        table_bytes,
+        code_bytes,
+        table_pages,
+        cpus.len() as u64,
+    );
     // SAFETY: all three ranges were just reserved for parkboot.
     unsafe {
         zero(mailbox_address, PAGE_SIZE);
@@ -137,7 +172,8 @@ pub fn park_all(
         next: layout.page_tables,
         end: layout.page_tables + table_pages * PAGE_SIZE,
     };
-    let pml4 = paging::build_identity_map(&mut pages, map_end, options).map_err(ParkError::Paging)?;
+    let pml4 =
+        paging::build_identity_map(&mut pages, map_end, options).map_err(ParkError::Paging)?;
     // SAFETY: the PML5 page is in the park region.
     unsafe { *(layout.pml5 as *mut u64) = pml4 | PTE_PRESENT_WRITABLE };
     // From here the boot processor runs on the same map as the parked CPUs.
@@ -154,7 +190,9 @@ pub fn park_all(
             let handler = match vector {
                 code::NMI_VECTOR => park_code.nmi_handler,
                 code::MACHINE_CHECK_VECTOR => park_code.machine_check_handler,
-                v if v < code::FAULT_STUB_VECTORS => park_code.fault_stubs + v * code::FAULT_STUB_STRIDE,
+                v if v < code::FAULT_STUB_VECTORS => {
+                    park_code.fault_stubs + v * code::FAULT_STUB_STRIDE
+                }
                 _ => park_code.unexpected_vector_stub,
             };
             *gate = InterruptGate::new(code_base + handler as u64, code::SEL_CODE64);
@@ -164,7 +202,11 @@ pub fn park_all(
             code_base as *mut u8,
             park_code.blob.bytes.len(),
         );
-        let wait_flags = if wait_with_mwait { flags::WAIT_MWAIT } else { 0 };
+        let wait_flags = if wait_with_mwait {
+            flags::WAIT_MWAIT
+        } else {
+            0
+        };
         let data = ParkCodeData::new(
             pml4,
             layout.pml5,
@@ -174,7 +216,10 @@ pub fn park_all(
             (layout.gdt, (PARK_GDT.len() * 8 - 1) as u16),
             (layout.idt, (IDT_ENTRIES * 16 - 1) as u16),
         );
-        core::ptr::write((code_base + park_code.data as u64) as *mut ParkCodeData, data);
+        core::ptr::write(
+            (code_base + park_code.data as u64) as *mut ParkCodeData,
+            data,
+        );
     }
 
     // The park table.
@@ -186,7 +231,11 @@ pub fn park_all(
     table.table_size = table_bytes as u32;
     table.cpu_count = cpus.len() as u32;
     table.boot_apic_id = boot_apic_id;
-    table.flags = if wait_with_mwait { flags::WAIT_MWAIT } else { 0 };
+    table.flags = if wait_with_mwait {
+        flags::WAIT_MWAIT
+    } else {
+        0
+    };
     table.mailbox_address = mailbox_address;
     table.reset_vector = code_base + park_code.reset_vector as u64;
     table.tsc_hz = cpu::tsc_hz();
@@ -212,7 +261,11 @@ pub fn park_all(
     // SAFETY: the trampoline page was reserved above.
     unsafe {
         let page = trampoline_page as *mut u8;
-        core::ptr::copy_nonoverlapping(trampoline.blob.bytes.as_ptr(), page, trampoline.blob.bytes.len());
+        core::ptr::copy_nonoverlapping(
+            trampoline.blob.bytes.as_ptr(),
+            page,
+            trampoline.blob.bytes.len(),
+        );
         let gdt_pointer = page.add(trampoline.gdt_pointer);
         core::ptr::write_unaligned(gdt_pointer as *mut u16, (PARK_GDT.len() * 8 - 1) as u16);
         core::ptr::write_unaligned(gdt_pointer.add(2) as *mut u32, layout.gdt as u32);
@@ -265,7 +318,10 @@ fn start_aps(parked: &mut Parked, ap_timeout_ms: u32) -> Result<(), ParkError> {
         return Ok(());
     }
     let mut local_apic = LocalApic::current();
-    if let Some(high) = starting(table).map(|s| s.apic_id).find(|&id| id > apic::XAPIC_MAX_ID) {
+    if let Some(high) = starting(table)
+        .map(|s| s.apic_id)
+        .find(|&id| id > apic::XAPIC_MAX_ID)
+    {
         if !local_apic.enable_x2apic() {
             return Err(ParkError::NeedX2Apic(high));
         }
@@ -309,7 +365,8 @@ fn start_aps(parked: &mut Parked, ap_timeout_ms: u32) -> Result<(), ParkError> {
     for slot in table.cpus() {
         match slot.state() {
             Some(CpuState::Starting) => {
-                slot.state.store(CpuState::NotResponding as u32, Ordering::Release);
+                slot.state
+                    .store(CpuState::NotResponding as u32, Ordering::Release);
                 log::error!(
                     "CPU with APIC ID {} did not reach the park loop within {} ms after INIT-SIPI-SIPI; going on without it",
                     slot.apic_id,
@@ -340,11 +397,27 @@ pub const MAX_ROUNDS: usize = 1000;
 
 #[derive(Debug)]
 pub enum SelfCheckError {
-    NoAck { apic_id: u32, round: u32 },
-    DidNotRun { apic_id: u32, round: u32 },
-    DidNotReturn { apic_id: u32, round: u32 },
-    ParkedCount { round: u32, expected: u32, found: u32 },
-    WakeAll { expected: u32, woke: u32 },
+    NoAck {
+        apic_id: u32,
+        round: u32,
+    },
+    DidNotRun {
+        apic_id: u32,
+        round: u32,
+    },
+    DidNotReturn {
+        apic_id: u32,
+        round: u32,
+    },
+    ParkedCount {
+        round: u32,
+        expected: u32,
+        found: u32,
+    },
+    WakeAll {
+        expected: u32,
+        woke: u32,
+    },
 }
 
 impl core::fmt::Display for SelfCheckError {
@@ -374,24 +447,35 @@ fn wait_until(deadline: u64, mut done: impl FnMut() -> bool) -> Option<u64> {
 /// Wakes one parked CPU through the ACPI mailbox into `vector` exactly as an OS does,
 /// and returns (ack, ran, back) TSC deltas. `ran` and `back` are only measured for
 /// parkboot's self-check vector, which reports through the slot.
-fn mailbox_round(parked: &Parked, slot: &park::CpuSlot, round: u32) -> Result<(u64, u64, u64), SelfCheckError> {
+fn mailbox_round(
+    parked: &Parked,
+    slot: &park::CpuSlot,
+    round: u32,
+) -> Result<(u64, u64, u64), SelfCheckError> {
     let apic_id = slot.apic_id;
     let mailbox = parked.mailbox;
     let returns = slot.return_count.load(Ordering::Acquire);
     let timeout = cpu::ns_to_ticks(WAKE_TIMEOUT_US * 1000);
     let t0 = rdtsc();
     mailbox.apic_id.store(apic_id, Ordering::Relaxed);
-    mailbox.wakeup_vector.store(parked.self_check_vector, Ordering::Relaxed);
-    mailbox.command.store(MailboxCommand::Wakeup as u16, Ordering::Release);
+    mailbox
+        .wakeup_vector
+        .store(parked.self_check_vector, Ordering::Relaxed);
+    mailbox
+        .command
+        .store(MailboxCommand::Wakeup as u16, Ordering::Release);
     let ack = wait_until(t0 + timeout, || {
         mailbox.command.load(Ordering::Acquire) == MailboxCommand::Noop as u16
     })
     .ok_or(SelfCheckError::NoAck { apic_id, round })?;
-    wait_until(t0 + timeout, || slot.kernel_scratch[1].load(Ordering::Acquire) > t0)
-        .ok_or(SelfCheckError::DidNotRun { apic_id, round })?;
+    wait_until(t0 + timeout, || {
+        slot.kernel_scratch[1].load(Ordering::Acquire) > t0
+    })
+    .ok_or(SelfCheckError::DidNotRun { apic_id, round })?;
     let ran = slot.kernel_scratch[1].load(Ordering::Acquire);
     let back = wait_until(t0 + timeout, || {
-        slot.return_count.load(Ordering::Acquire) > returns && slot.state() == Some(CpuState::Parked)
+        slot.return_count.load(Ordering::Acquire) > returns
+            && slot.state() == Some(CpuState::Parked)
     })
     .ok_or(SelfCheckError::DidNotReturn { apic_id, round })?;
     Ok((ack - t0, ran.saturating_sub(t0), back - t0))
@@ -401,12 +485,19 @@ fn mailbox_round(parked: &Parked, slot: &park::CpuSlot, round: u32) -> Result<(u
 /// into parkboot's self-check vector, proves it ran, and comes back through the
 /// ResetVector; then all at once through the wake-all doorbell. `samples` holds
 /// `rounds` entries per parked AP, AP after AP, in park table order.
-pub fn self_check(parked: &Parked, rounds: u32, samples: &mut [WakeSample]) -> Result<(), SelfCheckError> {
+pub fn self_check(
+    parked: &Parked,
+    rounds: u32,
+    samples: &mut [WakeSample],
+) -> Result<(), SelfCheckError> {
     let table = parked.table;
     let expected = table.parked_count();
     let rounds_per_ap = rounds as usize;
     for round in 1..=rounds {
-        let aps = table.cpus().iter().filter(|s| s.state() == Some(CpuState::Parked));
+        let aps = table
+            .cpus()
+            .iter()
+            .filter(|s| s.state() == Some(CpuState::Parked));
         for (index, slot) in aps.enumerate() {
             let (ack, run, back) = mailbox_round(parked, slot, round)?;
             if let Some(sample) = samples.get_mut(index * rounds_per_ap + round as usize - 1) {
@@ -415,12 +506,19 @@ pub fn self_check(parked: &Parked, rounds: u32, samples: &mut [WakeSample]) -> R
         }
         let found = table.parked_count();
         if found != expected {
-            return Err(SelfCheckError::ParkedCount { round, expected, found });
+            return Err(SelfCheckError::ParkedCount {
+                round,
+                expected,
+                found,
+            });
         }
     }
     // Wake-all: one doorbell, every parked CPU runs the vector once and comes back.
-    let before: heapless::Vec<u64, MAX_PARKED_CPUS> =
-        table.cpus().iter().map(|s| s.return_count.load(Ordering::Acquire)).collect();
+    let before: heapless::Vec<u64, MAX_PARKED_CPUS> = table
+        .cpus()
+        .iter()
+        .map(|s| s.return_count.load(Ordering::Acquire))
+        .collect();
     table.wake_all(parked.self_check_vector);
     let deadline = rdtsc() + cpu::ns_to_ticks(WAKE_TIMEOUT_US * 1000);
     let returned = || {
@@ -431,8 +529,15 @@ pub fn self_check(parked: &Parked, rounds: u32, samples: &mut [WakeSample]) -> R
             .filter(|(s, b)| s.return_count.load(Ordering::Acquire) > **b)
             .count() as u32
     };
-    if wait_until(deadline, || table.parked_count() == expected && returned() == expected).is_none() {
-        return Err(SelfCheckError::WakeAll { expected, woke: returned() });
+    if wait_until(deadline, || {
+        table.parked_count() == expected && returned() == expected
+    })
+    .is_none()
+    {
+        return Err(SelfCheckError::WakeAll {
+            expected,
+            woke: returned(),
+        });
     }
     Ok(())
 }

@@ -35,7 +35,9 @@ fn pvh_entry_reports_memory_cpus_and_console() {
     assert!(outcome.find_line("CPUs in the MADT: 4").is_some());
     for id in 0..4 {
         assert!(
-            outcome.find_line(&format!("APIC ID {id:4}  ACPI UID")).is_some(),
+            outcome
+                .find_line(&format!("APIC ID {id:4}  ACPI UID"))
+                .is_some(),
             "APIC ID {id} not listed\n{}",
             outcome.report()
         );
@@ -56,7 +58,9 @@ fn coreboot_entry_reads_the_table_at_esp_plus_4() {
     assert!(outcome
         .find_line("cbshim: entering parkboot's coreboot entry")
         .is_some());
-    assert!(outcome.find_line("started from its coreboot entry").is_some());
+    assert!(outcome
+        .find_line("started from its coreboot entry")
+        .is_some());
     assert!(outcome.find_line("CPUs in the MADT: 2").is_some());
     assert_eq!(summary_field(&outcome, "entry"), "\"coreboot\"");
     assert_eq!(summary_field(&outcome, "cpus"), "2");

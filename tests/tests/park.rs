@@ -16,7 +16,9 @@ fn check_park_table(outcome: &Outcome, cpus: u32, rounds: u32) {
     let expected_aps = cpus - 1;
     assert!(
         outcome
-            .find_line(&format!("parkboot: parked {expected_aps} of {expected_aps} APs"))
+            .find_line(&format!(
+                "parkboot: parked {expected_aps} of {expected_aps} APs"
+            ))
             .is_some(),
         "not every AP parked\n{}",
         outcome.report()
@@ -30,7 +32,10 @@ fn check_park_table(outcome: &Outcome, cpus: u32, rounds: u32) {
     // and back through the ResetVector as often.
     let wakes = rounds + 1;
     for row in rows {
-        assert!(row.contains(" starts 1 "), "INIT-SIPI-SIPI count must stay 1: {row}");
+        assert!(
+            row.contains(" starts 1 "),
+            "INIT-SIPI-SIPI count must stay 1: {row}"
+        );
         assert!(row.contains(&format!(" wakes {wakes} ")), "{row}");
         assert!(row.contains(&format!(" returns {wakes} ")), "{row}");
     }
@@ -53,7 +58,11 @@ fn park_loop(cpus: u32) {
     if cpus > 1 {
         check_park_table(&outcome, cpus, ROUNDS);
     } else {
-        assert!(outcome.find_line("no APs to park").is_some(), "{}", outcome.report());
+        assert!(
+            outcome.find_line("no APs to park").is_some(),
+            "{}",
+            outcome.report()
+        );
     }
 }
 
@@ -87,7 +96,9 @@ fn parking_works_from_the_coreboot_entry() {
         .timeout(TIMEOUT)
         .run();
     outcome.assert_pass();
-    assert!(outcome.find_line("started from its coreboot entry").is_some());
+    assert!(outcome
+        .find_line("started from its coreboot entry")
+        .is_some());
     check_park_table(&outcome, 4, 10);
 }
 

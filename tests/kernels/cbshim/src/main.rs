@@ -84,7 +84,9 @@ mod shim {
     fn fail(what: core::fmt::Arguments) -> ! {
         let _ = writeln!(Serial, "cbshim: error: {what}");
         // SAFETY: isa-debug-exit: QEMU exits with a failure status.
-        unsafe { core::arch::asm!("out dx, eax", in("dx") QEMU_DEBUG_EXIT_PORT, in("eax") QEMU_EXIT_FAIL) };
+        unsafe {
+            core::arch::asm!("out dx, eax", in("dx") QEMU_DEBUG_EXIT_PORT, in("eax") QEMU_EXIT_FAIL)
+        };
         loop {
             // SAFETY: stop here.
             unsafe { core::arch::asm!("cli; hlt") };
@@ -100,7 +102,10 @@ mod shim {
             fail(format_args!("no module: pass parkboot's ELF with -initrd"));
         };
         let Some(image) = Identity.bytes(module.start, module.size as usize) else {
-            fail(format_args!("module 0 at {:#x} is not readable", module.start));
+            fail(format_args!(
+                "module 0 at {:#x} is not readable",
+                module.start
+            ));
         };
         let (shim_start, shim_end) = (
             core::ptr::addr_of!(__image_start) as u64,
@@ -116,17 +121,28 @@ mod shim {
         for phdr in segments.iter().filter(|p| p.p_type == PT_LOAD) {
             let end = phdr.p_paddr + phdr.p_memsz;
             if phdr.p_paddr < shim_end && end > shim_start {
-                fail(format_args!("segment {:#x}-{:#x} overlaps cbshim", phdr.p_paddr, end));
+                fail(format_args!(
+                    "segment {:#x}-{:#x} overlaps cbshim",
+                    phdr.p_paddr, end
+                ));
             }
-            let Some(data) = image.get(phdr.p_offset as usize..(phdr.p_offset + phdr.p_filesz) as usize)
+            let Some(data) =
+                image.get(phdr.p_offset as usize..(phdr.p_offset + phdr.p_filesz) as usize)
             else {
-                fail(format_args!("segment at {:#x} runs past the file", phdr.p_paddr));
+                fail(format_args!(
+                    "segment at {:#x} runs past the file",
+                    phdr.p_paddr
+                ));
             };
             // SAFETY: the segment's range is RAM that nothing here uses (checked above).
             unsafe {
                 let dst = phdr.p_paddr as *mut u8;
                 core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len());
-                core::ptr::write_bytes(dst.add(data.len()), 0, (phdr.p_memsz - phdr.p_filesz) as usize);
+                core::ptr::write_bytes(
+                    dst.add(data.len()),
+                    0,
+                    (phdr.p_memsz - phdr.p_filesz) as usize,
+                );
             }
         }
         let entry = elf.ehdr.e_entry;
@@ -156,18 +172,25 @@ mod shim {
         if cmdline.contains("cbshim.corrupt=table-checksum") {
             // A record byte changes after the checksum was computed.
             table.0[LB_HEADER_BYTES + 8] ^= 0xff;
-            let _ = writeln!(Serial, "cbshim: corrupted the coreboot table's record checksum");
+            let _ = writeln!(
+                Serial,
+                "cbshim: corrupted the coreboot table's record checksum"
+            );
         }
         let mut pointer = table_addr as u32;
         if cmdline.contains("cbshim.pointer=forward") {
             // No pointer on the stack; a forwarding table at 0x500 leads to the real one.
             // SAFETY: 0x500 is free conventional memory (after the BIOS data area).
-            let forward = unsafe { core::slice::from_raw_parts_mut(FORWARDING_TABLE as *mut u8, 64) };
+            let forward =
+                unsafe { core::slice::from_raw_parts_mut(FORWARDING_TABLE as *mut u8, 64) };
             if let Err(e) = TableBuilder::new(forward).forward(table_addr).finish() {
                 fail(format_args!("building the forwarding table: {e}"));
             }
             pointer = 0;
-            let _ = writeln!(Serial, "cbshim: [esp+4] = 0, forwarding table at {FORWARDING_TABLE:#x}");
+            let _ = writeln!(
+                Serial,
+                "cbshim: [esp+4] = 0, forwarding table at {FORWARDING_TABLE:#x}"
+            );
         }
         // SAFETY: as above.
         let stack = unsafe { &mut *core::ptr::addr_of_mut!(STACK) };
