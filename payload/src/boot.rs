@@ -216,7 +216,12 @@ fn log_cpus(madt: &Madt, boot_apic_id: u32) {
 }
 
 /// Each AP's wake latency over the rounds, then the spread of the APs' medians.
-fn log_wake_latency(parked: &Parked, rounds: usize, samples: &[WakeSample]) -> Option<Spread> {
+fn log_wake_latency(
+    parked: &Parked,
+    rounds: usize,
+    samples: &[WakeSample],
+    per_ap: &mut impl Write,
+) -> Option<Spread> {
     let mut medians: heapless::Vec<u64, MAX_PARKED_CPUS> = heapless::Vec::new();
     let aps = parked
         .table
@@ -242,6 +247,16 @@ fn log_wake_latency(parked: &Parked, rounds: usize, samples: &[WakeSample]) -> O
             ack.count
         );
         let _ = medians.push(ack.median);
+        let start_ns = cpu::ticks_to_ns(slot.first_park_tsc.saturating_sub(parked.init_tsc));
+        let _ = write!(
+            per_ap,
+            "{}{{\"apic_id\":{},\"init_sipi_start_ns\":{},\"sipi_start_ns\":{},\"mailbox_wake_ns\":{}}}",
+            if medians.len() > 1 { "," } else { "" },
+            slot.apic_id,
+            start_ns,
+            cpu::ticks_to_ns(slot.first_park_tsc.saturating_sub(slot.sipi_tsc)),
+            ack.median
+        );
     }
     Spread::of(&mut medians)
 }
@@ -402,7 +417,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         );
     }
 
-    let mut summary: heapless::String<1024> = heapless::String::new();
+    let mut summary: heapless::String<{ 1024 + 96 * MAX_PARKED_CPUS }> = heapless::String::new();
     let _ = write!(
         summary,
         "{{\"entry\":\"{}\",\"cpus\":{},\"boot_apic_id\":{},\"memory_mib\":{},\"tsc_mhz\":{}",
@@ -492,6 +507,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
     }
 
     let mut wake_spread = None;
+    let mut per_ap: heapless::String<{ 96 * MAX_PARKED_CPUS }> = heapless::String::new();
     if config.self_check && parked.aps_parked > 0 {
         let rounds = config.self_check_rounds;
         log::info!(
@@ -519,7 +535,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
             log_park_table(&parked);
             stop(format_args!("self-check: {e}"));
         }
-        wake_spread = log_wake_latency(&parked, rounds as usize, samples);
+        wake_spread = log_wake_latency(&parked, rounds as usize, samples, &mut per_ap);
         log::info!("self-check: every parked AP woke through the mailbox {} times and came back through the ResetVector; wake-all woke them all", rounds);
     }
     log_park_table(&parked);
@@ -556,6 +572,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
             s.min, s.median, s.max
         );
     }
+    let _ = write!(summary, ",\"per_ap\":[{}]", per_ap);
     let _ = write!(
         summary,
         ",\"self_check_rounds\":{}}}",

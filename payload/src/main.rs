@@ -55,10 +55,12 @@ mod bare_metal {
                     QEMU_EXIT_FAIL
                 },
             ),
-            x if x == Finish::Reset as u8 => cpu::outb(RESET_CONTROL_PORT, RESET_FULL),
-            _ => {}
+            x if x == Finish::Reset as u8 => {
+                console::write_raw(format_args!("parkboot: resetting\n"));
+                cpu::outb(RESET_CONTROL_PORT, RESET_FULL)
+            }
+            _ => console::write_raw(format_args!("parkboot: halted\n")),
         }
-        console::write_raw(format_args!("parkboot: halted\n"));
         cpu::halt_forever()
     }
 
