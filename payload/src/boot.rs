@@ -104,6 +104,27 @@ fn read_config(fw_cfg: Option<&mut FwCfg<IoPorts>>, platform: &Platform) -> Conf
     config
 }
 
+/// The fw_cfg directory, so a user sees which `opt/` items reached parkboot.
+fn log_fw_cfg(fw_cfg: &mut FwCfg<IoPorts>) {
+    let dma = fw_cfg.has_dma();
+    let Ok(files) = fw_cfg.files() else {
+        log::warn!("fw_cfg: directory unreadable");
+        return;
+    };
+    let mut count = 0;
+    for entry in files.flatten() {
+        count += 1;
+        if entry.name().starts_with("opt/") {
+            log::info!("fw_cfg: {} ({} bytes)", entry.name(), entry.size);
+        }
+    }
+    log::info!(
+        "fw_cfg: QEMU firmware configuration, {} files, {}",
+        count,
+        if dma { "DMA" } else { "port I/O" }
+    );
+}
+
 fn kind_name(kind: MemoryKind) -> &'static str {
     match kind {
         MemoryKind::Usable => "usable",
@@ -372,6 +393,9 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         }
     }
     let mut fw_cfg = FwCfg::probe(IoPorts).ok();
+    if let Some(fw_cfg) = fw_cfg.as_mut() {
+        log_fw_cfg(fw_cfg);
+    }
     if platform.memory.is_empty() {
         if let Some(fw_cfg) = fw_cfg.as_mut() {
             let mut entries =
@@ -407,6 +431,30 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         ));
     }
 
+    let map_end = platform.top_of_ram().max(FOUR_GIB);
+    let map = parking::build_firmware_map(&mut memory, map_end)
+        .unwrap_or_else(|e| stop(format_args!("{e}")));
+    MAPPED_END.store(map_end, Ordering::Relaxed);
+    log::info!(
+        "page tables: identity map of 0-{:#x} with {} pages ({} KiB of tables)",
+        map.end,
+        if map.gigabyte_pages { "1 GiB" } else { "2 MiB" },
+        map.pages * 4
+    );
+
+    if config.fault_test {
+        const UNMAPPED: u64 = 1 << 46;
+        log::info!(
+            "fault_test: reading {:#x}, which no page table maps",
+            UNMAPPED
+        );
+        // SAFETY: deliberately faults; the exception handler reports it and stops.
+        let value = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
+        stop(format_args!(
+            "fault_test: reading {UNMAPPED:#x} did not fault (read {value:#x})"
+        ));
+    }
+
     let boot_apic_id = cpu::apic_id();
     let (rsdp, madt) = find_madt(&platform);
     log_cpus(&madt, boot_apic_id);
@@ -437,18 +485,16 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         done();
     }
 
-    let map_end = platform.top_of_ram().max(FOUR_GIB);
     let wait_with_mwait = cpu::has_monitor_mwait() && config.park_wait != config::ParkWait::Pause;
     let parked = parking::park_all(
         &mut memory,
+        &map,
         &madt.cpus,
         boot_apic_id,
-        map_end,
         config.ap_timeout_ms,
         wait_with_mwait,
     )
     .unwrap_or_else(|e| stop(format_args!("parking: {e}")));
-    MAPPED_END.store(map_end, Ordering::Relaxed);
     log::info!(
         "parkboot: parked {} of {} APs in {} (park table {:#x}, mailbox {:#x}, ResetVector {:#x}, waiting with {})",
         parked.aps_parked,

@@ -180,6 +180,9 @@ pub struct Config {
     pub nmi_test: bool,
     /// How parked CPUs wait for a wakeup.
     pub park_wait: ParkWait,
+    /// Touch an unmapped address once the platform is known, to show (and test) the
+    /// exception report: parkboot then stops.
+    pub fault_test: bool,
     pub entries: Vec<Entry, MAX_ENTRIES>,
 }
 
@@ -214,6 +217,7 @@ impl Default for Config {
             self_check_rounds: g.self_check_rounds,
             nmi_test: g.nmi_test,
             park_wait: g.park_wait,
+            fault_test: g.fault_test,
             entries: Vec::new(),
         }
     }
@@ -268,6 +272,7 @@ impl Config {
             self_check_rounds: self.self_check_rounds,
             nmi_test: self.nmi_test,
             park_wait: self.park_wait,
+            fault_test: self.fault_test,
         }
     }
 
@@ -279,6 +284,7 @@ impl Config {
         self.self_check_rounds = g.self_check_rounds;
         self.nmi_test = g.nmi_test;
         self.park_wait = g.park_wait;
+        self.fault_test = g.fault_test;
     }
 }
 
@@ -437,6 +443,7 @@ struct Globals {
     self_check_rounds: u32,
     nmi_test: bool,
     park_wait: ParkWait,
+    fault_test: bool,
 }
 
 impl Globals {
@@ -448,6 +455,7 @@ impl Globals {
         self_check_rounds: 1,
         nmi_test: false,
         park_wait: ParkWait::Auto,
+        fault_test: false,
     };
 }
 
@@ -470,10 +478,11 @@ enum GlobalKey {
     SelfCheckRounds,
     NmiTest,
     ParkWait,
+    FaultTest,
 }
 
 impl GlobalKey {
-    const ALL: [GlobalKey; 7] = [
+    const ALL: [GlobalKey; 8] = [
         GlobalKey::SelfCheck,
         GlobalKey::Park,
         GlobalKey::OnFinish,
@@ -481,6 +490,7 @@ impl GlobalKey {
         GlobalKey::SelfCheckRounds,
         GlobalKey::NmiTest,
         GlobalKey::ParkWait,
+        GlobalKey::FaultTest,
     ];
 
     fn name(self) -> &'static str {
@@ -492,6 +502,7 @@ impl GlobalKey {
             GlobalKey::SelfCheckRounds => "self_check_rounds",
             GlobalKey::NmiTest => "nmi_test",
             GlobalKey::ParkWait => "park_wait",
+            GlobalKey::FaultTest => "fault_test",
         }
     }
 
@@ -519,6 +530,7 @@ impl GlobalKey {
                 g.self_check_rounds = rounds;
             }
             GlobalKey::NmiTest => g.nmi_test = parse_switch(key, value)?,
+            GlobalKey::FaultTest => g.fault_test = parse_switch(key, value)?,
             GlobalKey::ParkWait => {
                 g.park_wait = ParkWait::ALL
                     .into_iter()

@@ -37,11 +37,6 @@ pub struct ParkLayout {
     pub code: u64,
     pub gdt: u64,
     pub idt: u64,
-    /// A PML5 whose first entry points at the PML4, for CPUs handed back with
-    /// 5-level paging on.
-    pub pml5: u64,
-    pub page_tables: u64,
-    pub page_table_pages: u64,
     pub stacks: u64,
     pub cpu_count: u64,
     pub size: u64,
@@ -49,21 +44,15 @@ pub struct ParkLayout {
 
 impl ParkLayout {
     /// Lays out: park table, park code (page-aligned so the ResetVector at its start
-    /// fits in one page), GDT, IDT, PML5, page tables, one stack per CPU.
-    pub fn new(
-        base: u64,
-        table_bytes: u64,
-        code_bytes: u64,
-        page_table_pages: u64,
-        cpu_count: u64,
-    ) -> Self {
+    /// fits in one page), GDT, IDT, one stack per CPU. (The firmware page tables the
+    /// parked CPUs use are a region of their own: parkboot builds them at boot, parked
+    /// or not.)
+    pub fn new(base: u64, table_bytes: u64, code_bytes: u64, cpu_count: u64) -> Self {
         let table = base;
         let code = table + pages(table_bytes);
         let gdt = code + pages(code_bytes);
         let idt = gdt + PAGE_SIZE;
-        let pml5 = idt + pages(IDT_ENTRIES as u64 * 16);
-        let page_tables = pml5 + PAGE_SIZE;
-        let stacks = page_tables + page_table_pages * PAGE_SIZE;
+        let stacks = idt + pages(IDT_ENTRIES as u64 * 16);
         let end = stacks + cpu_count * PARK_STACK_SIZE;
         ParkLayout {
             base,
@@ -71,9 +60,6 @@ impl ParkLayout {
             code,
             gdt,
             idt,
-            pml5,
-            page_tables,
-            page_table_pages,
             stacks,
             cpu_count,
             size: end - base,
@@ -81,8 +67,8 @@ impl ParkLayout {
     }
 
     /// Size of the region for these inputs, before a base is chosen.
-    pub fn size_for(table_bytes: u64, code_bytes: u64, page_table_pages: u64, cpus: u64) -> u64 {
-        Self::new(0, table_bytes, code_bytes, page_table_pages, cpus).size
+    pub fn size_for(table_bytes: u64, code_bytes: u64, cpus: u64) -> u64 {
+        Self::new(0, table_bytes, code_bytes, cpus).size
     }
 
     /// Top of CPU `index`'s stack (16-byte aligned, stacks grow down).
@@ -192,18 +178,16 @@ mod tests {
 
     #[test]
     fn layout_is_page_aligned_and_ordered() {
-        let l = ParkLayout::new(0x7f00_0000, 32_896, 1500, 6, 4);
+        let l = ParkLayout::new(0x7f00_0000, 32_896, 1500, 4);
         assert_eq!(l.table, 0x7f00_0000);
         assert_eq!(l.code, 0x7f00_0000 + 9 * PAGE_SIZE);
         assert_eq!(l.code % PAGE_SIZE, 0);
         assert_eq!(l.gdt, l.code + PAGE_SIZE);
         assert_eq!(l.idt, l.gdt + PAGE_SIZE);
-        assert_eq!(l.pml5, l.idt + PAGE_SIZE);
-        assert_eq!(l.page_tables, l.pml5 + PAGE_SIZE);
-        assert_eq!(l.stacks, l.page_tables + 6 * PAGE_SIZE);
+        assert_eq!(l.stacks, l.idt + PAGE_SIZE);
         assert_eq!(l.stack_top(0), l.stacks + PARK_STACK_SIZE);
         assert_eq!(l.stack_top(3), l.base + l.size);
-        assert_eq!(ParkLayout::size_for(32_896, 1500, 6, 4), l.size);
+        assert_eq!(ParkLayout::size_for(32_896, 1500, 4), l.size);
     }
 
     #[test]

@@ -99,11 +99,63 @@ unsafe fn zero(addr: u64, len: u64) {
 }
 
 /// Builds the firmware page tables and the park region, then parks every usable AP.
+/// parkboot's own identity map of all RAM and the MMIO below 4 GiB: the map the boot
+/// processor runs on from early boot, and the one parked CPUs use.
+pub struct FirmwareMap {
+    pub pml4: u64,
+    /// A PML5 whose first entry points at the PML4, for CPUs handed back with 5-level
+    /// paging on.
+    pub pml5: u64,
+    pub end: u64,
+    pub gigabyte_pages: bool,
+    pub pages: u64,
+}
+
+/// Builds the firmware map in reserved memory below 4 GiB (the AP trampoline loads
+/// CR3 with a 32-bit value) and switches the boot processor to it.
+pub fn build_firmware_map(memory: &mut MemoryMap, end: u64) -> Result<FirmwareMap, ParkError> {
+    let options = MapOptions {
+        gigabyte_pages: cpu::has_gigabyte_pages(),
+    };
+    let pages = paging::pages_needed(end, options) as u64;
+    let base = memory
+        .allocate(
+            (pages + 1) * PAGE_SIZE,
+            PAGE_SIZE,
+            ONE_MIB,
+            FOUR_GIB,
+            "firmware page tables",
+            ReportAs::Reserved,
+            Lifetime::Permanent,
+        )
+        .map_err(ParkError::Memory)?;
+    let pml5 = base;
+    // SAFETY: just reserved.
+    unsafe { zero(pml5, PAGE_SIZE) };
+    let mut allocator = RegionPages {
+        next: base + PAGE_SIZE,
+        end: base + (pages + 1) * PAGE_SIZE,
+    };
+    let pml4 =
+        paging::build_identity_map(&mut allocator, end, options).map_err(ParkError::Paging)?;
+    // SAFETY: the PML5 page is reserved above.
+    unsafe { *(pml5 as *mut u64) = pml4 | PTE_PRESENT_WRITABLE };
+    // SAFETY: the new map covers everything the bootstrap map did (0-4 GiB) and more.
+    unsafe { core::arch::asm!("mov cr3, {}", in(reg) pml4) };
+    Ok(FirmwareMap {
+        pml4,
+        pml5,
+        end,
+        gigabyte_pages: options.gigabyte_pages,
+        pages,
+    })
+}
+
 pub fn park_all(
     memory: &mut MemoryMap,
+    map: &FirmwareMap,
     cpus: &[Cpu],
     boot_apic_id: u32,
-    map_end: u64,
     ap_timeout_ms: u32,
     wait_with_mwait: bool,
 ) -> Result<Parked, ParkError> {
@@ -112,13 +164,9 @@ pub fn park_all(
     }
     let park_code = code::park_code();
     let trampoline = code::trampoline();
-    let options = MapOptions {
-        gigabyte_pages: cpu::has_gigabyte_pages(),
-    };
-    let table_pages = paging::pages_needed(map_end, options) as u64;
     let table_bytes = core::mem::size_of::<ParkTable>() as u64;
     let code_bytes = park_code.blob.bytes.len() as u64;
-    let size = ParkLayout::size_for(table_bytes, code_bytes, table_pages, cpus.len() as u64);
+    let size = ParkLayout::size_for(table_bytes, code_bytes, cpus.len() as u64);
 
     let mailbox_address = memory
         .allocate(
@@ -153,32 +201,13 @@ pub fn park_all(
             Lifetime::Permanent,
         )
         .map_err(ParkError::Memory)?;
-    let layout = ParkLayout::new(
-        base,
-        table_bytes,
-        code_bytes,
-        table_pages,
-        cpus.len() as u64,
-    );
+    let layout = ParkLayout::new(base, table_bytes, code_bytes, cpus.len() as u64);
     // SAFETY: all three ranges were just reserved for parkboot.
     unsafe {
         zero(mailbox_address, PAGE_SIZE);
         zero(base, layout.size);
         zero(trampoline_page, PAGE_SIZE);
     }
-
-    // Firmware page tables: identity map of all RAM and the MMIO below 4 GiB.
-    let mut pages = RegionPages {
-        next: layout.page_tables,
-        end: layout.page_tables + table_pages * PAGE_SIZE,
-    };
-    let pml4 =
-        paging::build_identity_map(&mut pages, map_end, options).map_err(ParkError::Paging)?;
-    // SAFETY: the PML5 page is in the park region.
-    unsafe { *(layout.pml5 as *mut u64) = pml4 | PTE_PRESENT_WRITABLE };
-    // From here the boot processor runs on the same map as the parked CPUs.
-    // SAFETY: the new map covers everything the old one did (0-4 GiB) and more.
-    unsafe { core::arch::asm!("mov cr3, {}", in(reg) pml4) };
 
     // GDT and IDT of parked CPUs.
     let code_base = layout.code;
@@ -208,8 +237,8 @@ pub fn park_all(
             0
         };
         let data = ParkCodeData::new(
-            pml4,
-            layout.pml5,
+            map.pml4,
+            map.pml5,
             layout.table,
             mailbox_address,
             wait_flags,
@@ -269,7 +298,7 @@ pub fn park_all(
         let gdt_pointer = page.add(trampoline.gdt_pointer);
         core::ptr::write_unaligned(gdt_pointer as *mut u16, (PARK_GDT.len() * 8 - 1) as u16);
         core::ptr::write_unaligned(gdt_pointer.add(2) as *mut u32, layout.gdt as u32);
-        core::ptr::write_unaligned(page.add(trampoline.cr3) as *mut u32, pml4 as u32);
+        core::ptr::write_unaligned(page.add(trampoline.cr3) as *mut u32, map.pml4 as u32);
         core::ptr::write_unaligned(
             page.add(trampoline.far32) as *mut u32,
             (trampoline_page + trampoline.protected_mode as u64) as u32,

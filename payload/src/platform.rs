@@ -151,9 +151,17 @@ impl Platform {
             .sum()
     }
 
-    /// End of the highest RAM range (any kind that is RAM, not MMIO holes).
+    /// End of the highest range that holds RAM (usable, ACPI, coreboot's own, or
+    /// defective RAM). Plain "reserved" ranges are left out: above 4 GiB they are
+    /// usually MMIO windows (QEMU reserves 0xfd00000000-0x10000000000 this way), and
+    /// mapping them would cost page tables for nothing.
     pub fn top_of_ram(&self) -> u64 {
-        self.memory.iter().map(|r| r.end()).max().unwrap_or(0)
+        self.memory
+            .iter()
+            .filter(|r| !matches!(r.kind, MemoryKind::Reserved | MemoryKind::Other(_)))
+            .map(|r| r.end())
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -165,6 +173,27 @@ pub trait PhysicalMemory {
     /// The `len` bytes at physical address `addr`, or `None` when that range cannot be
     /// read.
     fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_of_ram_ignores_reserved_windows_above_ram() {
+        let mut p = Platform::new(BootSource::Pvh, 0);
+        let ranges = [
+            (0, 0x9fc00, MemoryKind::Usable),
+            (0x100000, 0x1ff00000, MemoryKind::Usable),
+            (0x1ff00000, 0x100000, MemoryKind::AcpiNvs),
+            (0xfd_0000_0000, 0x3_0000_0000, MemoryKind::Reserved),
+        ];
+        for (start, size, kind) in ranges {
+            p.memory.push(MemoryRegion { start, size, kind }).unwrap();
+        }
+        assert_eq!(p.top_of_ram(), 0x2000_0000);
+        assert_eq!(p.usable_bytes(), 0x9fc00 + 0x1ff00000);
+    }
 }
 
 /// A [`PhysicalMemory`] over byte buffers, for host tests and for building tables.

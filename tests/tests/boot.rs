@@ -85,7 +85,13 @@ fn broken_coreboot_table_is_a_clear_error_not_a_crash() {
         .append("cbshim.corrupt=table-checksum")
         .config_text(LOOK_ONLY)
         .timeout(TIMEOUT)
-        .run();
+        // The table is read before the configuration, so parkboot halts (the safe
+        // default) rather than exiting QEMU: end the run when it says so.
+        .run_with(|line, ctl| {
+            if line.contains("parkboot: halted") {
+                ctl.stop();
+            }
+        });
     assert!(!outcome.passed(), "a corrupt table must not pass");
     let reason = outcome
         .stopped_reason()
@@ -94,4 +100,29 @@ fn broken_coreboot_table_is_a_clear_error_not_a_crash() {
         reason.contains("checksum"),
         "the error should name the checksum: {reason}"
     );
+}
+
+#[test]
+fn a_cpu_exception_is_reported_and_parkboot_stops() {
+    let outcome = Boot::new(parkboot_image())
+        .config_text("fault_test = on\non_finish = qemu-exit\n")
+        .timeout(TIMEOUT)
+        .run();
+    assert!(!outcome.passed());
+    assert!(
+        outcome
+            .find_line("CPU exception 14 page fault (#PF)")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert!(
+        outcome.find_line("CR2 0x0000400000000000").is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert!(outcome
+        .stopped_reason()
+        .unwrap_or("")
+        .contains("CPU exception 14"));
 }
