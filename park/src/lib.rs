@@ -4,6 +4,8 @@
 //!   standard door unmodified Linux uses.
 //! * [`table`]: the park table, parkboot's documented superset: one slot per CPU with
 //!   its state and counters, the parked count, and the wake-all doorbell.
+//! * [`reentry`]: how a park-aware kernel gives control back to parkboot, and the
+//!   multiboot2 tag that carries the park table.
 //! * [`code`] (feature `ap-code`): the code parked CPUs run, as position-independent
 //!   blobs that parkboot copies into its reserved park region.
 //!
@@ -12,6 +14,7 @@
 #![no_std]
 
 pub mod mailbox;
+pub mod reentry;
 pub mod table;
 
 #[cfg(feature = "ap-code")]
