@@ -42,7 +42,7 @@ pub const KERNEL_REPORT_VERSION: u32 = 1;
 
 /// What a kernel measured during its iteration, for parkboot's loop report.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelReport {
     /// [`KERNEL_REPORT_SIGNATURE`].
     pub signature: [u8; 8],
@@ -82,6 +82,19 @@ const _: () = {
 };
 
 impl KernelReport {
+    pub const EMPTY: KernelReport = KernelReport {
+        signature: KERNEL_REPORT_SIGNATURE,
+        version: KERNEL_REPORT_VERSION,
+        status: 0,
+        aps_woken: 0,
+        aps_expected: 0,
+        wake_ns_min: 0,
+        wake_ns_median: 0,
+        wake_ns_max: 0,
+        wake_all_ns: 0,
+        message: [0; 64],
+    };
+
     pub fn is_valid(&self) -> bool {
         self.signature == KERNEL_REPORT_SIGNATURE && self.version == KERNEL_REPORT_VERSION
     }
