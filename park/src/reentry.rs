@@ -101,7 +101,11 @@ impl KernelReport {
 
     /// The message up to its NUL, if it is text.
     pub fn message(&self) -> &str {
-        let end = self.message.iter().position(|&b| b == 0).unwrap_or(self.message.len());
+        let end = self
+            .message
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.message.len());
         core::str::from_utf8(&self.message[..end]).unwrap_or("(not text)")
     }
 }

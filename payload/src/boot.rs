@@ -1,8 +1,9 @@
 //! The boot flow: find the machine, park the APs, check them, report.
 
 use crate::arch::{self, console, cpu, exceptions};
+use crate::entries::{self, BootState};
 use crate::parking::{self, Parked, WakeSample};
-use crate::{done, set_finish, stop, Finish};
+use crate::{set_finish, stop, Finish};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 use park::table::{CpuState, MAX_PARKED_CPUS};
@@ -465,7 +466,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         );
     }
 
-    let mut summary: heapless::String<{ 1024 + 96 * MAX_PARKED_CPUS }> = heapless::String::new();
+    let summary = entries::summary();
     let _ = write!(
         summary,
         "{{\"entry\":\"{}\",\"cpus\":{},\"boot_apic_id\":{},\"memory_mib\":{},\"tsc_mhz\":{}",
@@ -480,9 +481,11 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         log::info!(
             "park = off: baseline mode, the APs are left for the kernel to start with INIT/SIPI"
         );
-        let _ = write!(summary, ",\"park\":false,\"aps_parked\":0}}");
-        log::info!("parkboot: summary: {}", summary);
-        done();
+        let _ = write!(summary, ",\"park\":false,\"aps_parked\":0");
+        let cpus = madt.cpus.len() as u32;
+        entries::start(BootState::new(
+            platform, config, memory, None, rsdp, fw_cfg, cpus, &map,
+        ));
     }
 
     let wait_with_mwait = cpu::has_monitor_mwait() && config.park_wait != config::ParkWait::Pause;
@@ -621,14 +624,13 @@ pub fn main(source: u32, boot_info: u32) -> ! {
     let _ = write!(summary, ",\"per_ap\":[{}]", per_ap);
     let _ = write!(
         summary,
-        ",\"self_check_rounds\":{}}}",
+        ",\"self_check_rounds\":{}",
         if config.self_check {
             config.self_check_rounds
         } else {
             0
         }
     );
-    log::info!("parkboot: summary: {}", summary);
 
     if parked_now != parked.aps_expected {
         stop(format_args!(
@@ -641,5 +643,16 @@ pub fn main(source: u32, boot_info: u32) -> ! {
             "{faults} APs faulted, {restarts} were started more than once"
         ));
     }
-    done()
+    let cpus = madt.cpus.len() as u32;
+    let kernel_rsdp = rewritten.rsdp;
+    entries::start(BootState::new(
+        platform,
+        config,
+        memory,
+        Some(parked),
+        kernel_rsdp,
+        fw_cfg,
+        cpus,
+        &map,
+    ))
 }

@@ -4,11 +4,14 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod acpi;
+pub mod boot_loop;
 pub mod config;
 pub mod coreboot;
 pub mod fw_cfg;
 pub mod handoff;
+pub mod linux;
 pub mod memory;
+pub mod multiboot2;
 pub mod paging;
 pub mod park_layout;
 pub mod platform;

@@ -7,6 +7,10 @@ mod arch;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
+mod entries;
+#[cfg(target_os = "none")]
+mod linux_boot;
+#[cfg(target_os = "none")]
 mod parking;
 
 #[cfg(not(target_os = "none"))]

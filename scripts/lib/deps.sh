@@ -88,10 +88,11 @@ ensure_build_deps() {
 # something fails.
 build_parkboot() {
     (cd "$PARKBOOT_ROOT" &&
-        cargo build -q --release --target x86_64-unknown-none -p parkboot -p cbshim &&
+        cargo build -q --release --target x86_64-unknown-none -p parkboot -p cbshim -p testkernel &&
         cargo build -q --release -p parkboot-tests --bin parkboot-run)
 }
 
 PARKBOOT_IMAGE="$PARKBOOT_ROOT/target/x86_64-unknown-none/release/parkboot"
 PARKBOOT_CBSHIM="$PARKBOOT_ROOT/target/x86_64-unknown-none/release/cbshim"
+PARKBOOT_TESTKERNEL="$PARKBOOT_ROOT/target/x86_64-unknown-none/release/testkernel"
 PARKBOOT_RUNNER="$PARKBOOT_ROOT/target/release/parkboot-run"

@@ -27,6 +27,36 @@ global_asm!(
     options(att_syntax)
 );
 
+/// parkboot's CR3 for the re-entry vector (and its PML5 wrapper for LA57 kernels).
+pub static REENTRY_CR3: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+pub static REENTRY_CR3_LA57: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+global_asm!(
+    include_str!("reentry.S"),
+    rust_reentry = sym crate::entries::reentry,
+    firmware_cr3 = sym REENTRY_CR3,
+    firmware_cr3_la57 = sym REENTRY_CR3_LA57,
+    SEL_CODE64 = const SEL_CODE64,
+    SEL_DATA = const SEL_DATA,
+    options(att_syntax)
+);
+
+extern "C" {
+    static parkboot_reentry: u8;
+    #[link_name = "boot_stack_top"]
+    static BOOT_STACK_TOP: u8;
+}
+
+/// Address of the re-entry vector (`park::ParkTable::reentry_vector`).
+pub fn reentry_vector() -> u64 {
+    core::ptr::addr_of!(parkboot_reentry) as u64
+}
+
+/// Top of the boot stack, which is free whenever a kernel runs.
+pub fn boot_stack_top() -> u64 {
+    core::ptr::addr_of!(BOOT_STACK_TOP) as u64
+}
+
 extern "C" {
     static __image_start: u8;
     static __image_end: u8;

@@ -25,6 +25,11 @@ usage: parkboot-run [options] [-- extra QEMU arguments]
   --config PATH        parkboot configuration, passed as fw_cfg opt/parkboot/config
   --timeout SECS       kill QEMU after this many seconds (default 60)
   --accel A            QEMU accelerator (default $PARKBOOT_ACCEL or tcg)
+  --kernel PATH        kernel for the configuration's entries (fw_cfg opt/parkboot/kernel)
+  --initrd PATH        initrd for them (fw_cfg opt/parkboot/initrd)
+  --loops N            iterations of every entry (rewrites `iterations` in the configuration)
+  --append TEXT        kernel command line of every entry (rewrites `cmdline`)
+  --no-park            baseline: parkboot leaves the APs for the kernel's INIT/SIPI
   --trace-init-ipis    count INIT IPIs sent after the APs were parked
   --json               end with one line of JSON describing the run
   -h, --help           this text
@@ -48,6 +53,11 @@ struct Options {
     accel: Option<String>,
     trace_init_ipis: bool,
     json: bool,
+    kernel: Option<PathBuf>,
+    initrd: Option<PathBuf>,
+    loops: Option<u32>,
+    append: Option<String>,
+    no_park: bool,
     extra_args: Vec<String>,
 }
 
@@ -63,6 +73,11 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Option<Option
         accel: None,
         trace_init_ipis: false,
         json: false,
+        kernel: None,
+        initrd: None,
+        loops: None,
+        append: None,
+        no_park: false,
         extra_args: Vec::new(),
     };
     let mut args = args.into_iter();
@@ -108,6 +123,11 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Option<Option
             "--accel" => options.accel = Some(value("an accelerator")?),
             "--trace-init-ipis" => options.trace_init_ipis = true,
             "--json" => options.json = true,
+            "--kernel" => options.kernel = Some(value("a path")?.into()),
+            "--initrd" => options.initrd = Some(value("a path")?.into()),
+            "--loops" => options.loops = Some(number(&name, &value("a count")?)?),
+            "--append" => options.append = Some(value("a command line")?),
+            "--no-park" => options.no_park = true,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -162,10 +182,25 @@ fn boot_for(options: &Options) -> Result<Boot, String> {
         boot = boot.memory_mib(memory_mib);
     }
     if let Some(config) = &options.config {
-        if !config.is_file() {
-            return Err(format!("configuration {} not found", config.display()));
+        let text = std::fs::read_to_string(config)
+            .map_err(|e| format!("configuration {}: {e}", config.display()))?;
+        boot = boot.config_text(adjust_config(
+            &text,
+            options.loops,
+            options.append.as_deref(),
+            options.no_park,
+        ));
+    }
+    for (name, path) in [
+        ("opt/parkboot/kernel", &options.kernel),
+        ("opt/parkboot/initrd", &options.initrd),
+    ] {
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(format!("{} not found", path.display()));
+            }
+            boot = boot.fw_cfg_file(name, path);
         }
-        boot = boot.config_file(config);
     }
     if let Some(timeout) = options.timeout {
         boot = boot.timeout(timeout);
@@ -174,6 +209,69 @@ fn boot_for(options: &Options) -> Result<Boot, String> {
         boot = boot.accel(accel);
     }
     Ok(boot.args(options.extra_args.iter().cloned()))
+}
+
+/// Applies `--loops`, `--append` and `--no-park` to a configuration's text: every
+/// entry's `iterations` and `cmdline` are replaced (or added), and `park = off` is put
+/// before the first entry.
+fn adjust_config(text: &str, loops: Option<u32>, append: Option<&str>, no_park: bool) -> String {
+    let key = |line: &str| {
+        line.split_once('=')
+            .map(|(k, _)| k.trim().to_string())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    if no_park {
+        out.push("park = off".to_string());
+    }
+    let mut in_entry = false;
+    let close_entry = |out: &mut Vec<String>, seen_loops: bool, seen_cmdline: bool| {
+        if let (Some(n), false) = (loops, seen_loops) {
+            out.push(format!("iterations = {n}"));
+        }
+        if let (Some(a), false) = (append, seen_cmdline) {
+            out.push(format!(
+                "cmdline = \"{}\"",
+                a.replace('\\', "\\\\").replace('"', "\\\"")
+            ));
+        }
+    };
+    let (mut seen_loops, mut seen_cmdline) = (false, false);
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("[entry") {
+            if in_entry {
+                close_entry(&mut out, seen_loops, seen_cmdline);
+            }
+            in_entry = true;
+            seen_loops = false;
+            seen_cmdline = false;
+            out.push(line.to_string());
+            continue;
+        }
+        match key(trimmed).as_str() {
+            "park" if no_park && !in_entry => continue,
+            "iterations" if in_entry && loops.is_some() => {
+                seen_loops = true;
+                out.push(format!("iterations = {}", loops.unwrap_or(1)));
+            }
+            "cmdline" if in_entry && append.is_some() => {
+                seen_cmdline = true;
+                out.push(format!(
+                    "cmdline = \"{}\"",
+                    append
+                        .unwrap_or("")
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                ));
+            }
+            _ => out.push(line.to_string()),
+        }
+    }
+    if in_entry {
+        close_entry(&mut out, seen_loops, seen_cmdline);
+    }
+    out.join("\n") + "\n"
 }
 
 /// The `--json` line: the guest's summary merged with the harness's view of the run.
@@ -267,6 +365,17 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_adjustments() {
+        let text = "self_check = on\npark = on\n[entry a]\nkernel = fw_cfg:k\niterations = 10\n[entry b]\nkernel = fw_cfg:j\n";
+        let out = adjust_config(text, Some(3), Some("console=ttyS0 x=\"y\""), true);
+        assert_eq!(
+            out,
+            "park = off\nself_check = on\n[entry a]\nkernel = fw_cfg:k\niterations = 3\ncmdline = \"console=ttyS0 x=\\\"y\\\"\"\n[entry b]\nkernel = fw_cfg:j\niterations = 3\ncmdline = \"console=ttyS0 x=\\\"y\\\"\"\n"
+        );
+        assert_eq!(adjust_config(text, None, None, false), text);
+    }
     use parkboot_tests::{ExitStatusKind, InitIpiWitness};
 
     fn parse(args: &[&str]) -> Result<Option<Options>, String> {

@@ -1,0 +1,265 @@
+//! The kexec loop parkboot drives: which entry and iteration to boot next, given what
+//! the returning kernel asked for, and the per-iteration records for the loop report.
+//! Pure bookkeeping, host-tested; `main.rs`'s boot flow does the booting.
+
+use core::fmt;
+
+/// Iterations whose details are kept for the report (all are counted).
+pub const MAX_RECORDED_ITERATIONS: usize = 4096;
+
+/// What a kernel asked for when it gave control back (mirrors
+/// `park::reentry::ReentryRequest`, which this crate does not depend on for host
+/// tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    SameEntry,
+    NextEntry,
+    Stop,
+}
+
+/// What to boot next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Boot entry `entry` (index into the configuration), iteration `iteration` of
+    /// `iterations` (1-based).
+    Boot {
+        entry: usize,
+        iteration: u32,
+        iterations: u32,
+    },
+    /// Nothing left: report and finish.
+    Finish,
+}
+
+/// Walks the configured entries and their iteration counts.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    iterations: heapless::Vec<u32, 8>,
+    entry: usize,
+    iteration: u32,
+}
+
+impl Schedule {
+    /// `iterations[i]` = how often entry i is booted.
+    pub fn new(iterations: &[u32]) -> Self {
+        Schedule {
+            iterations: iterations.iter().copied().take(8).collect(),
+            entry: 0,
+            iteration: 0,
+        }
+    }
+
+    fn current(&self) -> Next {
+        match self.iterations.get(self.entry) {
+            Some(&n) if self.iteration <= n && n > 0 => Next::Boot {
+                entry: self.entry,
+                iteration: self.iteration,
+                iterations: n,
+            },
+            _ => Next::Finish,
+        }
+    }
+
+    /// The first boot.
+    pub fn first(&mut self) -> Next {
+        self.entry = 0;
+        self.iteration = 1;
+        self.skip_empty();
+        self.current()
+    }
+
+    fn skip_empty(&mut self) {
+        while matches!(self.iterations.get(self.entry), Some(&0)) {
+            self.entry += 1;
+        }
+    }
+
+    /// The entry being booted failed to load or run: go on with the next entry.
+    pub fn entry_failed(&mut self) -> Next {
+        self.next_entry()
+    }
+
+    fn next_entry(&mut self) -> Next {
+        self.entry += 1;
+        self.iteration = 1;
+        self.skip_empty();
+        self.current()
+    }
+
+    /// The kernel came back with `request`.
+    pub fn after(&mut self, request: Request) -> Next {
+        match request {
+            Request::Stop => {
+                self.entry = self.iterations.len();
+                Next::Finish
+            }
+            Request::NextEntry => self.next_entry(),
+            Request::SameEntry => {
+                let n = self.iterations.get(self.entry).copied().unwrap_or(0);
+                if self.iteration < n {
+                    self.iteration += 1;
+                    self.current()
+                } else {
+                    self.next_entry()
+                }
+            }
+        }
+    }
+}
+
+/// One iteration as the loop report shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IterationRecord {
+    pub entry: u8,
+    pub iteration: u32,
+    /// Load start to the kernel's return, in nanoseconds.
+    pub cycle_ns: u64,
+    /// Of that, parkboot's own work: reload the image, build boot info, hand off.
+    pub load_ns: u64,
+    /// APs whose wake count rose during the iteration.
+    pub cpus_woken: u32,
+    /// The kernel's own figures (0 when it gave none).
+    pub wake_ns_median: u64,
+    pub wake_ns_min: u64,
+    pub wake_ns_max: u64,
+    pub passed: bool,
+}
+
+/// Counters over the whole loop plus the first `MAX_RECORDED_ITERATIONS` records.
+pub struct LoopLog {
+    pub records: heapless::Vec<IterationRecord, MAX_RECORDED_ITERATIONS>,
+    pub iterations_done: u64,
+    pub iterations_failed: u64,
+    pub iterations_requested: u64,
+}
+
+impl Default for LoopLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LoopLog {
+    pub const fn new() -> Self {
+        LoopLog {
+            records: heapless::Vec::new(),
+            iterations_done: 0,
+            iterations_failed: 0,
+            iterations_requested: 0,
+        }
+    }
+
+    pub fn push(&mut self, record: IterationRecord) {
+        self.iterations_done += 1;
+        if !record.passed {
+            self.iterations_failed += 1;
+        }
+        let _ = self.records.push(record);
+    }
+}
+
+/// min / median / max of a set of values, for the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinMedMax {
+    pub min: u64,
+    pub median: u64,
+    pub max: u64,
+}
+
+impl MinMedMax {
+    /// Of `values` (at most `scratch.len()` of them are used; sorted in `scratch`).
+    pub fn of(values: impl Iterator<Item = u64>, scratch: &mut [u64]) -> Option<Self> {
+        let mut n = 0;
+        for (slot, value) in scratch.iter_mut().zip(values) {
+            *slot = value;
+            n += 1;
+        }
+        if n == 0 {
+            return None;
+        }
+        let values = &mut scratch[..n];
+        values.sort_unstable();
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2
+        };
+        Some(MinMedMax {
+            min: values[0],
+            median,
+            max: values[n - 1],
+        })
+    }
+}
+
+impl fmt::Display for MinMedMax {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::park_layout::Duration;
+        write!(
+            f,
+            "{} / {} / {}",
+            Duration(self.min),
+            Duration(self.median),
+            Duration(self.max)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boot(entry: usize, iteration: u32, iterations: u32) -> Next {
+        Next::Boot {
+            entry,
+            iteration,
+            iterations,
+        }
+    }
+
+    #[test]
+    fn same_entry_runs_the_requested_iterations_then_moves_on() {
+        let mut s = Schedule::new(&[3, 1]);
+        assert_eq!(s.first(), boot(0, 1, 3));
+        assert_eq!(s.after(Request::SameEntry), boot(0, 2, 3));
+        assert_eq!(s.after(Request::SameEntry), boot(0, 3, 3));
+        assert_eq!(s.after(Request::SameEntry), boot(1, 1, 1));
+        assert_eq!(s.after(Request::SameEntry), Next::Finish);
+    }
+
+    #[test]
+    fn next_entry_and_stop_cut_the_loop_short() {
+        let mut s = Schedule::new(&[5, 2]);
+        s.first();
+        assert_eq!(s.after(Request::NextEntry), boot(1, 1, 2));
+        assert_eq!(s.after(Request::Stop), Next::Finish);
+        assert_eq!(s.after(Request::SameEntry), Next::Finish);
+    }
+
+    #[test]
+    fn a_failed_entry_is_skipped() {
+        let mut s = Schedule::new(&[4, 0, 1]);
+        s.first();
+        assert_eq!(s.entry_failed(), boot(2, 1, 1));
+        assert_eq!(s.entry_failed(), Next::Finish);
+        assert_eq!(Schedule::new(&[]).first(), Next::Finish);
+    }
+
+    #[test]
+    fn log_counts_and_spreads() {
+        let mut log = LoopLog::new();
+        for (i, ns) in [30u64, 10, 20, 40].iter().enumerate() {
+            log.push(IterationRecord {
+                iteration: i as u32 + 1,
+                cycle_ns: *ns,
+                passed: i != 3,
+                ..Default::default()
+            });
+        }
+        assert_eq!((log.iterations_done, log.iterations_failed), (4, 1));
+        let mut scratch = [0u64; 8];
+        let s = MinMedMax::of(log.records.iter().map(|r| r.cycle_ns), &mut scratch).unwrap();
+        assert_eq!((s.min, s.median, s.max), (10, 25, 40));
+        assert_eq!(MinMedMax::of(core::iter::empty(), &mut scratch), None);
+    }
+}
