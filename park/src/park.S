@@ -15,6 +15,11 @@
  */
 
 .set CR4_MCE,               1 << 6
+.set MSR_EFER,              0xC0000080
+.set EFER_NXE,              1 << 11
+.set CPUID_EXTENDED_MAX,    0x80000000
+.set CPUID_EXTENDED_FEATURES, 0x80000001
+.set CPUID_EDX_NX,          1 << 20
 .set MSR_IA32_APIC_BASE,    0x1B
 .set APIC_BASE_X2APIC,      1 << 10
 .set APIC_BASE_ENABLE,      1 << 11
@@ -104,6 +109,26 @@
 .Lnmi_routed\@:
 .endm
 
+/* Woken CPUs keep this EFER, and Linux's 64-bit wakeup path (trampoline_start64)
+ * loads page tables that use the NX bit without setting EFER.NXE itself: with NXE off
+ * those entries fault as reserved. So a parked CPU has NXE on wherever CPUID offers it.
+ * Clobbers rax, rbx, rcx, rdx. */
+.macro ENABLE_NO_EXECUTE
+    mov     $CPUID_EXTENDED_MAX, %eax
+    cpuid
+    cmp     $CPUID_EXTENDED_FEATURES, %eax
+    jb      .Lno_nx\@
+    mov     $CPUID_EXTENDED_FEATURES, %eax
+    cpuid
+    test    $CPUID_EDX_NX, %edx
+    jz      .Lno_nx\@
+    mov     $MSR_EFER, %ecx
+    rdmsr
+    or      $EFER_NXE, %eax
+    wrmsr
+.Lno_nx\@:
+.endm
+
 /* rax = TSC */
 .macro READ_TSC
     rdtsc
@@ -169,6 +194,7 @@ park_cpu_entry:
     or      $CR4_MCE, %rax
     mov     %rax, %cr4
     ROUTE_PLATFORM_NMI
+    ENABLE_NO_EXECUTE
     cmp     $ENTRY_START, %r15d
     jne     2f
     lock incl {SLOT_START_COUNT}(%r12)

@@ -274,6 +274,80 @@ fn adjust_config(text: &str, loops: Option<u32>, append: Option<&str>, no_park: 
     out.join("\n") + "\n"
 }
 
+struct LinuxRow {
+    iteration: String,
+    cpus: String,
+    bringup_ms: String,
+    cycle: Option<Duration>,
+}
+
+struct LinuxTable {
+    rows: Vec<LinuxRow>,
+}
+
+/// Rows from `parkboot-linux: iteration I/N: cpus online C/C, smp bring-up T ms...`
+/// lines and the host time each arrived.
+fn linux_iteration_table(lines: &[(String, Duration)]) -> LinuxTable {
+    let mut rows = Vec::new();
+    for (i, (text, at)) in lines.iter().enumerate() {
+        let iteration = text.split(':').next().unwrap_or("?").to_string();
+        let after = |key: &str| {
+            text.split(key)
+                .nth(1)
+                .and_then(|rest| rest.split([',', ' ']).find(|w| !w.is_empty()))
+                .unwrap_or("?")
+                .to_string()
+        };
+        rows.push(LinuxRow {
+            iteration,
+            cpus: after("cpus online "),
+            bringup_ms: after("smp bring-up "),
+            cycle: lines.get(i + 1).map(|(_, next)| next.saturating_sub(*at)),
+        });
+    }
+    LinuxTable { rows }
+}
+
+impl LinuxTable {
+    /// JSON members for the summary: per-iteration rows and the kexec cycle spread.
+    fn json(&self) -> Option<json::Members> {
+        if self.rows.is_empty() {
+            return None;
+        }
+        let mut cycles: Vec<u128> = self
+            .rows
+            .iter()
+            .filter_map(|r| r.cycle.map(|c| c.as_nanos()))
+            .collect();
+        cycles.sort_unstable();
+        let mut members = vec![(
+            "linux_iterations".to_string(),
+            format!(
+                "[{}]",
+                self.rows
+                    .iter()
+                    .map(|r| format!(
+                        "{{\"iteration\":{},\"cpus_online\":{},\"smp_bringup_ms\":{},\"kexec_cycle_ns\":{}}}",
+                        json::quote(&r.iteration),
+                        json::quote(&r.cpus),
+                        r.bringup_ms.parse::<f64>().map(json::number).unwrap_or_else(|_| "null".to_string()),
+                        r.cycle.map(|c| c.as_nanos().to_string()).unwrap_or_else(|| "null".to_string())
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        )];
+        if let (Some(min), Some(max)) = (cycles.first(), cycles.last()) {
+            let median = cycles[cycles.len() / 2];
+            members.push((
+                "iteration_ns".to_string(),
+                format!("{{\"min\":{min},\"median\":{median},\"max\":{max}}}"),
+            ));
+        }
+        Some(members)
+    }
+}
+
 /// The `--json` line: the guest's summary merged with the harness's view of the run.
 fn json_line(outcome: &Outcome) -> String {
     let mut extra: json::Members = vec![
@@ -335,8 +409,32 @@ fn main() -> ExitCode {
         );
     }
 
-    // The serial log goes out live, line by line (stdout is line-buffered).
-    let outcome = boot.run_with(|line, _| println!("{line}"));
+    // The serial log goes out live, line by line (stdout is line-buffered). Linux
+    // iterations are timed here, on the host: each kexec restarts the guest's clocks.
+    let started = std::time::Instant::now();
+    let mut linux_iterations: Vec<(String, Duration)> = Vec::new();
+    let outcome = boot.run_with(|line, _| {
+        println!("{line}");
+        if let Some(rest) = line.split("parkboot-linux: iteration ").nth(1) {
+            linux_iterations.push((rest.to_string(), started.elapsed()));
+        }
+    });
+    let linux_table = linux_iteration_table(&linux_iterations);
+    if !linux_table.rows.is_empty() {
+        println!("Linux kexec loop (cycle = one iteration line to the next, host time):");
+        println!("  iteration  CPUs up  SMP bring-up (kernel log)  kexec cycle");
+        for row in &linux_table.rows {
+            println!(
+                "  {:9}  {:7}  {:>22} ms  {}",
+                row.iteration,
+                row.cpus,
+                row.bringup_ms,
+                row.cycle
+                    .map(|c| format!("{:.2} s", c.as_secs_f64()))
+                    .unwrap_or_else(|| "-".to_string())
+            );
+        }
+    }
 
     for line in outcome.qemu_stderr.lines() {
         eprintln!("qemu: {line}");
@@ -353,7 +451,11 @@ fn main() -> ExitCode {
     }
     println!("{result}");
     if options.json {
-        println!("{}", json_line(&outcome));
+        let mut line = json_line(&outcome);
+        if let Some(extra) = linux_table.json() {
+            line = json::merge(&line, &extra).unwrap_or(line);
+        }
+        println!("{line}");
     }
     if outcome.passed() {
         ExitCode::SUCCESS

@@ -1,0 +1,272 @@
+//! Kexec loops driven by parkboot: the park-aware multiboot2 test kernel is booted over
+//! and over from a pristine copy, wakes every AP each time and re-enters parkboot; no
+//! AP is ever sent INIT again. Broken kernel images get a clear error and parkboot
+//! goes on with the next entry.
+
+use parkboot_tests::{json, parkboot_image, test_kernel, Boot, Outcome};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+const MULTIBOOT2_MAGIC: u32 = 0xE852_50D6;
+const MULTIBOOT2_SEARCH: usize = 32 * 1024;
+const MULTIBOOT2_ALIGN: usize = 8;
+
+fn field(outcome: &Outcome, key: &str) -> String {
+    let summary = outcome
+        .summary
+        .as_deref()
+        .unwrap_or_else(|| panic!("no summary\n{}", outcome.report()));
+    json::object_members(summary)
+        .expect("summary is JSON")
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("summary has no {key}: {summary}"))
+}
+
+fn loop_config(iterations: u32) -> String {
+    format!(
+        "self_check = off\non_finish = qemu-exit\n[entry test-kernel]\nkernel = fw_cfg:opt/parkboot/kernel\nformat = multiboot2\niterations = {iterations}\n"
+    )
+}
+
+fn run_loop(cpus: u32, iterations: u32) {
+    let outcome = Boot::new(parkboot_image())
+        .smp(cpus)
+        .config_text(loop_config(iterations))
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_eq!(
+        field(&outcome, "iterations_requested"),
+        iterations.to_string()
+    );
+    assert_eq!(field(&outcome, "iterations_done"), iterations.to_string());
+    assert_eq!(field(&outcome, "iterations_failed"), "0");
+    assert_eq!(field(&outcome, "cpus_woken_min"), (cpus - 1).to_string());
+    assert_eq!(
+        outcome.count_lines("testkernel: iteration "),
+        iterations as usize,
+        "{}",
+        outcome.report()
+    );
+    if cpus > 1 {
+        let witness = outcome.init_ipis.as_ref().expect("INIT witness");
+        assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
+    }
+}
+
+#[test]
+fn loop_10_iterations_smp1() {
+    run_loop(1, 10);
+}
+
+#[test]
+fn loop_10_iterations_smp2() {
+    run_loop(2, 10);
+}
+
+#[test]
+fn loop_10_iterations_smp4() {
+    run_loop(4, 10);
+}
+
+#[test]
+fn loop_100_iterations_smp4() {
+    run_loop(4, 100);
+}
+
+#[test]
+fn a_kernel_can_stop_the_loop_early() {
+    let config = "self_check = off\non_finish = qemu-exit\n[entry test-kernel]\nkernel = fw_cfg:opt/parkboot/kernel\ncmdline = \"testkernel.request=stop\"\niterations = 5\n";
+    let outcome = Boot::new(parkboot_image())
+        .smp(2)
+        .config_text(config)
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_eq!(field(&outcome, "iterations_done"), "1");
+}
+
+// ---- bad input -------------------------------------------------------------------
+
+fn testkernel_bytes() -> Vec<u8> {
+    std::fs::read(test_kernel("testkernel")).expect("test kernel")
+}
+
+fn header_offset(image: &[u8]) -> usize {
+    (0..MULTIBOOT2_SEARCH.min(image.len()))
+        .step_by(MULTIBOOT2_ALIGN)
+        .find(|&o| image.get(o..o + 4) == Some(&MULTIBOOT2_MAGIC.to_le_bytes()[..]))
+        .expect("the test kernel has a multiboot2 header")
+}
+
+fn u32_at(image: &[u8], offset: usize) -> u32 {
+    u32::from_le_bytes(image[offset..offset + 4].try_into().unwrap())
+}
+
+fn put_u32(image: &mut [u8], offset: usize, value: u32) {
+    image[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Re-computes the header checksum after a change to its tags.
+fn fix_checksum(image: &mut [u8]) {
+    let h = header_offset(image);
+    let sum = u32_at(image, h)
+        .wrapping_add(u32_at(image, h + 4))
+        .wrapping_add(u32_at(image, h + 8));
+    put_u32(image, h + 12, 0u32.wrapping_sub(sum));
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("parkboot-loop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn gzip(bytes: &[u8], name: &str) -> Vec<u8> {
+    let plain = temp_file(name, bytes);
+    let out = std::process::Command::new("gzip")
+        .arg("-c")
+        .arg(&plain)
+        .output()
+        .expect("gzip");
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Boots a bad entry followed by a good one; the bad one must be refused with a
+/// message containing `expected`, and the good one must still run.
+fn refused(bad: &Path, expected: &str) {
+    let config = "self_check = off\non_finish = qemu-exit\n\
+        [entry bad]\nkernel = fw_cfg:opt/parkboot/bad\nformat = multiboot2\niterations = 3\n\
+        [entry good]\nkernel = fw_cfg:opt/parkboot/kernel\nformat = multiboot2\niterations = 1\n";
+    let outcome = Boot::new(parkboot_image())
+        .smp(2)
+        .config_text(config)
+        .fw_cfg_file("opt/parkboot/bad", bad)
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .timeout(TIMEOUT)
+        .run();
+    let error = outcome
+        .find_line("ERROR: entry 'bad'")
+        .unwrap_or_else(|| panic!("no error for the bad entry\n{}", outcome.report()));
+    assert!(
+        error.contains(expected),
+        "the error should say '{expected}': {error}"
+    );
+    assert!(
+        outcome.find_line("going on with the next entry").is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert!(
+        outcome
+            .find_line("entry 'good' iteration 1/1: back after")
+            .is_some(),
+        "the good entry must still boot\n{}",
+        outcome.report()
+    );
+    assert!(
+        !outcome.passed(),
+        "a run with a refused entry reports failure"
+    );
+    assert_eq!(field(&outcome, "iterations_failed"), "1");
+}
+
+#[test]
+fn refuses_an_image_without_a_multiboot2_header() {
+    // The kernel's code holds the magic number too: clear every aligned copy.
+    let mut image = testkernel_bytes();
+    let magic = MULTIBOOT2_MAGIC.to_le_bytes();
+    for offset in (0..MULTIBOOT2_SEARCH.min(image.len())).step_by(MULTIBOOT2_ALIGN) {
+        if image.get(offset..offset + 4) == Some(&magic[..]) {
+            put_u32(&mut image, offset, 0);
+        }
+    }
+    refused(&temp_file("no-header", &image), "no multiboot2 header");
+}
+
+#[test]
+fn refuses_a_bad_header_checksum() {
+    let mut image = testkernel_bytes();
+    let h = header_offset(&image);
+    let checksum = u32_at(&image, h + 12);
+    put_u32(&mut image, h + 12, checksum ^ 1);
+    refused(&temp_file("bad-checksum", &image), "checksum");
+}
+
+#[test]
+fn refuses_an_unknown_required_tag() {
+    // The information request tag comes first; ask for tag 8 (framebuffer info),
+    // which parkboot cannot give, in place of the first requested type.
+    let mut image = testkernel_bytes();
+    let h = header_offset(&image);
+    let first_tag = h + 16;
+    assert_eq!(
+        u32_at(&image, first_tag) & 0xffff,
+        1,
+        "information request tag first"
+    );
+    put_u32(&mut image, first_tag + 8, 8);
+    fix_checksum(&mut image);
+    refused(&temp_file("framebuffer", &image), "8");
+}
+
+#[test]
+fn refuses_a_truncated_elf() {
+    let image = testkernel_bytes();
+    let cut = header_offset(&image) + 0x100;
+    refused(&temp_file("truncated", &image[..cut]), "past the end");
+}
+
+#[test]
+fn refuses_segments_over_parkboots_memory() {
+    // Move the first PT_LOAD segment's physical address onto parkboot's own image.
+    let mut image = testkernel_bytes();
+    let phoff = u64::from_le_bytes(image[0x20..0x28].try_into().unwrap()) as usize;
+    let phentsize = u16::from_le_bytes(image[0x36..0x38].try_into().unwrap()) as usize;
+    let phnum = u16::from_le_bytes(image[0x38..0x3a].try_into().unwrap()) as usize;
+    let load = (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .find(|&p| u32_at(&image, p) == 1)
+        .expect("a PT_LOAD header");
+    let parkboot = 0x10_0000u64.to_le_bytes();
+    image[load + 0x18..load + 0x20].copy_from_slice(&parkboot); // p_paddr
+    refused(&temp_file("over-parkboot", &image), "parkboot image");
+}
+
+#[test]
+fn refuses_corrupt_gzip() {
+    let mut packed = gzip(&testkernel_bytes(), "to-gzip");
+    let middle = packed.len() / 2;
+    for byte in &mut packed[middle..middle + 16] {
+        *byte ^= 0x5a;
+    }
+    refused(&temp_file("corrupt.gz", &packed), "gzip");
+}
+
+#[test]
+fn boots_a_gzip_compressed_kernel() {
+    let packed = gzip(&testkernel_bytes(), "to-gzip-ok");
+    let kernel = temp_file("kernel.gz", &packed);
+    let outcome = Boot::new(parkboot_image())
+        .smp(2)
+        .config_text(loop_config(2))
+        .fw_cfg_file("opt/parkboot/kernel", kernel)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert!(
+        outcome.find_line("inflated").is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(field(&outcome, "iterations_done"), "2");
+}
