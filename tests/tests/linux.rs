@@ -136,6 +136,8 @@ fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
 fn bad_linux_images_are_refused_and_the_next_entry_boots() {
     const PROTOCOL_VERSION: usize = 0x206;
     const INIT_SIZE: usize = 0x260;
+    const CMDLINE_SIZE: usize = 0x238;
+    const SHORT_CMDLINE_LIMIT: u32 = 255;
     let kernel = std::fs::read(linux_kernel()).unwrap();
     let not_bzimage = temp_file("not-a-bzimage", &vec![0x5au8; 64 * 1024]);
     let mut old = kernel.clone();
@@ -144,13 +146,16 @@ fn bad_linux_images_are_refused_and_the_next_entry_boots() {
     let mut huge = kernel.clone();
     huge[INIT_SIZE..INIT_SIZE + 4].copy_from_slice(&0xf000_0000u32.to_le_bytes());
     let huge = temp_file("huge-init-size", &huge);
-    let long_cmdline = "x".repeat(1000);
+    let mut short = kernel.clone();
+    short[CMDLINE_SIZE..CMDLINE_SIZE + 4].copy_from_slice(&SHORT_CMDLINE_LIMIT.to_le_bytes());
+    let short = temp_file("short-cmdline-limit", &short);
+    let long_cmdline = "x".repeat(2 * SHORT_CMDLINE_LIMIT as usize);
     let config = format!(
         "self_check = off\non_finish = qemu-exit\n\
          [entry not-bzimage]\nkernel = fw_cfg:opt/parkboot/bad1\nformat = linux\n\
          [entry old-protocol]\nkernel = fw_cfg:opt/parkboot/bad2\nformat = linux\n\
          [entry too-big]\nkernel = fw_cfg:opt/parkboot/bad3\nformat = linux\n\
-         [entry long-cmdline]\nkernel = fw_cfg:opt/parkboot/linux\nformat = linux\ncmdline = \"{long_cmdline} {long_cmdline} {long_cmdline}\"\n\
+         [entry long-cmdline]\nkernel = fw_cfg:opt/parkboot/bad4\nformat = linux\ncmdline = \"{long_cmdline}\"\n\
          [entry good]\nkernel = fw_cfg:opt/parkboot/kernel\nformat = multiboot2\n"
     );
     let outcome = Boot::new(parkboot_image())
@@ -160,7 +165,7 @@ fn bad_linux_images_are_refused_and_the_next_entry_boots() {
         .fw_cfg_file("opt/parkboot/bad1", not_bzimage)
         .fw_cfg_file("opt/parkboot/bad2", old)
         .fw_cfg_file("opt/parkboot/bad3", huge)
-        .fw_cfg_file("opt/parkboot/linux", linux_kernel())
+        .fw_cfg_file("opt/parkboot/bad4", short)
         .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
         .timeout(TIMEOUT)
         .run();
@@ -171,7 +176,7 @@ fn bad_linux_images_are_refused_and_the_next_entry_boots() {
             .to_string()
     };
     assert!(
-        error("not-bzimage").contains("HdrS"),
+        error("not-bzimage").contains("not a bzImage"),
         "{}",
         error("not-bzimage")
     );
