@@ -204,11 +204,14 @@ pub fn start(boot_state: BootState) -> ! {
             core::ptr::addr_of_mut!((*table).reentry_vector).write_volatile(arch::reentry_vector())
         };
     }
+    if s.config.entries.is_empty() {
+        default_entries(s);
+    }
     let iterations: heapless::Vec<u32, 8> = s.config.entries.iter().map(|e| e.iterations).collect();
     s.schedule = Schedule::new(&iterations);
     loop_log().iterations_requested = iterations.iter().map(|&n| n as u64).sum();
     if s.config.entries.is_empty() {
-        log::info!("no boot entries configured");
+        log::info!("no boot entries: none configured, and fw_cfg offers no kernel");
     }
     let next = s.schedule.first();
     run(next)
@@ -250,17 +253,85 @@ fn run(mut next: Next) -> ! {
     }
 }
 
+/// fw_cfg files parkboot boots when the configuration names no entry.
+const FW_CFG_KERNEL: &str = "opt/parkboot/kernel";
+const FW_CFG_INITRD: &str = "opt/parkboot/initrd";
+const FW_CFG_CMDLINE: &str = "opt/parkboot/cmdline";
+
+fn fw_cfg_has(s: &mut BootState, name: &str) -> bool {
+    s.fw_cfg
+        .as_mut()
+        .is_some_and(|fw| matches!(fw.find(name), Ok(Some(_))))
+}
+
+/// Without configured entries, parkboot boots what QEMU offers: `opt/parkboot/kernel`
+/// (with `opt/parkboot/initrd`), else the standard `-kernel`/`-initrd` items, which
+/// QEMU fills when parkboot is coreboot's payload and a bzImage is given with -kernel.
+fn default_entries(s: &mut BootState) {
+    let (name, kernel, initrd) = if fw_cfg_has(s, FW_CFG_KERNEL) {
+        let initrd = fw_cfg_has(s, FW_CFG_INITRD)
+            .then(|| Source::FwCfg(FW_CFG_INITRD.try_into().unwrap_or_default()));
+        (
+            "fw_cfg",
+            Source::FwCfg(FW_CFG_KERNEL.try_into().unwrap_or_default()),
+            initrd,
+        )
+    } else if s
+        .fw_cfg
+        .as_mut()
+        .is_some_and(|fw| fw.kernel_image_size().is_ok_and(|n| n > 0))
+    {
+        let initrd = s
+            .fw_cfg
+            .as_mut()
+            .is_some_and(|fw| fw.initrd_size().is_ok_and(|n| n > 0))
+            .then_some(Source::QemuInitrd);
+        ("qemu-kernel", Source::QemuKernel, initrd)
+    } else {
+        return;
+    };
+    log::info!("no entries configured: booting fw_cfg's {} once", kernel);
+    let _ = s.config.entries.push(Entry {
+        name: name.try_into().unwrap_or_default(),
+        kernel,
+        initrd,
+        cmdline: heapless::String::new(),
+        format: Format::Auto,
+        iterations: 1,
+    });
+}
+
+/// An entry without a command line of its own takes fw_cfg's `opt/parkboot/cmdline`,
+/// or QEMU's `-append` when its kernel is QEMU's `-kernel`.
+fn fill_cmdline(s: &mut BootState, entry: &mut Entry) {
+    if !entry.cmdline.is_empty() {
+        return;
+    }
+    let mut buf = [0u8; parkboot::platform::MAX_CMDLINE];
+    let Some(fw) = s.fw_cfg.as_mut() else { return };
+    let text = match fw.find(FW_CFG_CMDLINE) {
+        Ok(Some(file)) => fw
+            .read_entry(&file, &mut buf)
+            .ok()
+            .and_then(|n| core::str::from_utf8(&buf[..n]).ok())
+            .map(|t| t.trim_end_matches(['\0', '\n'])),
+        _ if entry.kernel == Source::QemuKernel => fw.read_cmdline(&mut buf).ok(),
+        _ => None,
+    };
+    if let Some(text) = text {
+        let _ = entry.cmdline.push_str(text);
+    }
+}
+
+/// Reads one fw_cfg item into a buffer; returns the bytes read.
+type FwCfgRead<'a> = dyn FnMut(&mut FwCfg<IoPorts>, &mut [u8]) -> Result<usize, FwCfgError> + 'a;
+
 fn load_source(
     s: &mut BootState,
     source: &Source,
     name: &'static str,
 ) -> Result<Image, EntryError> {
-    let read = |size: u64,
-                s: &mut BootState,
-                fill: &mut dyn FnMut(
-        &mut FwCfg<IoPorts>,
-        &mut [u8],
-    ) -> Result<usize, FwCfgError>| {
+    let read = |size: u64, s: &mut BootState, fill: &mut FwCfgRead| {
         let addr = s.memory.allocate(
             size.max(1),
             PAGE,
@@ -413,7 +484,8 @@ fn try_boot(
     let s = state();
     let start_tsc = cpu::rdtsc();
     s.memory.release_boot();
-    let entry = s.config.entries[index].clone();
+    let mut entry = s.config.entries[index].clone();
+    fill_cmdline(s, &mut entry);
     let image = kernel_image(s, index, &entry)?;
     let initrd = initrd_image(s, index, &entry)?;
     let kind = detect(&entry, image.bytes())?;

@@ -270,3 +270,23 @@ fn boots_a_gzip_compressed_kernel() {
     );
     assert_eq!(field(&outcome, "iterations_done"), "2");
 }
+
+#[test]
+fn without_configured_entries_parkboot_boots_what_fw_cfg_offers() {
+    let outcome = Boot::new(parkboot_image())
+        .smp(2)
+        .config_text("self_check = off\non_finish = qemu-exit\n")
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .fw_cfg_string("opt/parkboot/cmdline", "testkernel.request=stop")
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert!(
+        outcome
+            .find_line("testkernel: command line: \"testkernel.request=stop\"")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(field(&outcome, "iterations_done"), "1");
+}
