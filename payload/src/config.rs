@@ -993,7 +993,12 @@ iterations = 10        # how many times to boot this entry in a loop (>= 1)
         assert!(c.self_check);
         assert!(c.park);
         assert_eq!(c.on_finish, OnFinish::QemuExit);
-        assert!(c.entries.is_empty());
+        let e = c.entry("test-kernel").expect("the test kernel entry");
+        assert_eq!((e.format, e.iterations), (Format::Multiboot2, 10));
+        let linux = parse(include_str!("../../configs/linux.cfg")).unwrap();
+        let e = linux.entry("linux").expect("the Linux entry");
+        assert_eq!(e.format, Format::Linux);
+        assert!(e.initrd.is_some());
     }
 
     #[test]
