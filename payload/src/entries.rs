@@ -279,7 +279,8 @@ fn default_entries(s: &mut BootState) {
     } else if s
         .fw_cfg
         .as_mut()
-        .is_some_and(|fw| fw.kernel_image_size().is_ok_and(|n| n > 0))
+        // A PVH or multiboot -kernel (parkboot itself, under PVH) is not for booting.
+        .is_some_and(|fw| fw.kernel_is_bzimage())
     {
         let initrd = s
             .fw_cfg

@@ -886,6 +886,16 @@ impl<P: FwCfgPorts> FwCfg<P> {
         Ok(setup_len + kernel_len)
     }
 
+    /// Whether the `-kernel` item is a Linux bzImage parkboot can load (rather than a
+    /// PVH or multiboot file QEMU loaded itself, or nothing).
+    pub fn kernel_is_bzimage(&mut self) -> bool {
+        const MAGIC_END: usize = LINUX_SETUP_HEADER_MAGIC_OFFSET + LINUX_SETUP_HEADER_MAGIC.len();
+        let mut head = [0u8; MAGIC_END];
+        self.setup_size().is_ok_and(|n| n as usize >= MAGIC_END)
+            && self.read(FW_CFG_SETUP_DATA, &mut head).is_ok()
+            && head[LINUX_SETUP_HEADER_MAGIC_OFFSET..] == LINUX_SETUP_HEADER_MAGIC
+    }
+
     /// Reads the `-initrd` file; returns its size.
     pub fn read_initrd(&mut self, buf: &mut [u8]) -> Result<usize, FwCfgError> {
         let size = self.initrd_size()?;
