@@ -32,6 +32,13 @@
 .set LVT_DELIVERY_NMI,      0b100 << 8
 .set CR4_LA57,              1 << 12
 .set MSR_IA32_MCG_STATUS,   0x17A
+.set MSR_IA32_MCG_CAP,      0x179
+.set MSR_IA32_MCG_CTL,      0x17B
+.set MSR_IA32_MC0_CTL,      0x400
+.set MC_BANK_MSR_STRIDE,    4
+.set MCG_CAP_COUNT_MASK,    0xFF
+.set MCG_CAP_CTL_P,         1 << 8
+.set CPUID_EDX_MCA,         1 << 14
 .set CPUID_LEAF_TOPOLOGY,   0xB
 .set CPUID_LEAF_FEATURES,   0x1
 .set INITIAL_APIC_ID_SHIFT, 24
@@ -129,6 +136,39 @@
 .Lno_nx\@:
 .endm
 
+/* Machine-check banks report errors only when their control MSRs enable them (a
+ * kernel does this on its CPUs; INIT leaves them off), so a parked CPU enables every
+ * bank: an uncorrected error then reaches the #MC handler and is counted in the slot.
+ * Clobbers rax, rbx, rcx, rdx, rsi. */
+.macro ENABLE_MACHINE_CHECKS
+    mov     $CPUID_LEAF_FEATURES, %eax
+    cpuid
+    test    $CPUID_EDX_MCA, %edx
+    jz      .Lno_mca\@
+    mov     $MSR_IA32_MCG_CAP, %ecx
+    rdmsr
+    mov     %eax, %esi
+    test    $MCG_CAP_CTL_P, %esi
+    jz      .Lbanks\@
+    mov     $MSR_IA32_MCG_CTL, %ecx
+    mov     $-1, %eax
+    mov     $-1, %edx
+    wrmsr
+.Lbanks\@:
+    and     $MCG_CAP_COUNT_MASK, %esi
+    mov     $MSR_IA32_MC0_CTL, %ecx
+.Lnext_bank\@:
+    test    %esi, %esi
+    jz      .Lno_mca\@
+    mov     $-1, %eax
+    mov     $-1, %edx
+    wrmsr
+    add     $MC_BANK_MSR_STRIDE, %ecx
+    dec     %esi
+    jmp     .Lnext_bank\@
+.Lno_mca\@:
+.endm
+
 /* rax = TSC */
 .macro READ_TSC
     rdtsc
@@ -195,6 +235,7 @@ park_cpu_entry:
     mov     %rax, %cr4
     ROUTE_PLATFORM_NMI
     ENABLE_NO_EXECUTE
+    ENABLE_MACHINE_CHECKS
     cmp     $ENTRY_START, %r15d
     jne     2f
     lock incl {SLOT_START_COUNT}(%r12)

@@ -105,6 +105,7 @@ fn parking_works_from_the_coreboot_entry() {
 #[test]
 fn parked_cpus_survive_nmis_and_stay_wakeable() {
     const NMIS: u32 = 3;
+    const MACHINE_CHECK: &str = "mce 1 1 0xb000000000000000 0x5 0 0";
     let outcome = Boot::new(parkboot_image())
         .smp(4)
         .config_text(config(5, "nmi_test = on\n"))
@@ -116,12 +117,20 @@ fn parked_cpus_survive_nmis_and_stay_wakeable() {
                 for _ in 0..NMIS {
                     ctl.monitor("nmi").expect("monitor nmi");
                 }
+                // And an uncorrected machine check (MCi_STATUS VAL|UC|EN, MCG_STATUS
+                // MCIP|RIPV) on the CPU with index 1 (APIC ID 1).
+                ctl.monitor(MACHINE_CHECK).expect("monitor mce");
                 ctl.send_serial(b"g").expect("go-ahead");
             }
         });
     outcome.assert_pass();
     let survivors = outcome.count_lines("NMIs and is still parked");
     assert_eq!(survivors, 3, "{}", outcome.report());
+    let ap1 = outcome
+        .lines()
+        .find(|l| l.contains("APIC ID    1  parked") && l.contains(" starts "))
+        .unwrap_or_else(|| panic!("no park table row for APIC ID 1\n{}", outcome.report()));
+    assert!(ap1.ends_with("machine checks 1"), "the #MC was not counted: {ap1}");
     // And afterwards every AP still answers the mailbox: the self-check ran after.
     check_park_table(&outcome, 4, 5);
 }
