@@ -16,3 +16,4 @@ pub mod paging;
 pub mod park_layout;
 pub mod platform;
 pub mod pvh;
+pub mod wire;

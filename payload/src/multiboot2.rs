@@ -184,65 +184,7 @@ fn architecture_name(architecture: u32) -> &'static str {
 // Wire structures
 // ---------------------------------------------------------------------------------------
 
-/// A little-endian integer moved at a byte offset; `None` when the bytes are not there.
-trait Wire: Sized + Copy {
-    fn read_at(bytes: &[u8], at: usize) -> Option<Self>;
-    fn write_at(self, out: &mut [u8], at: usize) -> Option<()>;
-}
-
-macro_rules! wire_int {
-    ($($t:ty),*) => {$(
-        impl Wire for $t {
-            fn read_at(bytes: &[u8], at: usize) -> Option<Self> {
-                let end = at.checked_add(size_of::<$t>())?;
-                Some(<$t>::from_le_bytes(bytes.get(at..end)?.try_into().ok()?))
-            }
-            fn write_at(self, out: &mut [u8], at: usize) -> Option<()> {
-                let end = at.checked_add(size_of::<$t>())?;
-                out.get_mut(at..end)?.copy_from_slice(&self.to_le_bytes());
-                Some(())
-            }
-        }
-    )*};
-}
-wire_int!(u8, u16, u32, u64);
-
-/// Declares a `#[repr(C)]` wire structure with `read_from`/`write_to` that move each
-/// field at its `offset_of!` position, so the Rust layout (checked by the assertions
-/// next to each structure) is the one place offsets come from.
-macro_rules! wire_struct {
-    (
-        $(#[$meta:meta])*
-        pub struct $name:ident {
-            $( $(#[$field_meta:meta])* pub $field:ident : $ty:ty, )*
-        }
-    ) => {
-        $(#[$meta])*
-        #[repr(C)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct $name {
-            $( $(#[$field_meta])* pub $field: $ty, )*
-        }
-
-        impl $name {
-            /// Size of the structure on the wire.
-            pub const SIZE: usize = size_of::<$name>();
-
-            /// The structure at `at` in `bytes`, or `None` when `bytes` ends before it.
-            pub fn read_from(bytes: &[u8], at: usize) -> Option<Self> {
-                Some($name {
-                    $( $field: <$ty as Wire>::read_at(bytes, at.checked_add(offset_of!($name, $field))?)?, )*
-                })
-            }
-
-            /// Writes the structure at `at` in `out`; `None` when `out` ends before it.
-            pub fn write_to(&self, out: &mut [u8], at: usize) -> Option<()> {
-                $( <$ty as Wire>::write_at(self.$field, out, at.checked_add(offset_of!($name, $field))?)?; )*
-                Some(())
-            }
-        }
-    };
-}
+use crate::wire::{wire_struct, WireField};
 
 wire_struct! {
     /// The fixed start of the multiboot2 header; the header tags follow.
@@ -927,7 +869,7 @@ fn search_header(image: &[u8]) -> Result<(usize, HeaderFixed), Mb2Error> {
     // Only offsets whose fixed part lies within the first 32 KiB are candidates.
     let last = HEADER_SEARCH_LIMIT - HeaderFixed::SIZE;
     for offset in (0..=last).step_by(HEADER_ALIGN) {
-        let Some(header) = HeaderFixed::read_from(image, offset) else {
+        let Some(header) = HeaderFixed::read_at(image, offset) else {
             break;
         };
         if header.magic == HEADER_MAGIC {
@@ -1081,7 +1023,7 @@ fn parse_header_tags(
     let mut at = offset + HeaderFixed::SIZE;
     loop {
         at = align_up(at, TAG_ALIGN).ok_or(Mb2Error::MissingEndTag { offset })?;
-        let Some(tag) = HeaderTagHeader::read_from(bytes, at) else {
+        let Some(tag) = HeaderTagHeader::read_at(bytes, at) else {
             return Err(Mb2Error::MissingEndTag { offset });
         };
         if (tag.size as usize) < HeaderTagHeader::SIZE {
@@ -1125,7 +1067,7 @@ fn parse_header_tags(
                     at,
                     &tag,
                     AddressTag::SIZE,
-                    AddressTag::read_from,
+                    AddressTag::read_at,
                 )?);
             }
             HEADER_TAG_ENTRY_ADDRESS => {
@@ -1134,7 +1076,7 @@ fn parse_header_tags(
                     at,
                     &tag,
                     EntryAddressTag::SIZE,
-                    EntryAddressTag::read_from,
+                    EntryAddressTag::read_at,
                 )?;
                 tags.entry = Some(t.entry_addr);
             }
@@ -1144,7 +1086,7 @@ fn parse_header_tags(
                     at,
                     &tag,
                     ConsoleFlagsTag::SIZE,
-                    ConsoleFlagsTag::read_from,
+                    ConsoleFlagsTag::read_at,
                 )?;
                 tags.console_flags = Some(t.console_flags);
             }
@@ -1165,7 +1107,7 @@ fn parse_header_tags(
                     at,
                     &tag,
                     RelocatableTag::SIZE,
-                    RelocatableTag::read_from,
+                    RelocatableTag::read_at,
                 )?;
                 let preference = match t.preference {
                     RELOC_PREFERENCE_LOWEST => RelocPreference::Lowest,
@@ -1680,7 +1622,7 @@ pub fn gzip_size(bytes: &[u8]) -> Option<u32> {
         return None;
     }
     let trailer = bytes.len().checked_sub(GzipTrailer::SIZE)?;
-    GzipTrailer::read_from(bytes, trailer).map(|t| t.isize)
+    GzipTrailer::read_at(bytes, trailer).map(|t| t.isize)
 }
 
 /// Parses a gzip member header; returns the offset of the deflate stream.
@@ -1688,8 +1630,7 @@ fn gzip_body_start(bytes: &[u8]) -> Result<usize, Mb2Error> {
     if !is_gzip(bytes) {
         return Err(Mb2Error::GzipBadMagic);
     }
-    let header =
-        GzipHeader::read_from(bytes, 0).ok_or(Mb2Error::GzipTruncated { what: "header" })?;
+    let header = GzipHeader::read_at(bytes, 0).ok_or(Mb2Error::GzipTruncated { what: "header" })?;
     if header.method != GZIP_METHOD_DEFLATE {
         return Err(Mb2Error::GzipMethod {
             method: header.method,
@@ -1767,8 +1708,8 @@ pub fn inflate_gzip(compressed: &[u8], out: &mut [u8]) -> Result<usize, Mb2Error
         }
         _ => return Err(Mb2Error::GzipCorrupt { at }),
     }
-    let trailer = GzipTrailer::read_from(compressed, at)
-        .ok_or(Mb2Error::GzipTruncated { what: "trailer" })?;
+    let trailer =
+        GzipTrailer::read_at(compressed, at).ok_or(Mb2Error::GzipTruncated { what: "trailer" })?;
     let inflated = out.get(..written).unwrap_or(&[]);
     let computed = crc32(inflated);
     if computed != trailer.crc32 {
@@ -1858,7 +1799,7 @@ impl<'a> InfoBuilder<'a> {
             tag_type,
             size: size32,
         };
-        header.write_to(self.buf, start)?;
+        header.write_at(self.buf, start)?;
         self.pos = end?;
         Some(start)
     }
@@ -1905,14 +1846,14 @@ impl<'a> InfoBuilder<'a> {
     /// Tag 3: one module at physical `start..end` with its command line.
     pub fn module(&mut self, start: u32, end: u32, cmdline: &str) -> &mut Self {
         if let Some(at) = self.string_tag(TAG_MODULE, ModuleTag::SIZE, cmdline) {
-            let size = InfoTagHeader::read_from(self.buf, at).map_or(0, |h| h.size);
+            let size = InfoTagHeader::read_at(self.buf, at).map_or(0, |h| h.size);
             let tag = ModuleTag {
                 tag_type: TAG_MODULE,
                 size,
                 mod_start: start,
                 mod_end: end,
             };
-            tag.write_to(self.buf, at);
+            tag.write_at(self.buf, at);
         }
         self
     }
@@ -1926,7 +1867,7 @@ impl<'a> InfoBuilder<'a> {
                 mem_lower: mem_lower_kib,
                 mem_upper: mem_upper_kib,
             };
-            tag.write_to(self.buf, at);
+            tag.write_at(self.buf, at);
         }
         self
     }
@@ -1954,7 +1895,7 @@ impl<'a> InfoBuilder<'a> {
                 .saturating_add(start)
                 .saturating_add(MemoryMapTag::SIZE);
             count += 1;
-            if entry.write_to(self.buf, at).is_none() {
+            if entry.write_at(self.buf, at).is_none() {
                 full = true;
                 break;
             }
@@ -1985,7 +1926,7 @@ impl<'a> InfoBuilder<'a> {
             entry_size: MemoryMapEntry::SIZE as u32,
             entry_version: MMAP_ENTRY_VERSION,
         };
-        if tag.write_to(self.buf, start).is_some() {
+        if tag.write_at(self.buf, start).is_some() {
             self.pos = end;
         }
         self
@@ -2057,7 +1998,7 @@ impl<'a> InfoBuilder<'a> {
         };
         end_at.ok_or(too_large)?;
         header
-            .write_to(self.buf, 0)
+            .write_at(self.buf, 0)
             .ok_or(Mb2Error::InfoBufferTooSmall {
                 tag_type: TAG_END,
                 needed: total,
@@ -2082,7 +2023,7 @@ mod tests {
             flags,
             size,
         }
-        .write_to(&mut t, 0)
+        .write_at(&mut t, 0)
         .unwrap();
         t.extend_from_slice(payload);
         t.resize(align_up(t.len(), TAG_ALIGN).unwrap(), 0);
@@ -2133,7 +2074,7 @@ mod tests {
             header_length,
             checksum,
         }
-        .write_to(&mut h, 0)
+        .write_at(&mut h, 0)
         .unwrap();
         h.extend(body);
         h
@@ -2756,7 +2697,7 @@ mod tests {
             header_length: length,
             checksum,
         }
-        .write_to(&mut header, 0)
+        .write_at(&mut header, 0)
         .unwrap();
         let image = elf(false, &two_segments(), 0x10_0020, &header);
         assert_eq!(
@@ -3502,7 +3443,7 @@ mod tests {
         let mut at = BootInfoHeader::SIZE;
         let mut types = Vec::new();
         loop {
-            let h = InfoTagHeader::read_from(&buf, at).unwrap();
+            let h = InfoTagHeader::read_at(&buf, at).unwrap();
             types.push(h.tag_type);
             let end = at + h.size as usize;
             let padded = align_up(end, TAG_ALIGN).unwrap();

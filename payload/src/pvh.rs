@@ -12,11 +12,11 @@
 use core::fmt;
 use core::mem::offset_of;
 
-use crate::coreboot::{wire_struct, WireField};
 use crate::platform::{
     MemoryKind, MemoryRegion, Module, PhysicalMemory, Platform, MAX_CMDLINE, MAX_MEMORY_REGIONS,
     MAX_MODULES,
 };
+use crate::wire::{wire_struct, WireField};
 
 /// `hvm_start_info.magic`: "xEn3" with the 0x80 bit of the "E" set.
 pub const XEN_HVM_START_MAGIC_VALUE: u32 = 0x336e_c578;

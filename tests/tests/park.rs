@@ -130,7 +130,10 @@ fn parked_cpus_survive_nmis_and_stay_wakeable() {
         .lines()
         .find(|l| l.contains("APIC ID    1  parked") && l.contains(" starts "))
         .unwrap_or_else(|| panic!("no park table row for APIC ID 1\n{}", outcome.report()));
-    assert!(ap1.ends_with("machine checks 1"), "the #MC was not counted: {ap1}");
+    assert!(
+        ap1.ends_with("machine checks 1"),
+        "the #MC was not counted: {ap1}"
+    );
     // And afterwards every AP still answers the mailbox: the self-check ran after.
     check_park_table(&outcome, 4, 5);
 }
