@@ -432,6 +432,27 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         ));
     }
 
+    // Boot modules (PVH) are kernels and initrds parkboot may boot from in place: keep
+    // every allocation off them.
+    for (index, module) in platform.modules.iter().enumerate() {
+        match memory.reserve(
+            module.start,
+            module.size.max(1),
+            "boot module",
+            ReportAs::Reserved,
+            Lifetime::Permanent,
+        ) {
+            Ok(()) => log::info!(
+                "boot module {}: {:#x}-{:#x} ({} bytes)",
+                index,
+                module.start,
+                module.start + module.size,
+                module.size
+            ),
+            Err(e) => log::warn!("boot module {index} cannot be kept: {e}"),
+        }
+    }
+
     let map_end = platform.top_of_ram().max(FOUR_GIB);
     let map = parking::build_firmware_map(&mut memory, map_end)
         .unwrap_or_else(|e| stop(format_args!("{e}")));

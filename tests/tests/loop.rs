@@ -290,3 +290,23 @@ fn without_configured_entries_parkboot_boots_what_fw_cfg_offers() {
     );
     assert_eq!(field(&outcome, "iterations_done"), "1");
 }
+
+#[test]
+fn boots_a_kernel_from_a_pvh_boot_module() {
+    // QEMU hands -initrd to a PVH kernel as module 0, at the top of low RAM where
+    // parkboot also allocates: the module must survive parkboot's own allocations.
+    let config = "self_check = on\non_finish = qemu-exit\n[entry module]\nkernel = module:0\nformat = multiboot2\niterations = 3\n";
+    let outcome = Boot::new(parkboot_image())
+        .smp(2)
+        .initrd(test_kernel("testkernel"))
+        .config_text(config)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert!(
+        outcome.find_line("boot module 0:").is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(field(&outcome, "iterations_done"), "3");
+}
