@@ -517,6 +517,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         boot_apic_id,
         config.ap_timeout_ms,
         wait_with_mwait,
+        config.x2apic,
     )
     .unwrap_or_else(|e| stop(format_args!("parking: {e}")));
     log::info!(

@@ -183,6 +183,9 @@ pub struct Config {
     /// Touch an unmapped address once the platform is known, to show (and test) the
     /// exception report: parkboot then stops.
     pub fault_test: bool,
+    /// Switch the boot processor's local APIC to x2APIC mode before starting the APs
+    /// (it is switched anyway when an APIC ID above 254 needs it).
+    pub x2apic: bool,
     pub entries: Vec<Entry, MAX_ENTRIES>,
 }
 
@@ -218,6 +221,7 @@ impl Default for Config {
             nmi_test: g.nmi_test,
             park_wait: g.park_wait,
             fault_test: g.fault_test,
+            x2apic: g.x2apic,
             entries: Vec::new(),
         }
     }
@@ -273,6 +277,7 @@ impl Config {
             nmi_test: self.nmi_test,
             park_wait: self.park_wait,
             fault_test: self.fault_test,
+            x2apic: self.x2apic,
         }
     }
 
@@ -285,6 +290,7 @@ impl Config {
         self.nmi_test = g.nmi_test;
         self.park_wait = g.park_wait;
         self.fault_test = g.fault_test;
+        self.x2apic = g.x2apic;
     }
 }
 
@@ -444,6 +450,7 @@ struct Globals {
     nmi_test: bool,
     park_wait: ParkWait,
     fault_test: bool,
+    x2apic: bool,
 }
 
 impl Globals {
@@ -456,6 +463,7 @@ impl Globals {
         nmi_test: false,
         park_wait: ParkWait::Auto,
         fault_test: false,
+        x2apic: false,
     };
 }
 
@@ -479,10 +487,11 @@ enum GlobalKey {
     NmiTest,
     ParkWait,
     FaultTest,
+    X2Apic,
 }
 
 impl GlobalKey {
-    const ALL: [GlobalKey; 8] = [
+    const ALL: [GlobalKey; 9] = [
         GlobalKey::SelfCheck,
         GlobalKey::Park,
         GlobalKey::OnFinish,
@@ -491,6 +500,7 @@ impl GlobalKey {
         GlobalKey::NmiTest,
         GlobalKey::ParkWait,
         GlobalKey::FaultTest,
+        GlobalKey::X2Apic,
     ];
 
     fn name(self) -> &'static str {
@@ -503,6 +513,7 @@ impl GlobalKey {
             GlobalKey::NmiTest => "nmi_test",
             GlobalKey::ParkWait => "park_wait",
             GlobalKey::FaultTest => "fault_test",
+            GlobalKey::X2Apic => "x2apic",
         }
     }
 
@@ -531,6 +542,7 @@ impl GlobalKey {
             }
             GlobalKey::NmiTest => g.nmi_test = parse_switch(key, value)?,
             GlobalKey::FaultTest => g.fault_test = parse_switch(key, value)?,
+            GlobalKey::X2Apic => g.x2apic = parse_switch(key, value)?,
             GlobalKey::ParkWait => {
                 g.park_wait = ParkWait::ALL
                     .into_iter()
@@ -1369,6 +1381,8 @@ iterations = 10        # how many times to boot this entry in a loop (>= 1)
             parse("park_wait = mwait").unwrap_err().to_string(),
             "line 1: park_wait must be auto or pause, found 'mwait'"
         );
+        assert!(!parse("").unwrap().x2apic);
+        assert!(parse("x2apic = on").unwrap().x2apic);
         let mut c = parse("").unwrap();
         c.apply_cmdline("parkboot.self_check_rounds=7 parkboot.nmi_test=on")
             .unwrap();

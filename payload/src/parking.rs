@@ -158,6 +158,7 @@ pub fn park_all(
     boot_apic_id: u32,
     ap_timeout_ms: u32,
     wait_with_mwait: bool,
+    x2apic: bool,
 ) -> Result<Parked, ParkError> {
     if cpus.len() > MAX_PARKED_CPUS {
         return Err(ParkError::TooManyCpus(cpus.len()));
@@ -327,7 +328,7 @@ pub fn park_all(
         park_all_ns: 0,
         init_tsc: 0,
     };
-    start_aps(&mut parked, ap_timeout_ms)?;
+    start_aps(&mut parked, ap_timeout_ms, x2apic)?;
     Ok(parked)
 }
 
@@ -340,13 +341,16 @@ fn starting(table: &ParkTable) -> impl Iterator<Item = &park::CpuSlot> {
 
 /// INIT to every AP, then SIPI to every AP, then a second SIPI to those not yet
 /// arrived: all in parallel, then one bounded wait for all of them.
-fn start_aps(parked: &mut Parked, ap_timeout_ms: u32) -> Result<(), ParkError> {
+fn start_aps(parked: &mut Parked, ap_timeout_ms: u32, x2apic: bool) -> Result<(), ParkError> {
     let table = parked.table;
     if parked.aps_expected == 0 {
         log::info!("no APs to park");
         return Ok(());
     }
     let mut local_apic = LocalApic::current();
+    if x2apic && !local_apic.enable_x2apic() {
+        log::warn!("x2apic = on, but this CPU does not offer x2APIC; staying in xAPIC mode");
+    }
     if let Some(high) = starting(table)
         .map(|s| s.apic_id)
         .find(|&id| id > apic::XAPIC_MAX_ID)
@@ -357,7 +361,7 @@ fn start_aps(parked: &mut Parked, ap_timeout_ms: u32) -> Result<(), ParkError> {
     }
     let vector = (parked.trampoline >> SIPI_VECTOR_SHIFT) as u8;
     log::info!(
-        "parkboot: starting APs: trampoline {:#x} (SIPI vector {:#04x}), local APIC in {:?} mode",
+        "parkboot: starting APs: trampoline {:#x} (SIPI vector {:#04x}), local APIC in {}",
         parked.trampoline,
         vector,
         local_apic.mode()

@@ -137,3 +137,21 @@ fn parked_cpus_survive_nmis_and_stay_wakeable() {
     // And afterwards every AP still answers the mailbox: the self-check ran after.
     check_park_table(&outcome, 4, 5);
 }
+
+#[test]
+fn parks_through_x2apic_mode() {
+    let outcome = Boot::new(parkboot_image())
+        .smp(4)
+        .cpu("qemu64,+x2apic")
+        .config_text(config(ROUNDS, "x2apic = on\n"))
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert!(
+        outcome.find_line("local APIC in x2APIC mode").is_some(),
+        "{}",
+        outcome.report()
+    );
+    check_park_table(&outcome, 4, ROUNDS);
+}

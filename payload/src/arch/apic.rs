@@ -32,6 +32,15 @@ pub enum Mode {
     X2Apic,
 }
 
+impl core::fmt::Display for Mode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Mode::XApic { base } => write!(f, "xAPIC mode (registers at {base:#x})"),
+            Mode::X2Apic => write!(f, "x2APIC mode"),
+        }
+    }
+}
+
 pub struct LocalApic {
     mode: Mode,
 }
