@@ -654,15 +654,19 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         }
     );
 
-    if parked_now != parked.aps_expected {
-        stop(format_args!(
-            "{} of {} APs are parked",
-            parked_now, parked.aps_expected
-        ));
+    // A CPU that never arrived (or faulted) is reported above and left out; the
+    // kernels get every CPU that is parked.
+    if parked_now != parked.aps_expected || faults > 0 {
+        log::warn!(
+            "{} of {} APs are parked ({} faulted); booting on without the others",
+            parked_now,
+            parked.aps_expected,
+            faults
+        );
     }
-    if faults > 0 || restarts > 0 {
+    if restarts > 0 {
         stop(format_args!(
-            "{faults} APs faulted, {restarts} were started more than once"
+            "{restarts} APs arrived from INIT-SIPI-SIPI more than once"
         ));
     }
     let cpus = madt.cpus.len() as u32;

@@ -155,3 +155,39 @@ fn parks_through_x2apic_mode() {
     );
     check_park_table(&outcome, 4, ROUNDS);
 }
+
+#[test]
+fn a_cpu_that_never_answers_is_reported_and_boot_goes_on() {
+    // cbshim adds APIC ID 7 to the MADT: listed and enabled, but no such CPU exists.
+    let config = "self_check = on\non_finish = qemu-exit\nap_timeout_ms = 200\n\
+        [entry test-kernel]\nkernel = fw_cfg:opt/parkboot/kernel\niterations = 2\n";
+    let outcome = Boot::new(test_kernel("cbshim"))
+        .initrd(parkboot_image())
+        .append("cbshim.ghost-cpu")
+        .smp(4)
+        .config_text(config)
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    let missing = outcome
+        .find_line("ERROR: CPU with APIC ID 7 did not reach the park loop")
+        .unwrap_or_else(|| panic!("the missing CPU is not reported\n{}", outcome.report()));
+    assert!(missing.contains("going on without it"), "{missing}");
+    assert!(
+        outcome.find_line("parkboot: parked 3 of 4 APs").is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert!(
+        outcome.find_line("APIC ID    7  not responding").is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert!(
+        outcome.find_line("testkernel: iteration 2/2").is_some(),
+        "{}",
+        outcome.report()
+    );
+}

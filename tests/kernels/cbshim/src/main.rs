@@ -69,6 +69,72 @@ mod shim {
         }
     }
 
+    /// APIC ID of the CPU `cbshim.ghost-cpu` adds to the MADT: listed, enabled, absent.
+    const GHOST_APIC_ID: u8 = 7;
+    const MADT_LOCAL_APIC: u8 = 0;
+    const LOCAL_APIC_ENTRY_LENGTH: u8 = 8;
+    const LOCAL_APIC_ENABLED: u32 = 1;
+    const SDT_LENGTH_OFFSET: usize = 4;
+    const SDT_CHECKSUM_OFFSET: usize = 9;
+    const ACPI_BYTES: usize = 8192;
+    const RSDP_OFFSET: usize = 0;
+    const XSDT_OFFSET: usize = 64;
+    const MADT_OFFSET: usize = 4096;
+
+    #[repr(C, align(16))]
+    struct AcpiCopy([u8; ACPI_BYTES]);
+    static mut ACPI: AcpiCopy = AcpiCopy([0; ACPI_BYTES]);
+
+    /// A copy of the platform's MADT with one more Local APIC entry, behind a new XSDT
+    /// and RSDP (in cbshim's own memory, which the coreboot table marks as coreboot's):
+    /// parkboot must report the CPU that never answers and boot on without it.
+    fn add_ghost_cpu(rsdp: u64) -> Result<u64, parkboot::acpi::AcpiError> {
+        use parkboot::acpi::{build_rsdp, build_xsdt, checksum, parse_rsdp, Signature, Tables};
+        let tables = Tables::new(&Identity, rsdp)?;
+        let original = parse_rsdp(&Identity, rsdp)?;
+        let madt = tables
+            .table_bytes(&Identity, Signature::MADT)
+            .ok_or(parkboot::acpi::AcpiError::NoMadt)?;
+        // SAFETY: single-threaded; cbshim's own buffer.
+        let out = unsafe { &mut (*core::ptr::addr_of_mut!(ACPI)).0 };
+        let base = out.as_ptr() as u64;
+        let new_len = madt.len() + LOCAL_APIC_ENTRY_LENGTH as usize;
+        let new_madt = &mut out[MADT_OFFSET..MADT_OFFSET + new_len];
+        new_madt[..madt.len()].copy_from_slice(madt);
+        new_madt[madt.len()..madt.len() + 4].copy_from_slice(&[
+            MADT_LOCAL_APIC,
+            LOCAL_APIC_ENTRY_LENGTH,
+            GHOST_APIC_ID,
+            GHOST_APIC_ID,
+        ]);
+        new_madt[madt.len() + 4..].copy_from_slice(&LOCAL_APIC_ENABLED.to_le_bytes());
+        new_madt[SDT_LENGTH_OFFSET..SDT_LENGTH_OFFSET + 4]
+            .copy_from_slice(&(new_len as u32).to_le_bytes());
+        new_madt[SDT_CHECKSUM_OFFSET] = 0;
+        new_madt[SDT_CHECKSUM_OFFSET] = 0u8.wrapping_sub(checksum(new_madt));
+        let mut entries: heapless::Vec<u64, 64> = heapless::Vec::new();
+        for table in tables.iter() {
+            let address = if table.signature == Signature::MADT {
+                base + MADT_OFFSET as u64
+            } else {
+                table.address
+            };
+            let _ = entries.push(address);
+        }
+        build_xsdt(
+            &tables.root_header,
+            &entries,
+            &mut out[XSDT_OFFSET..MADT_OFFSET],
+        )?;
+        build_rsdp(
+            original.oem_id,
+            0,
+            base + XSDT_OFFSET as u64,
+            &mut out[RSDP_OFFSET..XSDT_OFFSET],
+        )?;
+        Ok(base + RSDP_OFFSET as u64)
+    }
+
     struct Identity;
     impl PhysicalMemory for Identity {
         fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
@@ -160,9 +226,23 @@ mod shim {
         // SAFETY: single-threaded; the buffers live in cbshim's reserved image.
         let table = unsafe { &mut *core::ptr::addr_of_mut!(TABLE) };
         let table_addr = table.0.as_ptr() as u64;
+        let mut rsdp = platform.rsdp;
+        if platform.cmdline.as_str().contains("cbshim.ghost-cpu") {
+            match rsdp.map(add_ghost_cpu) {
+                Some(Ok(new_rsdp)) => {
+                    let _ = writeln!(
+                        Serial,
+                        "cbshim: the MADT now also lists APIC ID {GHOST_APIC_ID}, a CPU that does not exist (RSDP {new_rsdp:#x})"
+                    );
+                    rsdp = Some(new_rsdp);
+                }
+                Some(Err(e)) => fail(format_args!("adding the ghost CPU: {e}")),
+                None => fail(format_args!("no RSDP to add a ghost CPU to")),
+            }
+        }
         let mut builder = TableBuilder::new(&mut table.0);
         builder.memory(&regions).serial(&SerialConsole::COM1);
-        if let Some(rsdp) = platform.rsdp {
+        if let Some(rsdp) = rsdp {
             builder.acpi_rsdp(rsdp);
         }
         if let Err(e) = builder.finish() {
