@@ -109,9 +109,9 @@ pub struct CpuSlot {
     /// Top of this CPU's park stack (in the park region).
     pub stack_top: u64,
     /// TSC when the boot processor sent this CPU its first SIPI.
-    pub sipi_tsc: u64,
+    pub sipi_tsc: AtomicU64,
     /// TSC when it first reached the park loop (start latency = this - `sipi_tsc`).
-    pub first_park_tsc: u64,
+    pub first_park_tsc: AtomicU64,
     /// Free for the code a CPU was woken into: parkboot only writes it from its own
     /// self-check vector (APIC ID and TSC as proof the CPU ran).
     pub kernel_scratch: [AtomicU64; 2],

@@ -10,13 +10,11 @@ use park::table::{CpuState, MAX_PARKED_CPUS};
 use parkboot::acpi::{self, Madt, Signature};
 use parkboot::config::{self, Config, OnFinish};
 use parkboot::fw_cfg::{FwCfg, IoPorts};
-use parkboot::memory::{Lifetime, MemoryMap, ReportAs};
+use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
 use parkboot::park_layout::{Duration, Spread};
 use parkboot::platform::{BootSource, MemoryKind, PhysicalMemory, Platform, SerialConsole};
 use parkboot::{coreboot, pvh};
 
-const FOUR_GIB: u64 = 1 << 32;
-const ONE_MIB: u64 = 1 << 20;
 const BIOS_AREA: (u64, u64) = (0xE_0000, 0x10_0000);
 const CONFIG_BYTES: usize = 8192;
 const ACPI_REWRITE_BYTES: u64 = 64 * 1024;
@@ -269,14 +267,15 @@ fn log_wake_latency(
             ack.count
         );
         let _ = medians.push(ack.median);
-        let start_ns = cpu::ticks_to_ns(slot.first_park_tsc.saturating_sub(parked.init_tsc));
+        let first_park = slot.first_park_tsc.load(Ordering::Acquire);
+        let start_ns = cpu::ticks_to_ns(first_park.saturating_sub(parked.init_tsc));
         let _ = write!(
             per_ap,
             "{}{{\"apic_id\":{},\"init_sipi_start_ns\":{},\"sipi_start_ns\":{},\"mailbox_wake_ns\":{}}}",
             if medians.len() > 1 { "," } else { "" },
             slot.apic_id,
             start_ns,
-            cpu::ticks_to_ns(slot.first_park_tsc.saturating_sub(slot.sipi_tsc)),
+            cpu::ticks_to_ns(first_park.saturating_sub(slot.sipi_tsc.load(Ordering::Relaxed))),
             ack.median
         );
     }
@@ -317,14 +316,11 @@ fn log_park_table(parked: &Parked) {
 fn nmi_test(parked: &Parked) {
     const GO_AHEAD_TIMEOUT_S: u64 = 60;
     log::info!("parkboot: NMI test: waiting for NMIs; send any byte on the console when done");
-    let deadline = cpu::rdtsc() + cpu::ns_to_ticks(GO_AHEAD_TIMEOUT_S * 1_000_000_000);
-    while console::try_read_byte().is_none() {
-        if cpu::rdtsc() > deadline {
-            stop(format_args!(
-                "NMI test: no go-ahead on the console within {GO_AHEAD_TIMEOUT_S} s"
-            ));
-        }
-        core::hint::spin_loop();
+    let deadline = cpu::deadline_in_ns(GO_AHEAD_TIMEOUT_S * 1_000_000_000);
+    if cpu::wait_until(deadline, || console::try_read_byte().is_some()).is_none() {
+        stop(format_args!(
+            "NMI test: no go-ahead on the console within {GO_AHEAD_TIMEOUT_S} s"
+        ));
     }
     log::info!(
         "NMI test: boot processor took {} NMIs",
@@ -340,10 +336,9 @@ fn nmi_test(parked: &Parked) {
             .iter()
             .filter(|s| s.apic_id != parked.table.boot_apic_id)
     };
-    let deadline = cpu::rdtsc() + cpu::ns_to_ticks(NMI_DELIVERY_TIMEOUT_NS);
-    while aps().any(|s| s.nmi_count.load(Ordering::Acquire) == 0) && cpu::rdtsc() < deadline {
-        core::hint::spin_loop();
-    }
+    cpu::wait_until(cpu::deadline_in_ns(NMI_DELIVERY_TIMEOUT_NS), || {
+        aps().all(|s| s.nmi_count.load(Ordering::Acquire) > 0)
+    });
     for slot in aps() {
         let nmis = slot.nmi_count.load(Ordering::Acquire);
         let state = slot.state();
@@ -568,8 +563,9 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         .table
         .cpus()
         .iter()
-        .filter(|s| s.first_park_tsc != 0)
-        .map(|s| cpu::ticks_to_ns(s.first_park_tsc.saturating_sub(parked.init_tsc)))
+        .map(|s| s.first_park_tsc.load(Ordering::Acquire))
+        .filter(|&first_park| first_park != 0)
+        .map(|first_park| cpu::ticks_to_ns(first_park.saturating_sub(parked.init_tsc)))
         .collect();
     let start_spread = Spread::of(&mut start_ns);
 
@@ -630,18 +626,10 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         parked.aps_expected, parked_now, parked.layout.table, parked.park_all_ns
     );
     if let Some(s) = start_spread {
-        let _ = write!(
-            summary,
-            ",\"init_sipi_start_ns\":{{\"min\":{},\"median\":{},\"max\":{}}}",
-            s.min, s.median, s.max
-        );
+        let _ = write!(summary, ",\"init_sipi_start_ns\":{}", s.json());
     }
     if let Some(s) = wake_spread {
-        let _ = write!(
-            summary,
-            ",\"mailbox_wake_ns\":{{\"min\":{},\"median\":{},\"max\":{}}}",
-            s.min, s.median, s.max
-        );
+        let _ = write!(summary, ",\"mailbox_wake_ns\":{}", s.json());
     }
     let _ = write!(summary, ",\"per_ap\":[{}]", per_ap);
     let _ = write!(

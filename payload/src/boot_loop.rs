@@ -2,8 +2,6 @@
 //! the returning kernel asked for, and the per-iteration records for the loop report.
 //! Pure bookkeeping, host-tested; `main.rs`'s boot flow does the booting.
 
-use core::fmt;
-
 /// Iterations whose details are kept for the report (all are counted).
 pub const MAX_RECORDED_ITERATIONS: usize = 4096;
 
@@ -158,53 +156,6 @@ impl LoopLog {
     }
 }
 
-/// min / median / max of a set of values, for the report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MinMedMax {
-    pub min: u64,
-    pub median: u64,
-    pub max: u64,
-}
-
-impl MinMedMax {
-    /// Of `values` (at most `scratch.len()` of them are used; sorted in `scratch`).
-    pub fn of(values: impl Iterator<Item = u64>, scratch: &mut [u64]) -> Option<Self> {
-        let mut n = 0;
-        for (slot, value) in scratch.iter_mut().zip(values) {
-            *slot = value;
-            n += 1;
-        }
-        if n == 0 {
-            return None;
-        }
-        let values = &mut scratch[..n];
-        values.sort_unstable();
-        let median = if n % 2 == 1 {
-            values[n / 2]
-        } else {
-            (values[n / 2 - 1] + values[n / 2]) / 2
-        };
-        Some(MinMedMax {
-            min: values[0],
-            median,
-            max: values[n - 1],
-        })
-    }
-}
-
-impl fmt::Display for MinMedMax {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::park_layout::Duration;
-        write!(
-            f,
-            "{} / {} / {}",
-            Duration(self.min),
-            Duration(self.median),
-            Duration(self.max)
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,8 +209,11 @@ mod tests {
         }
         assert_eq!((log.iterations_done, log.iterations_failed), (4, 1));
         let mut scratch = [0u64; 8];
-        let s = MinMedMax::of(log.records.iter().map(|r| r.cycle_ns), &mut scratch).unwrap();
+        let s = crate::park_layout::Spread::of_values(
+            log.records.iter().map(|r| r.cycle_ns),
+            &mut scratch,
+        )
+        .unwrap();
         assert_eq!((s.min, s.median, s.max), (10, 25, 40));
-        assert_eq!(MinMedMax::of(core::iter::empty(), &mut scratch), None);
     }
 }

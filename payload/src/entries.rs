@@ -2,7 +2,7 @@
 //! pristine copy, boot it, take the boot processor back through the re-entry vector,
 //! and boot again, without ever sending an AP INIT again.
 
-use crate::arch::{self, console, cpu, exceptions};
+use crate::arch::{self, cpu, exceptions};
 use crate::parking::Parked;
 use crate::{done, stop};
 use core::fmt::{self, Write};
@@ -12,17 +12,16 @@ use park::reentry::{
     KernelReport, Multiboot2ParkbootTag, ReentryRequest, MULTIBOOT2_TAG_TYPE_PARKBOOT,
 };
 use park::table::{CpuState, MAX_PARKED_CPUS, PARK_TABLE_VERSION};
-use parkboot::boot_loop::{IterationRecord, LoopLog, MinMedMax, Next, Request, Schedule};
+use parkboot::boot_loop::{IterationRecord, LoopLog, Next, Request, Schedule};
 use parkboot::config::{Config, Entry, Format, Source};
 use parkboot::fw_cfg::{FwCfg, FwCfgError, IoPorts};
-use parkboot::memory::{Lifetime, MemoryError, MemoryMap, ReportAs};
+use parkboot::memory::{
+    Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE,
+};
 use parkboot::multiboot2::{self, Mb2Error};
-use parkboot::park_layout::Duration;
+use parkboot::park_layout::{Duration, Spread};
 use parkboot::platform::Platform;
 
-const ONE_MIB: u64 = 1 << 20;
-const FOUR_GIB: u64 = 1 << 32;
-const PAGE: u64 = 4096;
 /// Room for the multiboot2 boot information parkboot builds (memory map included).
 const MBI_BYTES: u64 = 16 * 1024;
 const RSDP_V2_BYTES: usize = 36;
@@ -43,7 +42,7 @@ pub struct Image {
 }
 
 impl Image {
-    fn bytes(&self) -> &'static [u8] {
+    pub fn bytes(&self) -> &'static [u8] {
         // SAFETY: a range parkboot reserved (Permanent) or a boot module it reserved.
         unsafe { core::slice::from_raw_parts(self.addr as *const u8, self.len) }
     }
@@ -197,13 +196,6 @@ pub fn start(boot_state: BootState) -> ! {
     let s = state();
     arch::REENTRY_CR3.store(s.firmware_cr3, Ordering::Relaxed);
     arch::REENTRY_CR3_LA57.store(s.firmware_cr3_la57, Ordering::Relaxed);
-    if let Some(parked) = &s.parked {
-        let table = parked.table as *const park::ParkTable as *mut park::ParkTable;
-        // SAFETY: the park table is parkboot's; no AP reads this field.
-        unsafe {
-            core::ptr::addr_of_mut!((*table).reentry_vector).write_volatile(arch::reentry_vector())
-        };
-    }
     if s.config.entries.is_empty() {
         default_entries(s);
     }
@@ -693,9 +685,7 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
     if let Some(parked) = &s.parked {
         let table = parked.table;
         let deadline = back_tsc + cpu::ns_to_ticks(RETURN_TIMEOUT_NS);
-        while table.parked_count() < parked.aps_parked && cpu::rdtsc() < deadline {
-            core::hint::spin_loop();
-        }
+        cpu::wait_until(deadline, || table.parked_count() >= parked.aps_parked);
         aps_parked = table.parked_count();
         cpus_woken = table
             .cpus()
@@ -835,8 +825,8 @@ fn finish() -> ! {
     // SAFETY: as for `loop_log`.
     let scratch = unsafe { &mut *core::ptr::addr_of_mut!(SCRATCH) };
     let passed = || log.records.iter().filter(|r| r.passed);
-    let cycle = MinMedMax::of(passed().map(|r| r.cycle_ns), scratch);
-    let wake = MinMedMax::of(
+    let cycle = Spread::of_values(passed().map(|r| r.cycle_ns), scratch);
+    let wake = Spread::of_values(
         passed()
             .filter(|r| r.wake_ns_median > 0)
             .map(|r| r.wake_ns_median),
@@ -859,22 +849,13 @@ fn finish() -> ! {
         log.iterations_requested, log.iterations_done, log.iterations_failed, woken_min
     );
     if let Some(c) = cycle {
-        let _ = write!(
-            summary,
-            ",\"iteration_ns\":{{\"min\":{},\"median\":{},\"max\":{}}}",
-            c.min, c.median, c.max
-        );
+        let _ = write!(summary, ",\"iteration_ns\":{}", c.json());
     }
     if let Some(w) = wake {
-        let _ = write!(
-            summary,
-            ",\"ap_wake_ns\":{{\"min\":{},\"median\":{},\"max\":{}}}",
-            w.min, w.median, w.max
-        );
+        let _ = write!(summary, ",\"ap_wake_ns\":{}", w.json());
     }
     let _ = summary.push('}');
     log::info!("parkboot: summary: {}", summary);
-    let _ = console::current();
     if log.iterations_failed > 0 {
         stop(format_args!(
             "{} of {} iterations failed",

@@ -5,7 +5,8 @@
  * off (which clears EFER.LMA), clears EFER.LME and CR4.PAE, and jumps.
  *
  * rdi = entry, esi = value for eax, edx = value for ebx, rcx = stack pointer.
- * This code, handoff_gdt and the stack must be identity-mapped below 4 GiB.
+ * This code, parkboot's GDT ({gdt_pointer}) and the stack must be identity-mapped
+ * below 4 GiB.
  */
 
 .set CR0_PG,    1 << 31
@@ -20,7 +21,7 @@ handoff_enter_protected_mode32:
     cli
     mov     %edx, %ebx
     mov     %rcx, %rsp
-    lgdt    handoff_gdt_pointer(%rip)
+    lgdt    {gdt_pointer}(%rip)
     pushq   ${SEL_CODE32}
     lea     1f(%rip), %rax
     push    %rax
@@ -45,17 +46,4 @@ handoff_enter_protected_mode32:
     mov     %eax, %cr4
     mov     %esi, %eax
     jmp     *%edi
-.popsection
-
-.pushsection .data.handoff, "aw"
-    .balign 16
-handoff_gdt:
-    .quad 0                             /* null */
-    .quad 0x00cf9a000000ffff            /* SEL_CODE32: flat 32-bit code */
-    .quad 0x00af9a000000ffff            /* SEL_CODE64: 64-bit code */
-    .quad 0x00cf92000000ffff            /* SEL_DATA: flat data */
-handoff_gdt_end:
-handoff_gdt_pointer:
-    .word handoff_gdt_end - handoff_gdt - 1
-    .quad handoff_gdt
 .popsection

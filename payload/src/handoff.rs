@@ -2,16 +2,33 @@
 //! kernels, coreboot-style payload entries). `handoff.S` is the only place parkboot
 //! leaves long mode.
 
-/// GDT selectors of the hand-off GDT (also parkboot's own layout).
-pub const SEL_CODE32: u16 = 0x08;
-pub const SEL_CODE64: u16 = 0x10;
-pub const SEL_DATA: u16 = 0x18;
+use crate::park_layout::PARK_GDT;
+/// parkboot's GDT selectors: the same in its own GDT, the park GDT and every hand-off.
+pub use park::code::{SEL_CODE32, SEL_CODE64, SEL_DATA};
+
+/// parkboot's one flat GDT (null, 32-bit code, 64-bit code, data), loaded by the entry
+/// code, the re-entry vector and `handoff.S`. Its selectors match Linux's 64-bit boot
+/// protocol (__BOOT_CS 0x10, __BOOT_DS 0x18).
+pub static FLAT_GDT: [u64; 4] = PARK_GDT;
+
+/// A GDT pointer in LGDT's memory format. A 32-bit LGDT reads the low half of `base`.
+#[repr(C, packed)]
+pub struct GdtPointer {
+    pub limit: u16,
+    pub base: &'static [u64; 4],
+}
+
+pub static FLAT_GDT_POINTER: GdtPointer = GdtPointer {
+    limit: (core::mem::size_of::<[u64; 4]>() - 1) as u16,
+    base: &FLAT_GDT,
+};
 
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
     include_str!("handoff.S"),
     SEL_CODE32 = const SEL_CODE32,
     SEL_DATA = const SEL_DATA,
+    gdt_pointer = sym FLAT_GDT_POINTER,
     options(att_syntax)
 );
 

@@ -9,11 +9,8 @@ use core::fmt::Write;
 use core::sync::atomic::Ordering;
 use parkboot::config::Entry;
 use parkboot::linux::{self, BootArgs};
-use parkboot::memory::{Lifetime, ReportAs};
+use parkboot::memory::{Lifetime, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE};
 
-const ONE_MIB: u64 = 1 << 20;
-const FOUR_GIB: u64 = 1 << 32;
-const PAGE: u64 = 4096;
 const BOOT_PARAMS_BYTES: usize = 4096;
 const E820_MAX: usize = 128;
 /// Longest command line parkboot builds (the kernel's own limit is checked too).
@@ -26,7 +23,7 @@ pub fn boot_linux(
     initrd: Option<Image>,
     iterations: u32,
 ) -> Result<Infallible, EntryError> {
-    let bytes = image_bytes(image);
+    let bytes = image.bytes();
     let kernel = linux::parse(bytes)?;
     let load = linux::place_kernel(&kernel, &s.memory)?;
     let pm = &bytes[kernel.protected_mode.clone()];
@@ -48,11 +45,7 @@ pub fn boot_linux(
             )?;
             // SAFETY: reserved just above.
             unsafe {
-                core::ptr::copy_nonoverlapping(
-                    initrd_bytes(initrd).as_ptr(),
-                    addr as *mut u8,
-                    initrd.len,
-                )
+                core::ptr::copy_nonoverlapping(initrd.bytes().as_ptr(), addr as *mut u8, initrd.len)
             };
             Some((addr, initrd.len as u64))
         }
@@ -139,15 +132,6 @@ pub fn boot_linux(
             options(noreturn)
         )
     }
-}
-
-fn image_bytes(image: Image) -> &'static [u8] {
-    // SAFETY: a pristine copy parkboot reserved.
-    unsafe { core::slice::from_raw_parts(image.addr as *const u8, image.len) }
-}
-
-fn initrd_bytes(image: Image) -> &'static [u8] {
-    image_bytes(image)
 }
 
 struct InitrdText(Option<(u64, u64)>);

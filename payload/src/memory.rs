@@ -30,6 +30,10 @@ pub const MAX_PLATFORM_RANGES: usize = MAX_MEMORY_REGIONS;
 /// load areas stay far below this.
 pub const MAX_RESERVATIONS: usize = 64;
 
+/// The 1 MiB line: below it sit the real-mode areas and the AP start trampoline.
+pub const ONE_MIB: u64 = 1 << 20;
+/// The 4 GiB line: what 32-bit code (hand-offs, the AP trampoline) can address.
+pub const FOUR_GIB: u64 = 1 << 32;
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;

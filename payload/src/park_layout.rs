@@ -16,12 +16,14 @@ pub const PARK_GDT: [u64; 4] = [
     DESCRIPTOR_CODE64,
     DESCRIPTOR_DATA_FLAT,
 ];
+// The descriptors come with their accessed bit already set, so loading a segment never
+// makes the CPU write to the table (parkboot's own copy is in a Rust static).
 /// Flat 4 GiB 32-bit code: base 0, limit 0xfffff pages, present, DPL0, execute/read.
-pub const DESCRIPTOR_CODE32_FLAT: u64 = 0x00cf_9a00_0000_ffff;
+pub const DESCRIPTOR_CODE32_FLAT: u64 = 0x00cf_9b00_0000_ffff;
 /// 64-bit code (L bit), present, DPL0.
-pub const DESCRIPTOR_CODE64: u64 = 0x00af_9a00_0000_ffff;
+pub const DESCRIPTOR_CODE64: u64 = 0x00af_9b00_0000_ffff;
 /// Flat 4 GiB data, present, DPL0, read/write.
-pub const DESCRIPTOR_DATA_FLAT: u64 = 0x00cf_9200_0000_ffff;
+pub const DESCRIPTOR_DATA_FLAT: u64 = 0x00cf_9300_0000_ffff;
 pub const IDT_ENTRIES: usize = 256;
 
 fn pages(bytes: u64) -> u64 {
@@ -133,6 +135,22 @@ pub struct Spread {
 }
 
 impl Spread {
+    /// Of `values`, sorted in `scratch` (at most `scratch.len()` of them are used);
+    /// `None` when there are none.
+    pub fn of_values(values: impl Iterator<Item = u64>, scratch: &mut [u64]) -> Option<Spread> {
+        let mut n = 0;
+        for (slot, value) in scratch.iter_mut().zip(values) {
+            *slot = value;
+            n += 1;
+        }
+        Spread::of(&mut scratch[..n])
+    }
+
+    /// The summary JSON form: `{"min":..,"median":..,"max":..}`.
+    pub fn json(&self) -> SpreadJson {
+        SpreadJson(*self)
+    }
+
     /// Sorts `samples` in place; `None` when there are none.
     pub fn of(samples: &mut [u64]) -> Option<Spread> {
         if samples.is_empty() {
@@ -151,6 +169,33 @@ impl Spread {
             max: samples[n - 1],
             count: n,
         })
+    }
+}
+
+/// "min / median / max", each as a [`Duration`] of nanoseconds.
+impl fmt::Display for Spread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} / {} / {}",
+            Duration(self.min),
+            Duration(self.median),
+            Duration(self.max)
+        )
+    }
+}
+
+/// See [`Spread::json`].
+pub struct SpreadJson(Spread);
+
+impl fmt::Display for SpreadJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        write!(
+            f,
+            "{{\"min\":{},\"median\":{},\"max\":{}}}",
+            s.min, s.median, s.max
+        )
     }
 }
 
@@ -205,6 +250,14 @@ mod tests {
         assert_eq!((s.min, s.median, s.max, s.count), (1, 3, 5, 3));
         let s = Spread::of(&mut [4, 1, 3, 10]).unwrap();
         assert_eq!((s.min, s.median, s.max), (1, 3, 10));
+        assert_eq!(
+            format!("{}", s.json()),
+            "{\"min\":1,\"median\":3,\"max\":10}"
+        );
+        let mut scratch = [0u64; 2];
+        let s = Spread::of_values([9u64, 7, 100].into_iter(), &mut scratch).unwrap();
+        assert_eq!((s.min, s.max, s.count), (7, 9, 2));
+        assert_eq!(Spread::of_values(core::iter::empty(), &mut scratch), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! through the ResetVector.
 
 use crate::arch::apic::{self, LocalApic};
-use crate::arch::cpu::{self, rdtsc};
+use crate::arch::cpu::{self, rdtsc, wait_until};
 use core::sync::atomic::Ordering;
 use park::code::{self, ParkCodeData};
 use park::table::{
@@ -11,12 +11,10 @@ use park::table::{
 };
 use park::{MailboxCommand, WakeupMailbox};
 use parkboot::acpi::Cpu;
-use parkboot::memory::{Lifetime, MemoryMap, ReportAs};
+use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
 use parkboot::paging::{self, MapOptions, PageAllocator, ENTRIES_PER_TABLE};
 use parkboot::park_layout::{InterruptGate, ParkLayout, Spread, IDT_ENTRIES, PAGE_SIZE, PARK_GDT};
 
-const FOUR_GIB: u64 = 1 << 32;
-const ONE_MIB: u64 = 1 << 20;
 /// The real-mode IVT and BIOS data area stay untouched.
 const TRAMPOLINE_MIN: u64 = 0x1000;
 /// INIT-SIPI-SIPI timing from the MP specification.
@@ -268,6 +266,7 @@ pub fn park_all(
     };
     table.mailbox_address = mailbox_address;
     table.reset_vector = code_base + park_code.reset_vector as u64;
+    table.reentry_vector = crate::arch::reentry_vector();
     table.tsc_hz = cpu::tsc_hz();
     table.park_region_base = layout.base;
     table.park_region_size = layout.size;
@@ -377,10 +376,7 @@ fn start_aps(parked: &mut Parked, ap_timeout_ms: u32, x2apic: bool) -> Result<()
     for pass in 0..2 {
         for slot in starting(table) {
             if pass == 0 {
-                // SAFETY-free bookkeeping: only the boot processor writes sipi_tsc.
-                let slot_ptr = slot as *const park::CpuSlot as *mut park::CpuSlot;
-                // SAFETY: the AP does not touch sipi_tsc.
-                unsafe { (*slot_ptr).sipi_tsc = rdtsc() };
+                slot.sipi_tsc.store(rdtsc(), Ordering::Relaxed);
             }
             if let Err(e) = local_apic.send_startup(slot.apic_id, vector) {
                 log::warn!("STARTUP IPI to APIC ID {} stayed pending", e.apic_id);
@@ -391,9 +387,7 @@ fn start_aps(parked: &mut Parked, ap_timeout_ms: u32, x2apic: bool) -> Result<()
         }
     }
     let deadline = start + cpu::ns_to_ticks(ap_timeout_ms as u64 * 1_000_000);
-    while starting(table).next().is_some() && rdtsc() < deadline {
-        core::hint::spin_loop();
-    }
+    wait_until(deadline, || starting(table).next().is_none());
     let mut last_arrival = start;
     for slot in table.cpus() {
         match slot.state() {
@@ -406,7 +400,9 @@ fn start_aps(parked: &mut Parked, ap_timeout_ms: u32, x2apic: bool) -> Result<()
                     ap_timeout_ms
                 );
             }
-            Some(CpuState::Parked) => last_arrival = last_arrival.max(slot.first_park_tsc),
+            Some(CpuState::Parked) => {
+                last_arrival = last_arrival.max(slot.first_park_tsc.load(Ordering::Acquire))
+            }
             _ => {}
         }
     }
@@ -462,18 +458,6 @@ impl core::fmt::Display for SelfCheckError {
             SelfCheckError::ParkedCount { round, expected, found } => write!(f, "round {round}: parked count is {found}, expected {expected}"),
             SelfCheckError::WakeAll { expected, woke } => write!(f, "wake-all: {woke} of {expected} parked CPUs woke and came back"),
         }
-    }
-}
-
-fn wait_until(deadline: u64, mut done: impl FnMut() -> bool) -> Option<u64> {
-    loop {
-        if done() {
-            return Some(rdtsc());
-        }
-        if rdtsc() > deadline {
-            return None;
-        }
-        core::hint::spin_loop();
     }
 }
 
@@ -553,7 +537,7 @@ pub fn self_check(
         .map(|s| s.return_count.load(Ordering::Acquire))
         .collect();
     table.wake_all(parked.self_check_vector);
-    let deadline = rdtsc() + cpu::ns_to_ticks(WAKE_TIMEOUT_US * 1000);
+    let deadline = cpu::deadline_in_ns(WAKE_TIMEOUT_US * 1000);
     let returned = || {
         table
             .cpus()

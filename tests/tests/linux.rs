@@ -72,24 +72,27 @@ fn linux_loop(park: bool) -> Outcome {
         .run()
 }
 
-fn iteration_lines(outcome: &Outcome) -> Vec<&str> {
-    outcome
+/// The run passed and printed LOOPS iteration lines, each with every CPU online.
+fn every_iteration_with_all_cpus(outcome: &Outcome) -> Vec<&str> {
+    outcome.assert_pass();
+    let lines: Vec<&str> = outcome
         .lines()
         .filter(|l| l.contains("parkboot-linux: iteration "))
-        .collect()
+        .collect();
+    assert_eq!(lines.len() as u32, LOOPS, "{}", outcome.report());
+    for line in &lines {
+        assert!(
+            line.contains(&format!("cpus online {CPUS}/{CPUS}")),
+            "{line}"
+        );
+    }
+    lines
 }
 
 #[test]
 fn debian_kernel_kexec_loop_wakes_parked_cpus_from_the_mailbox() {
     let outcome = linux_loop(true);
-    outcome.assert_pass();
-    let lines = iteration_lines(&outcome);
-    assert_eq!(lines.len() as u32, LOOPS, "{}", outcome.report());
-    for line in lines {
-        assert!(
-            line.contains(&format!("cpus online {CPUS}/{CPUS}")),
-            "{line}"
-        );
+    for line in every_iteration_with_all_cpus(&outcome) {
         assert!(line.contains("woken from the mailbox"), "{line}");
         assert!(line.contains("INIT-SIPI-SIPI starts 1"), "{line}");
     }
@@ -100,14 +103,7 @@ fn debian_kernel_kexec_loop_wakes_parked_cpus_from_the_mailbox() {
 #[test]
 fn baseline_without_parking_brings_cpus_up_with_init_sipi() {
     let outcome = linux_loop(false);
-    outcome.assert_pass();
-    let lines = iteration_lines(&outcome);
-    assert_eq!(lines.len() as u32, LOOPS, "{}", outcome.report());
-    for line in lines {
-        assert!(
-            line.contains(&format!("cpus online {CPUS}/{CPUS}")),
-            "{line}"
-        );
+    for line in every_iteration_with_all_cpus(&outcome) {
         assert!(!line.contains("mailbox"), "{line}");
     }
     let witness = outcome.init_ipis.as_ref().expect("INIT witness");

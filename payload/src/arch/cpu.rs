@@ -31,8 +31,26 @@ pub fn ns_to_ticks(ns: u64) -> u64 {
 /// Busy-waits `us` microseconds on the TSC. Used only for the delays the hardware
 /// itself requires (INIT-SIPI-SIPI timing), never to wait for another CPU.
 pub fn delay_us(us: u64) {
-    let end = rdtsc() + ns_to_ticks(us * 1000);
+    let end = deadline_in_ns(us * 1000);
     while rdtsc() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// The TSC value `ns` nanoseconds from now.
+pub fn deadline_in_ns(ns: u64) -> u64 {
+    rdtsc() + ns_to_ticks(ns)
+}
+
+/// Waits for another CPU (or a device): spins until `done` holds (returning the TSC then) or the TSC passes `deadline`.
+pub fn wait_until(deadline: u64, mut done: impl FnMut() -> bool) -> Option<u64> {
+    loop {
+        if done() {
+            return Some(rdtsc());
+        }
+        if rdtsc() > deadline {
+            return None;
+        }
         core::hint::spin_loop();
     }
 }

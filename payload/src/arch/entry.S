@@ -9,6 +9,7 @@
  *   {rust_entry}            extern "C" fn(source: u32, boot_info: u32) -> !
  *   {BOOT_SOURCE_COREBOOT}  {BOOT_SOURCE_PVH}  (BootSource discriminants)
  *   {SEL_CODE32} {SEL_CODE64} {SEL_DATA}       (GDT selectors)
+ *   {gdt_pointer}           parkboot::handoff::FLAT_GDT_POINTER
  */
 
 .set CR0_PE,            1 << 0
@@ -59,7 +60,7 @@ pvh_entry:
 
 /* ebx = boot info pointer, ebp = boot source; both survive to Rust. */
 common_entry32:
-    lgdt    boot_gdt_pointer
+    lgdt    {gdt_pointer}
     ljmp    ${SEL_CODE32}, $1f
 1:
     mov     ${SEL_DATA}, %eax
@@ -136,21 +137,6 @@ long_mode_entry:
     jmp     4b
 .popsection
 
-.pushsection .data
-    .balign 16
-/* Selector layout matches Linux's 64-bit boot protocol (__BOOT_CS 0x10, __BOOT_DS 0x18)
- * so the same GDT serves the kernel hand-off. */
-boot_gdt:
-    .quad 0                             /* null */
-    .quad 0x00cf9a000000ffff            /* SEL_CODE32: flat 32-bit code */
-    .quad 0x00af9a000000ffff            /* SEL_CODE64: 64-bit code */
-    .quad 0x00cf92000000ffff            /* SEL_DATA: flat data */
-boot_gdt_end:
-.global boot_gdt_pointer
-boot_gdt_pointer:
-    .word boot_gdt_end - boot_gdt - 1
-    .quad boot_gdt
-.popsection
 
 .pushsection .bss
     .balign PAGE_SIZE

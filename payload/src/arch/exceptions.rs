@@ -5,6 +5,7 @@
 use super::{console, SEL_CODE64};
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
+use parkboot::park_layout::{InterruptGate, IDT_ENTRIES};
 
 /// NMIs the boot processor has received.
 pub static NMI_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -22,47 +23,7 @@ extern "C" {
 
 const EXCEPTION_VECTORS: usize = 32;
 const STUB_STRIDE: u64 = 16;
-const IDT_ENTRIES: usize = 256;
-const GATE_INTERRUPT_PRESENT: u8 = 0x8E;
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Gate {
-    offset_low: u16,
-    selector: u16,
-    ist: u8,
-    type_attr: u8,
-    offset_mid: u16,
-    offset_high: u32,
-    reserved: u32,
-}
-const _: () = assert!(core::mem::size_of::<Gate>() == 16);
-
-impl Gate {
-    const MISSING: Gate = Gate {
-        offset_low: 0,
-        selector: 0,
-        ist: 0,
-        type_attr: 0,
-        offset_mid: 0,
-        offset_high: 0,
-        reserved: 0,
-    };
-
-    fn interrupt(handler: u64) -> Gate {
-        Gate {
-            offset_low: handler as u16,
-            selector: SEL_CODE64,
-            ist: 0,
-            type_attr: GATE_INTERRUPT_PRESENT,
-            offset_mid: (handler >> 16) as u16,
-            offset_high: (handler >> 32) as u32,
-            reserved: 0,
-        }
-    }
-}
-
-static mut IDT: [Gate; IDT_ENTRIES] = [Gate::MISSING; IDT_ENTRIES];
+static mut IDT: [InterruptGate; IDT_ENTRIES] = [InterruptGate::MISSING; IDT_ENTRIES];
 
 /// Loads the IDT. Vectors above 31 stay not-present: with interrupts off none can
 /// arrive, and if one did the resulting #GP/#NP is reported like any exception.
@@ -72,7 +33,7 @@ pub fn init() {
         let stubs = core::ptr::addr_of!(exception_stubs) as u64;
         let idt = &mut *core::ptr::addr_of_mut!(IDT);
         for (vector, gate) in idt.iter_mut().take(EXCEPTION_VECTORS).enumerate() {
-            *gate = Gate::interrupt(stubs + vector as u64 * STUB_STRIDE);
+            *gate = InterruptGate::new(stubs + vector as u64 * STUB_STRIDE, SEL_CODE64);
         }
         let pointer = x86_64::structures::DescriptorTablePointer {
             limit: (core::mem::size_of_val(idt) - 1) as u16,

@@ -11,10 +11,8 @@ pub mod serial;
 use core::arch::global_asm;
 use parkboot::platform::BootSource;
 
-/// GDT selectors, shared by the entry code, the AP park code and kernel hand-offs.
-pub const SEL_CODE32: u16 = 0x08;
-pub const SEL_CODE64: u16 = 0x10;
-pub const SEL_DATA: u16 = 0x18;
+use parkboot::handoff::FLAT_GDT_POINTER;
+pub use parkboot::handoff::{SEL_CODE32, SEL_CODE64, SEL_DATA};
 
 global_asm!(
     include_str!("entry.S"),
@@ -24,6 +22,7 @@ global_asm!(
     SEL_CODE32 = const SEL_CODE32,
     SEL_CODE64 = const SEL_CODE64,
     SEL_DATA = const SEL_DATA,
+    gdt_pointer = sym FLAT_GDT_POINTER,
     options(att_syntax)
 );
 
@@ -38,6 +37,7 @@ global_asm!(
     firmware_cr3_la57 = sym REENTRY_CR3_LA57,
     SEL_CODE64 = const SEL_CODE64,
     SEL_DATA = const SEL_DATA,
+    gdt_pointer = sym FLAT_GDT_POINTER,
     options(att_syntax)
 );
 

@@ -32,7 +32,7 @@ parkboot_reentry:
     /* The kernel's stack may not be mapped any more: parkboot's boot stack is. Its
      * old contents are dead: parkboot's state lives in statics. */
     mov     $boot_stack_top, %esp
-    lgdt    boot_gdt_pointer(%rip)
+    lgdt    {gdt_pointer}(%rip)
     lea     3f(%rip), %rax
     pushq   ${SEL_CODE64}
     push    %rax

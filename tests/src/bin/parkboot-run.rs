@@ -220,23 +220,24 @@ fn adjust_config(text: &str, loops: Option<u32>, append: Option<&str>, no_park: 
             .map(|(k, _)| k.trim().to_string())
             .unwrap_or_default()
     };
+    // The lines that replace (or, where an entry has none, are added to) each entry's.
+    let loops_line = loops.map(|n| format!("iterations = {n}"));
+    let cmdline_line = append.map(|a| {
+        format!(
+            "cmdline = \"{}\"",
+            a.replace('\\', "\\\\").replace('"', "\\\"")
+        )
+    });
     let mut out = Vec::new();
     if no_park {
         out.push("park = off".to_string());
     }
     let mut in_entry = false;
-    let close_entry = |out: &mut Vec<String>, seen_loops: bool, seen_cmdline: bool| {
-        if let (Some(n), false) = (loops, seen_loops) {
-            out.push(format!("iterations = {n}"));
-        }
-        if let (Some(a), false) = (append, seen_cmdline) {
-            out.push(format!(
-                "cmdline = \"{}\"",
-                a.replace('\\', "\\\\").replace('"', "\\\"")
-            ));
-        }
-    };
     let (mut seen_loops, mut seen_cmdline) = (false, false);
+    let close_entry = |out: &mut Vec<String>, seen_loops: bool, seen_cmdline: bool| {
+        out.extend(loops_line.clone().filter(|_| !seen_loops));
+        out.extend(cmdline_line.clone().filter(|_| !seen_cmdline));
+    };
     for line in text.lines() {
         let trimmed = line.trim_start();
         if trimmed.starts_with("[entry") {
@@ -249,21 +250,15 @@ fn adjust_config(text: &str, loops: Option<u32>, append: Option<&str>, no_park: 
             out.push(line.to_string());
             continue;
         }
-        match key(trimmed).as_str() {
-            "park" if no_park && !in_entry => continue,
-            "iterations" if in_entry && loops.is_some() => {
+        match (key(trimmed).as_str(), &loops_line, &cmdline_line) {
+            ("park", _, _) if no_park && !in_entry => continue,
+            ("iterations", Some(replacement), _) if in_entry => {
                 seen_loops = true;
-                out.push(format!("iterations = {}", loops.unwrap_or(1)));
+                out.push(replacement.clone());
             }
-            "cmdline" if in_entry && append.is_some() => {
+            ("cmdline", _, Some(replacement)) if in_entry => {
                 seen_cmdline = true;
-                out.push(format!(
-                    "cmdline = \"{}\"",
-                    append
-                        .unwrap_or("")
-                        .replace('\\', "\\\\")
-                        .replace('"', "\\\"")
-                ));
+                out.push(replacement.clone());
             }
             _ => out.push(line.to_string()),
         }

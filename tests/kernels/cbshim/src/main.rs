@@ -33,6 +33,7 @@ mod shim {
         SEL_CODE32 = const SEL_CODE32,
         SEL_CODE64 = const SEL_CODE64,
         SEL_DATA = const SEL_DATA,
+        gdt_pointer = sym parkboot::handoff::FLAT_GDT_POINTER,
         options(att_syntax)
     );
 
