@@ -7,7 +7,7 @@ use crate::{set_finish, stop, Finish};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 use park::table::{CpuState, MAX_PARKED_CPUS};
-use parkboot::acpi::{self, Madt, Signature};
+use parkboot::acpi::{self, Madt};
 use parkboot::config::{self, Config, OnFinish};
 use parkboot::fw_cfg::{FwCfg, IoPorts};
 use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
@@ -177,7 +177,13 @@ fn log_platform(platform: &Platform) {
     }
 }
 
-fn find_madt(platform: &Platform) -> (u64, Madt) {
+/// Finds the platform's ACPI tables and reads the CPUs from the MADT.
+///
+/// A broken RSDP or root table (XSDT/RSDT) stops parkboot: there is no table list to
+/// trust. A broken table parkboot does not need is logged as a warning and kept as it
+/// is. A missing or broken MADT is logged as an error and gives `None`: parkboot cannot
+/// know the CPUs, so it boots without parking and kernels get the platform's RSDP.
+fn find_madt(platform: &Platform) -> (u64, Option<Madt>) {
     let rsdp = platform
         .rsdp
         .or_else(|| acpi::find_rsdp(&Identity, BIOS_AREA.0, BIOS_AREA.1))
@@ -188,23 +194,38 @@ fn find_madt(platform: &Platform) -> (u64, Madt) {
         });
     let tables =
         acpi::Tables::new(&Identity, rsdp).unwrap_or_else(|e| stop(format_args!("ACPI: {e}")));
-    let (address, length) = tables.find(Signature::MADT).unwrap_or_else(|| {
-        stop(format_args!(
-            "ACPI: no MADT (APIC table), so no CPUs to park"
-        ))
-    });
-    let bytes = Identity
-        .bytes(address, length as usize)
-        .unwrap_or_else(|| stop(format_args!("ACPI: MADT at {address:#x} is not readable")));
-    let madt = acpi::parse_madt(bytes)
-        .unwrap_or_else(|e| stop(format_args!("ACPI MADT at {address:#x}: {e}")));
+    for warning in tables.warnings() {
+        log::warn!("ACPI: {warning}; not a table parkboot reads: kept as it is for the kernels");
+    }
+    let (address, bytes) = match tables.madt(&Identity) {
+        Ok(madt) => madt,
+        Err(e) => {
+            madt_unusable(rsdp, format_args!("{e}"));
+            return (rsdp, None);
+        }
+    };
+    let madt = match acpi::parse_madt(bytes) {
+        Ok(madt) => madt,
+        Err(e) => {
+            madt_unusable(rsdp, format_args!("MADT at {address:#x}: {e}"));
+            return (rsdp, None);
+        }
+    };
     log::info!(
         "ACPI: RSDP at {:#x}, MADT at {:#x} ({} bytes)",
         rsdp,
         address,
-        length
+        bytes.len()
     );
-    (rsdp, madt)
+    (rsdp, Some(madt))
+}
+
+/// The error line for a MADT parkboot cannot use, and what it does instead.
+fn madt_unusable(rsdp: u64, problem: core::fmt::Arguments) {
+    log::error!(
+        "ACPI: {problem}: parkboot cannot know the CPUs, so it parks none and boots on as with \
+         park = off (kernels get the platform's RSDP {rsdp:#x} untouched)"
+    );
 }
 
 fn log_cpus(madt: &Madt, boot_apic_id: u32) {
@@ -474,29 +495,47 @@ pub fn main(source: u32, boot_info: u32) -> ! {
 
     let boot_apic_id = cpu::apic_id();
     let (rsdp, madt) = find_madt(&platform);
-    log_cpus(&madt, boot_apic_id);
-    if !madt.cpus.iter().any(|c| c.apic_id == boot_apic_id) {
-        log::warn!(
-            "the boot processor (APIC ID {}) is not in the MADT",
-            boot_apic_id
-        );
+    let madt_usable = madt.is_some();
+    // Without a usable MADT no CPU is known: nothing is started, nothing parked.
+    let madt = madt.unwrap_or(Madt {
+        local_apic_address: 0,
+        flags: 0,
+        cpus: heapless::Vec::new(),
+        wakeup: None,
+    });
+    if madt_usable {
+        log_cpus(&madt, boot_apic_id);
+        if !madt.cpus.iter().any(|c| c.apic_id == boot_apic_id) {
+            log::warn!(
+                "the boot processor (APIC ID {}) is not in the MADT",
+                boot_apic_id
+            );
+        }
     }
 
     let summary = entries::summary();
     let _ = write!(
         summary,
-        "{{\"entry\":\"{}\",\"cpus\":{},\"boot_apic_id\":{},\"memory_mib\":{},\"tsc_mhz\":{}",
+        "{{\"entry\":\"{}\",\"cpus\":{},\"boot_apic_id\":{},\"memory_mib\":{},\"tsc_mhz\":{},\"madt_usable\":{}",
         source.name(),
         madt.cpus.len(),
         boot_apic_id,
         platform.usable_bytes() / ONE_MIB,
-        hz / 1_000_000
+        hz / 1_000_000,
+        madt_usable
     );
 
-    if !config.park {
-        log::info!(
-            "park = off: baseline mode, the APs are left for the kernel to start with INIT/SIPI"
-        );
+    if !config.park || !madt_usable {
+        if config.park {
+            log::info!(
+                "no usable MADT: booting as with park = off, the APs are left for the kernel \
+                 to start with INIT/SIPI"
+            );
+        } else {
+            log::info!(
+                "park = off: baseline mode, the APs are left for the kernel to start with INIT/SIPI"
+            );
+        }
         let _ = write!(summary, ",\"park\":false,\"aps_parked\":0");
         let cpus = madt.cpus.len() as u32;
         entries::start(BootState::new(

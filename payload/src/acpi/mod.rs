@@ -7,6 +7,10 @@
 //! parkboot hands kernels a new RSDP, a new XSDT and a new MADT ([`rewrite_tables`]);
 //! every other table stays where the platform put it, untouched.
 //!
+//! Only the RSDP, the root table (XSDT or RSDT) and the MADT must be valid. Any other
+//! table that is broken (bad checksum, odd length, unreadable) is listed with a warning
+//! ([`Tables::warnings`]) and kept as it is, as Linux keeps such tables and warns.
+//!
 //! Everything here reads physical memory only through [`PhysicalMemory`] and writes only
 //! into caller-provided byte slices, so it runs unchanged in host unit tests. Every
 //! field is read with a bounds check: a broken table is an [`AcpiError`] that says which
@@ -459,18 +463,64 @@ fn read_table(
     Ok((header, bytes))
 }
 
-/// One table listed in the XSDT or RSDT, validated.
+/// One table listed in the XSDT or RSDT.
+///
+/// A table with a problem (a checksum that does not sum to zero, a length shorter than
+/// its header or running into memory that cannot be read, a header that cannot be read
+/// at all) is still listed: parkboot keeps it, referenced in place, in the tables it
+/// hands kernels, as Linux keeps and warns about such tables. Only the tables parkboot
+/// reads itself must be valid (the MADT: [`Tables::madt`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableRef {
-    pub signature: Signature,
-    /// Physical address of the table header.
+    /// The header's signature; `None` when not even the header can be read.
+    pub signature: Option<Signature>,
+    /// Physical address of the table header (the root table's entry).
     pub address: u64,
-    /// Bytes in the whole table (the header's `length`).
+    /// Bytes in the whole table (the header's `length`); 0 when the header is unreadable.
     pub length: u32,
+    /// What is wrong with the table, if anything: one of
+    /// [`AcpiError::TableHeaderUnreadable`], [`AcpiError::TableTooShort`],
+    /// [`AcpiError::TableUnreadable`] or [`AcpiError::TableChecksum`].
+    pub problem: Option<AcpiError>,
+}
+
+impl TableRef {
+    /// Reads the header of the table at `address` (listed in `listed_in`) and checks its
+    /// length and checksum; a problem is recorded, not returned.
+    fn read(mem: &impl PhysicalMemory, address: u64, listed_in: Signature) -> TableRef {
+        match read_table(mem, address, listed_in) {
+            Ok((header, _)) => TableRef {
+                signature: Some(header.signature()),
+                address,
+                length: header.length,
+                problem: None,
+            },
+            Err(problem) => {
+                let header = mem
+                    .bytes(address, SDT_HEADER_LENGTH)
+                    .and_then(SdtHeader::read);
+                TableRef {
+                    signature: header.map(|h| h.signature()),
+                    address,
+                    length: header.map_or(0, |h| h.length),
+                    problem: Some(problem),
+                }
+            }
+        }
+    }
+
+    /// Whether the table was read whole and sums to zero.
+    pub fn is_valid(&self) -> bool {
+        self.problem.is_none()
+    }
 }
 
 /// The platform's tables: the RSDP, its root table (XSDT or RSDT) and every table the
-/// root lists, each checked for a readable length and a zero checksum.
+/// root lists.
+///
+/// The RSDP and the root table must be valid, or there is no table list at all. Every
+/// listed table is kept in the list whatever its state; [`Tables::warnings`] names the
+/// broken ones, and [`Tables::madt`] gives the MADT only when it is valid.
 #[derive(Clone, Debug)]
 pub struct Tables {
     pub rsdp_address: u64,
@@ -487,9 +537,11 @@ impl Tables {
     /// Reads the RSDP at `rsdp_address` and the table tree under it.
     ///
     /// The XSDT is read when the RSDP is revision 2 or later and gives a nonzero XSDT
-    /// address, else the RSDT (as an ACPI 2.0+ OS does). Zero entries in the root table
-    /// are skipped: they name no table. Any other unreadable or badly checksummed table
-    /// is an error, so everything parkboot later copies or references was valid.
+    /// address, else the RSDT (as an ACPI 2.0+ OS does). A broken RSDP or root table is
+    /// an error. Zero entries in the root table are skipped: they name no table. Any
+    /// other entry is listed even when its table is broken, with the problem recorded
+    /// (see [`TableRef`]): a broken table parkboot does not need must not stop a boot
+    /// that the kernels would survive.
     pub fn new(mem: &impl PhysicalMemory, rsdp_address: u64) -> Result<Tables, AcpiError> {
         let rsdp = parse_rsdp(mem, rsdp_address)?;
         let (expected, root_address, entry_size) = if rsdp.has_xsdt() {
@@ -533,13 +585,8 @@ impl Tables {
             if address == 0 {
                 continue;
             }
-            let (header, _) = read_table(mem, address, expected)?;
             entries
-                .push(TableRef {
-                    signature: header.signature(),
-                    address,
-                    length: header.length,
-                })
+                .push(TableRef::read(mem, address, expected))
                 .map_err(|_| AcpiError::TooManyTables {
                     signature: expected,
                     address: root_address,
@@ -556,12 +603,51 @@ impl Tables {
         })
     }
 
-    /// Address and length of the first table with `signature` (the one an OS uses).
-    pub fn find(&self, signature: Signature) -> Option<(u64, u32)> {
+    /// Index of the first table with `signature` (the one an OS uses).
+    fn position(&self, signature: Signature) -> Option<usize> {
         self.entries
             .iter()
-            .find(|entry| entry.signature == signature)
-            .map(|entry| (entry.address, entry.length))
+            .position(|entry| entry.signature == Some(signature))
+    }
+
+    /// Address and length of the first table with `signature` (the one an OS uses),
+    /// valid or not.
+    pub fn find(&self, signature: Signature) -> Option<(u64, u32)> {
+        let entry = self.entries.get(self.position(signature)?)?;
+        Some((entry.address, entry.length))
+    }
+
+    /// The MADT's address and bytes: the first table with signature "APIC", which must
+    /// be whole and sum to zero. Without a valid MADT parkboot cannot know the CPUs.
+    pub fn madt<'m>(&self, mem: &'m impl PhysicalMemory) -> Result<(u64, &'m [u8]), AcpiError> {
+        let entry = self
+            .position(Signature::MADT)
+            .and_then(|index| self.entries.get(index))
+            .ok_or(AcpiError::NoMadt)?;
+        if let Some(problem) = entry.problem {
+            return Err(problem);
+        }
+        let bytes =
+            mem.bytes(entry.address, entry.length as usize)
+                .ok_or(AcpiError::TableUnreadable {
+                    signature: Signature::MADT,
+                    address: entry.address,
+                    length: entry.length,
+                })?;
+        Ok((entry.address, bytes))
+    }
+
+    /// The problems of the listed tables parkboot does not need, in the root's order:
+    /// every broken table except the MADT that [`Tables::madt`] reports on. Each names
+    /// its table (signature when readable, address, what is wrong); the tables stay in
+    /// the list.
+    pub fn warnings(&self) -> impl Iterator<Item = &AcpiError> + '_ {
+        let madt = self.position(Signature::MADT);
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(move |&(index, _)| Some(index) != madt)
+            .filter_map(|(_, entry)| entry.problem.as_ref())
     }
 
     /// Every table the root lists, in the root's order.
@@ -573,14 +659,18 @@ impl Tables {
         self.entries.iter()
     }
 
-    /// The bytes of the first table with `signature`, read through `mem`.
+    /// The bytes of the first table with `signature`, read through `mem`, when that
+    /// table is valid.
     pub fn table_bytes<'m>(
         &self,
         mem: &'m impl PhysicalMemory,
         signature: Signature,
     ) -> Option<&'m [u8]> {
-        let (address, length) = self.find(signature)?;
-        mem.bytes(address, length as usize)
+        let entry = self.entries.get(self.position(signature)?)?;
+        if !entry.is_valid() {
+            return None;
+        }
+        mem.bytes(entry.address, entry.length as usize)
     }
 }
 

@@ -216,8 +216,12 @@ fn physical(base: u64, offset: usize) -> Result<u64, AcpiError> {
 /// boundary, then a new XSDT, then the MADT from [`madt_with_wakeup`]. The XSDT lists
 /// every table of the platform's root in the same order, with the MADT's address
 /// replaced by the new copy; a platform with only an RSDT gets its entries widened to
-/// 64 bits. The platform's tables are only read, never written. A root without a MADT
-/// is an error: without a MADT there is nowhere to advertise the mailbox.
+/// 64 bits. Tables that are broken but not needed here (a bad checksum, an odd length,
+/// even an unreadable header: [`Tables::warnings`]) are listed at their original
+/// address, byte for byte as the platform left them, so the kernel sees and judges them
+/// as it would without parkboot. The platform's tables are only read, never written. A
+/// root without a valid MADT is an error: without one there is nowhere to advertise
+/// the mailbox.
 pub fn rewrite_tables(
     mem: &impl PhysicalMemory,
     rsdp_address: u64,
@@ -230,14 +234,7 @@ pub fn rewrite_tables(
         return Err(AcpiError::MailboxMisaligned { address: mailbox });
     }
     let tables = Tables::new(mem, rsdp_address)?;
-    let (madt_address, madt_length) = tables.find(Signature::MADT).ok_or(AcpiError::NoMadt)?;
-    let original_madt =
-        mem.bytes(madt_address, madt_length as usize)
-            .ok_or(AcpiError::TableUnreadable {
-                signature: Signature::MADT,
-                address: madt_address,
-                length: madt_length,
-            })?;
+    let (madt_address, original_madt) = tables.madt(mem)?;
 
     let rsdp_offset = aligned_offset(out_phys, 0, RSDP_ALIGNMENT)?;
     let xsdt_offset = aligned_offset(out_phys, rsdp_offset + RSDP_V2_LENGTH, TABLE_ALIGNMENT)?;

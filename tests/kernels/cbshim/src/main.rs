@@ -80,52 +80,93 @@ mod shim {
     const ACPI_BYTES: usize = 8192;
     const RSDP_OFFSET: usize = 0;
     const XSDT_OFFSET: usize = 64;
-    const MADT_OFFSET: usize = 4096;
+    /// Where the one changed table goes; it may use the rest of the buffer.
+    const COPY_OFFSET: usize = 4096;
+    /// `cbshim.bad-checksum=SIG`: which table gets a wrong checksum.
+    const BAD_CHECKSUM_OPTION: &str = "cbshim.bad-checksum=";
+    /// What `cbshim.bad-checksum` adds to the correct checksum byte.
+    const BAD_CHECKSUM_DELTA: u8 = 0x5A;
 
     #[repr(C, align(16))]
     struct AcpiCopy([u8; ACPI_BYTES]);
     static mut ACPI: AcpiCopy = AcpiCopy([0; ACPI_BYTES]);
 
-    /// A copy of the platform's MADT with one more Local APIC entry, behind a new XSDT
-    /// and RSDP (in cbshim's own memory, which the coreboot table marks as coreboot's):
-    /// parkboot must report the CPU that never answers and boot on without it.
-    fn add_ghost_cpu(rsdp: u64) -> Result<u64, parkboot::acpi::AcpiError> {
-        use parkboot::acpi::{build_rsdp, build_xsdt, checksum, parse_rsdp, Signature, Tables};
+    /// Why cbshim could not change the ACPI tables.
+    enum TableEditError {
+        Acpi(parkboot::acpi::AcpiError),
+        NoSuchTable(parkboot::acpi::Signature),
+        TooLarge {
+            signature: parkboot::acpi::Signature,
+            length: usize,
+        },
+    }
+
+    impl From<parkboot::acpi::AcpiError> for TableEditError {
+        fn from(e: parkboot::acpi::AcpiError) -> Self {
+            TableEditError::Acpi(e)
+        }
+    }
+
+    impl core::fmt::Display for TableEditError {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self {
+                TableEditError::Acpi(e) => write!(f, "{e}"),
+                TableEditError::NoSuchTable(signature) => {
+                    write!(f, "the platform's root lists no valid {signature} table")
+                }
+                TableEditError::TooLarge { signature, length } => write!(
+                    f,
+                    "{signature} with {length} bytes does not fit cbshim's {} bytes",
+                    ACPI_BYTES - COPY_OFFSET
+                ),
+            }
+        }
+    }
+
+    /// Copies the platform's `signature` table into cbshim's own memory (which the
+    /// coreboot table marks as coreboot's), `extra` bytes longer, lets `edit` change the
+    /// copy, and puts a new XSDT and RSDP in front that list the copy in the original's
+    /// place. Returns the new RSDP and the copy's address.
+    fn replace_table(
+        rsdp: u64,
+        signature: parkboot::acpi::Signature,
+        extra: usize,
+        edit: impl FnOnce(&mut [u8]),
+    ) -> Result<(u64, u64), TableEditError> {
+        use parkboot::acpi::{build_rsdp, build_xsdt, parse_rsdp, Tables};
         let tables = Tables::new(&Identity, rsdp)?;
         let original = parse_rsdp(&Identity, rsdp)?;
-        let madt = tables
-            .table_bytes(&Identity, Signature::MADT)
-            .ok_or(parkboot::acpi::AcpiError::NoMadt)?;
+        let (address, _) = tables
+            .find(signature)
+            .ok_or(TableEditError::NoSuchTable(signature))?;
+        let table = tables
+            .table_bytes(&Identity, signature)
+            .ok_or(TableEditError::NoSuchTable(signature))?;
         // SAFETY: single-threaded; cbshim's own buffer.
         let out = unsafe { &mut (*core::ptr::addr_of_mut!(ACPI)).0 };
         let base = out.as_ptr() as u64;
-        let new_len = madt.len() + LOCAL_APIC_ENTRY_LENGTH as usize;
-        let new_madt = &mut out[MADT_OFFSET..MADT_OFFSET + new_len];
-        new_madt[..madt.len()].copy_from_slice(madt);
-        new_madt[madt.len()..madt.len() + 4].copy_from_slice(&[
-            MADT_LOCAL_APIC,
-            LOCAL_APIC_ENTRY_LENGTH,
-            GHOST_APIC_ID,
-            GHOST_APIC_ID,
-        ]);
-        new_madt[madt.len() + 4..].copy_from_slice(&LOCAL_APIC_ENABLED.to_le_bytes());
-        new_madt[SDT_LENGTH_OFFSET..SDT_LENGTH_OFFSET + 4]
-            .copy_from_slice(&(new_len as u32).to_le_bytes());
-        new_madt[SDT_CHECKSUM_OFFSET] = 0;
-        new_madt[SDT_CHECKSUM_OFFSET] = 0u8.wrapping_sub(checksum(new_madt));
+        let new_len = table.len() + extra;
+        let copy =
+            out.get_mut(COPY_OFFSET..COPY_OFFSET + new_len)
+                .ok_or(TableEditError::TooLarge {
+                    signature,
+                    length: new_len,
+                })?;
+        copy[..table.len()].copy_from_slice(table);
+        edit(copy);
+        let copy_address = base + COPY_OFFSET as u64;
         let mut entries: heapless::Vec<u64, 64> = heapless::Vec::new();
         for table in tables.iter() {
-            let address = if table.signature == Signature::MADT {
-                base + MADT_OFFSET as u64
+            let _ = entries.push(if table.address == address {
+                copy_address
             } else {
                 table.address
-            };
-            let _ = entries.push(address);
+            });
         }
         build_xsdt(
             &tables.root_header,
             &entries,
-            &mut out[XSDT_OFFSET..MADT_OFFSET],
+            &mut out[XSDT_OFFSET..COPY_OFFSET],
         )?;
         build_rsdp(
             original.oem_id,
@@ -133,7 +174,63 @@ mod shim {
             base + XSDT_OFFSET as u64,
             &mut out[RSDP_OFFSET..XSDT_OFFSET],
         )?;
-        Ok(base + RSDP_OFFSET as u64)
+        Ok((base + RSDP_OFFSET as u64, copy_address))
+    }
+
+    /// The correct checksum byte for `table` (the byte that makes it sum to zero).
+    fn correct_checksum(table: &[u8]) -> u8 {
+        let stored = table[SDT_CHECKSUM_OFFSET];
+        stored.wrapping_sub(parkboot::acpi::checksum(table))
+    }
+
+    /// A copy of the platform's MADT with one more Local APIC entry: parkboot must
+    /// report the CPU that never answers and boot on without it.
+    fn add_ghost_cpu(rsdp: u64) -> Result<u64, TableEditError> {
+        let extra = LOCAL_APIC_ENTRY_LENGTH as usize;
+        let (new_rsdp, _) = replace_table(rsdp, parkboot::acpi::Signature::MADT, extra, |madt| {
+            let end = madt.len();
+            let entry = &mut madt[end - extra..];
+            entry[..4].copy_from_slice(&[
+                MADT_LOCAL_APIC,
+                LOCAL_APIC_ENTRY_LENGTH,
+                GHOST_APIC_ID,
+                GHOST_APIC_ID,
+            ]);
+            entry[4..].copy_from_slice(&LOCAL_APIC_ENABLED.to_le_bytes());
+            madt[SDT_LENGTH_OFFSET..SDT_LENGTH_OFFSET + 4]
+                .copy_from_slice(&(end as u32).to_le_bytes());
+            madt[SDT_CHECKSUM_OFFSET] = correct_checksum(madt);
+        })?;
+        Ok(new_rsdp)
+    }
+
+    /// The signature `cbshim.bad-checksum=SIG` names, if the command line has it.
+    fn bad_checksum_option(cmdline: &str) -> Option<Result<parkboot::acpi::Signature, &str>> {
+        let value = cmdline
+            .split_ascii_whitespace()
+            .find_map(|word| word.strip_prefix(BAD_CHECKSUM_OPTION))?;
+        Some(
+            <[u8; 4]>::try_from(value.as_bytes())
+                .map(parkboot::acpi::Signature)
+                .map_err(|_| value),
+        )
+    }
+
+    /// A copy of the platform's `signature` table whose checksum byte is off by
+    /// [`BAD_CHECKSUM_DELTA`], everything else as it was: parkboot must warn and keep it
+    /// (or, for the MADT, refuse to park and boot on).
+    fn corrupt_checksum(
+        rsdp: u64,
+        signature: parkboot::acpi::Signature,
+    ) -> Result<(u64, u64, u8, u8), TableEditError> {
+        let mut checksums = (0, 0);
+        let (new_rsdp, copy) = replace_table(rsdp, signature, 0, |table| {
+            let correct = correct_checksum(table);
+            let bad = correct.wrapping_add(BAD_CHECKSUM_DELTA);
+            table[SDT_CHECKSUM_OFFSET] = bad;
+            checksums = (bad, correct);
+        })?;
+        Ok((new_rsdp, copy, checksums.0, checksums.1))
     }
 
     struct Identity;
@@ -228,6 +325,29 @@ mod shim {
         let table = unsafe { &mut *core::ptr::addr_of_mut!(TABLE) };
         let table_addr = table.0.as_ptr() as u64;
         let mut rsdp = platform.rsdp;
+        let bad_checksum = bad_checksum_option(platform.cmdline.as_str());
+        if bad_checksum.is_some() && platform.cmdline.as_str().contains("cbshim.ghost-cpu") {
+            fail(format_args!(
+                "cbshim.ghost-cpu and {BAD_CHECKSUM_OPTION}SIG cannot be combined"
+            ));
+        }
+        match bad_checksum {
+            None => {}
+            Some(Err(value)) => fail(format_args!(
+                "{BAD_CHECKSUM_OPTION}{value}: a table signature is four characters"
+            )),
+            Some(Ok(signature)) => match rsdp.map(|rsdp| corrupt_checksum(rsdp, signature)) {
+                Some(Ok((new_rsdp, copy, bad, correct))) => {
+                    let _ = writeln!(
+                        Serial,
+                        "cbshim: {signature} copied to {copy:#x} with checksum {bad:#04x} (correct: {correct:#04x}), behind a new XSDT and RSDP {new_rsdp:#x}"
+                    );
+                    rsdp = Some(new_rsdp);
+                }
+                Some(Err(e)) => fail(format_args!("giving {signature} a bad checksum: {e}")),
+                None => fail(format_args!("no RSDP to corrupt {signature} under")),
+            },
+        }
         if platform.cmdline.as_str().contains("cbshim.ghost-cpu") {
             match rsdp.map(add_ghost_cpu) {
                 Some(Ok(new_rsdp)) => {
