@@ -5,6 +5,14 @@
 //! table from what PVH told it (memory map, COM1, ACPI RSDP), and jumps to parkboot's
 //! ELF entry in 32-bit protected mode with paging off, `[esp+4]` = the table, as
 //! coreboot's selfboot does. So every test run exercises parkboot's coreboot path.
+//!
+//! Command-line options (PVH command line, `-append`) make the platform worse on
+//! purpose: `cbshim.corrupt=table-checksum` (coreboot table checksum),
+//! `cbshim.pointer=forward` (forwarding table at 0x500 instead of `[esp+4]`),
+//! `cbshim.ghost-cpu` (the MADT lists a CPU that does not exist) and
+//! `cbshim.bad-checksum=SIG` (the ACPI table with signature SIG, e.g. HPET or APIC,
+//! gets a wrong checksum). The two ACPI options put a changed copy of one table behind
+//! a new XSDT and RSDP in cbshim's memory and cannot be combined.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
