@@ -57,7 +57,7 @@ pub enum CbmemConsoleError {
     /// The write position is not inside the body.
     CursorPastEnd { addr: u64, cursor: u32, size: u32 },
     /// Header plus body are not inside one firmware-owned range of the memory map
-    /// (they overlap free RAM, or lie where the map says nothing).
+    /// (they are in free RAM only, or where the map says nothing).
     NotFirmwareMemory { addr: u64, end: u64 },
 }
 
@@ -119,21 +119,19 @@ pub fn check_header(addr: u64, header: CbmemConsoleHeader) -> Result<usize, Cbme
 }
 
 /// Checks that the console (header at `addr`, `total_bytes` long) lies inside one
-/// range of `memory` that is not free RAM, so that parkboot never hands it out and a
-/// kernel finds it reserved.
+/// range of `memory` that is not free RAM. Where ranges overlap, parkboot's memory map
+/// lets the firmware-owned kind win (`memory::MemoryMap`), so such a range is never
+/// handed out and a kernel finds it reserved.
 pub fn check_placement(
     memory: &[MemoryRegion],
     addr: u64,
     total_bytes: usize,
 ) -> Result<(), CbmemConsoleError> {
     let end = addr.saturating_add(total_bytes as u64);
-    let inside = memory
+    if memory
         .iter()
-        .any(|r| !r.kind.is_usable() && r.start <= addr && end <= r.end());
-    let touches_free_ram = memory
-        .iter()
-        .any(|r| r.kind.is_usable() && r.start < end && addr < r.end());
-    if inside && !touches_free_ram {
+        .any(|r| !r.kind.is_usable() && r.start <= addr && end <= r.end())
+    {
         Ok(())
     } else {
         Err(CbmemConsoleError::NotFirmwareMemory { addr, end })
@@ -503,16 +501,22 @@ mod tests {
         assert!(check_placement(&map, 0x7fff_f000, 0x2000).is_err());
         // Entirely in free RAM.
         assert!(check_placement(&map, 0x1000, 0x100).is_err());
-        // A reserved range that overlaps free RAM in a sloppy map is refused too.
+        // A firmware range laid over free RAM (as cbshim's map does) wins, as it does
+        // in parkboot's memory map.
         let overlapping = [
-            map[1],
             MemoryRegion {
-                start: 0x7ffc_0000,
-                size: 0x1_0000,
+                start: 0x10_0000,
+                size: 0x1000_0000,
                 kind: MemoryKind::Usable,
             },
+            MemoryRegion {
+                start: 0x200_0000,
+                size: 0x7_4000,
+                kind: MemoryKind::CorebootTables,
+            },
         ];
-        assert!(check_placement(&overlapping, 0x7ffc_8000, 0x100).is_err());
+        assert_eq!(check_placement(&overlapping, 0x204_f000, 0x2_0000), Ok(()));
+        assert!(check_placement(&overlapping, 0x206_0000, 0x2_0000).is_err());
     }
 
     #[test]
