@@ -136,17 +136,30 @@ pub fn init(config: SerialConsole) {
     *uart = Uart::new(config);
     let answers = uart.init();
     drop(guard);
-    log::set_logger(&LOGGER).ok();
+    let first = log::set_logger(&LOGGER).is_ok();
     log::set_max_level(log::LevelFilter::Info);
-    if !answers {
-        match config.access {
-            SerialAccess::Io { base } => log::info!(
-                "console: no UART answers at I/O {base:#x} (line status reads 0xff): serial output off"
-            ),
-            SerialAccess::Mmio { base, .. } => log::info!(
-                "console: no UART answers at MMIO {base:#x} (line status reads 0xff): serial output off"
-            ),
-        }
+    if answers {
+        SILENT_UART.store(false, Ordering::Relaxed);
+    } else if first {
+        // Said once the platform is known, so that parkboot's log starts with its
+        // own first line.
+        SILENT_UART.store(true, Ordering::Relaxed);
+    } else {
+        report_silent_uart(config);
+    }
+}
+
+/// Set when no UART answered at parkboot's start; reported by `attach_cbmem_console`.
+static SILENT_UART: AtomicBool = AtomicBool::new(false);
+
+fn report_silent_uart(config: SerialConsole) {
+    match config.access {
+        SerialAccess::Io { base } => log::info!(
+            "console: no UART answers at I/O {base:#x} (line status reads 0xff): serial output off"
+        ),
+        SerialAccess::Mmio { base, .. } => log::info!(
+            "console: no UART answers at MMIO {base:#x} (line status reads 0xff): serial output off"
+        ),
     }
 }
 
@@ -168,8 +181,15 @@ pub fn write_raw(args: fmt::Arguments) {
 /// From now on every line also goes to the CBMEM console the coreboot table named,
 /// starting with the lines logged so far. Without one (or with one that fails its
 /// checks, which is logged) the early lines are dropped and only the serial port is
-/// written.
+/// written. Also says here if no UART answered at parkboot's start.
 pub fn attach_cbmem_console(platform: &Platform, memory: &impl PhysicalMemory) {
+    attach(platform, memory);
+    if SILENT_UART.swap(false, Ordering::Relaxed) {
+        report_silent_uart(current());
+    }
+}
+
+fn attach(platform: &Platform, memory: &impl PhysicalMemory) {
     let Some(addr) = platform.cbmem_console else {
         let mut guard = Guard::lock();
         guard.sinks().buffering = false;
