@@ -354,7 +354,6 @@ mod tests {
         assert!(!console.overflowed());
         let expected = (earlier.len() + 9) as u32;
         assert_eq!(console.cursor(), expected);
-        drop(console);
         assert_eq!(stored_cursor(&bytes), expected);
         assert_eq!(
             &bytes[8..8 + expected as usize],
@@ -374,7 +373,6 @@ mod tests {
         console.write(b"XY");
         assert_eq!(console.cursor(), OVERFLOW | 2);
         assert_eq!(text(&console), "cdefghXY");
-        drop(console);
         assert_eq!(stored_cursor(&bytes), OVERFLOW | 2);
         assert_eq!(&bytes[8..], b"XYcdefgh");
     }
@@ -465,7 +463,6 @@ mod tests {
         assert_eq!(console.size(), 32);
         assert_eq!(console.cursor(), 0);
         console.write(b"hi");
-        drop(console);
         assert_eq!(&bytes[0..8], &[32, 0, 0, 0, 2, 0, 0, 0]);
         let mut tiny = [0u8; 4];
         assert!(matches!(

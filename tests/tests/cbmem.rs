@@ -345,7 +345,7 @@ fn debian_kernel_runs_and_parkboot_log_survives_in_the_cbmem_console() {
             if line.contains("parkboot-linux: iteration ") {
                 if let Some((addr, size)) = console {
                     dumped = Some(ctl.monitor(&format!(
-                        "pmemsave {addr:#x} {} {}",
+                        "pmemsave {addr:#x} {} \"{}\"",
                         HEADER_BYTES + size,
                         dump.display()
                     )));
@@ -371,4 +371,31 @@ fn debian_kernel_runs_and_parkboot_log_survives_in_the_cbmem_console() {
         .unwrap_or_else(|| panic!("no hand-off line\n{}", outcome.report()));
     assert_eq!(lines.last().copied(), Some(serial[handoff]), "{text}");
     assert_eq!(lines[1..], serial[..=handoff]);
+}
+
+#[test]
+fn a_cpu_exception_is_reported_in_the_cbmem_console_too() {
+    let dir = TempDir::new("fault");
+    let ram = dir.0.join("ram");
+    let boot = Boot::new(test_kernel("cbshim"))
+        .initrd(parkboot_image())
+        .memory_mib(MEMORY_MIB)
+        .config_text("fault_test = on\non_finish = qemu-exit\n")
+        .timeout(TIMEOUT);
+    let outcome = ram_in_file(boot, &ram).run();
+    assert_eq!(outcome.status, ExitStatusKind::Fail, "{}", outcome.report());
+    let (_, text) = find_console(&ram).expect("a CBMEM console in guest RAM");
+    assert_starts_with_cbshim_then_parkboot(&text);
+    // The exception path writes through the same console without a timestamp, and
+    // the stop that follows still gets the lock.
+    assert!(
+        text.contains("\nparkboot: CPU exception 14 page fault (#PF) on the boot processor\n"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.contains("parkboot: result: FAIL: CPU exception 14")),
+        "{text}"
+    );
 }
