@@ -400,6 +400,8 @@ pub fn main(source: u32, boot_info: u32) -> ! {
     log::info!("TSC: {} MHz (measured with {})", hz / 1_000_000, how);
 
     let mut platform = find_platform(source, boot_info);
+    // Every line from here on (and the ones before, replayed) also goes to CBMEM.
+    console::attach_cbmem_console(&platform, &Identity);
     if let Some(serial) = platform.serial {
         if serial != SerialConsole::COM1 {
             log::info!(

@@ -28,6 +28,8 @@ pub const LB_TAG_MEMORY: u32 = 0x0001;
 pub const LB_TAG_SERIAL: u32 = 0x000f;
 /// The real table is elsewhere: [`LbForward`].
 pub const LB_TAG_FORWARD: u32 = 0x0011;
+/// coreboot's in-memory log, `cbmem -c`: [`LbCbmemRef`] to a `struct cbmem_console`.
+pub const LB_TAG_CBMEM_CONSOLE: u32 = 0x0017;
 /// Where CBFS sits in the boot media: [`LbBootMediaParams`].
 pub const LB_TAG_BOOT_MEDIA_PARAMS: u32 = 0x0030;
 /// The ACPI RSDP coreboot installed: [`LbAcpiRsdp`].
@@ -219,6 +221,18 @@ wire_struct! {
 
 const _: () = assert!(size_of::<LbForward>() == 16);
 const _: () = assert!(offset_of!(LbForward, forward) == 8);
+
+wire_struct! {
+    /// `struct lb_cbmem_ref`: the address of a CBMEM entry (here the CBMEM console).
+    pub struct LbCbmemRef {
+        pub tag: u32,
+        pub size: u32,
+        pub cbmem_addr: LbUint64,
+    }
+}
+
+const _: () = assert!(size_of::<LbCbmemRef>() == 16);
+const _: () = assert!(offset_of!(LbCbmemRef, cbmem_addr) == 8);
 
 wire_struct! {
     /// `struct lb_acpi_rsdp`.
@@ -743,6 +757,13 @@ impl<'m> Table<'m> {
                         platform.rsdp = Some(rsdp.rsdp_pointer.get()).filter(|&a| a != 0);
                     }
                 }
+                LB_TAG_CBMEM_CONSOLE => {
+                    let console: LbCbmemRef = self.record_as(&record)?;
+                    if let Some(platform) = platform.as_deref_mut() {
+                        // Address 0 never holds a console; it means "none".
+                        platform.cbmem_console = Some(console.cbmem_addr.get()).filter(|&a| a != 0);
+                    }
+                }
                 LB_TAG_BOOT_MEDIA_PARAMS => {
                     let params: LbBootMediaParams = self.record_as(&record)?;
                     if let Some(platform) = platform.as_deref_mut() {
@@ -859,7 +880,7 @@ macro_rules! full_size_record {
         }
     )*};
 }
-full_size_record!(LbForward, LbAcpiRsdp, LbBootMediaParams);
+full_size_record!(LbForward, LbAcpiRsdp, LbBootMediaParams, LbCbmemRef);
 
 /// The fields of an [`LbSerial`] record that older coreboot may have left out are
 /// `None` here.
@@ -999,7 +1020,7 @@ pub fn find_table(mem: &impl PhysicalMemory, hint: Option<u64>) -> Result<u64, C
 
 /// Reads the coreboot table at `addr` (following forward records) into `platform`.
 ///
-/// The memory map is replaced; `serial`, `rsdp` and `cbfs` are set when the table has
+/// The memory map is replaced; `serial`, `rsdp`, `cbfs` and `cbmem_console` are set when the table has
 /// the record and otherwise keep whatever the caller put there. Unknown records are
 /// skipped. On error `platform` is unchanged. `source` and `source_table` are the
 /// caller's to set.
@@ -1119,6 +1140,19 @@ impl<'b> TableBuilder<'b> {
                 tag: LB_TAG_ACPI_RSDP,
                 size: LbAcpiRsdp::SIZE as u32,
                 rsdp_pointer: LbUint64::new(rsdp),
+            }
+            .write_to(slot);
+        }
+        self
+    }
+
+    /// An LB_TAG_CBMEM_CONSOLE record naming the console header at `console`.
+    pub fn cbmem_console(&mut self, console: u64) -> &mut Self {
+        if let Some(slot) = self.reserve(LbCbmemRef::SIZE) {
+            LbCbmemRef {
+                tag: LB_TAG_CBMEM_CONSOLE,
+                size: LbCbmemRef::SIZE as u32,
+                cbmem_addr: LbUint64::new(console),
             }
             .write_to(slot);
         }
@@ -1652,6 +1686,59 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("expected 8 + 20 * n"), "{err}");
+    }
+
+    #[test]
+    fn cbmem_console_record_is_read_and_built_as_coreboot_lays_it_out() {
+        // Hand-written from coreboot_tables.h: tag 0x17, size 16, lb_uint64 address.
+        let mut records = Vec::new();
+        for v in [0x17u32, 16, 0x7ffd_e000, 0x1] {
+            push_u32(&mut records, v);
+        }
+        let mut table = Vec::new();
+        table.extend_from_slice(b"LBIO");
+        for v in [24u32, 0, records.len() as u32, 0, 1] {
+            push_u32(&mut table, v);
+        }
+        table.extend_from_slice(&records);
+        reseal(&mut table);
+        let p = parse_at(&table).unwrap();
+        assert_eq!(p.cbmem_console, Some(0x1_7ffd_e000));
+
+        let mut buf = [0u8; 64];
+        let used = TableBuilder::new(&mut buf)
+            .cbmem_console(0x1_7ffd_e000)
+            .finish()
+            .unwrap();
+        assert_eq!(&buf[..used], &table[..]);
+
+        // Address 0 means no console; a table without the record leaves it unset.
+        let used = TableBuilder::new(&mut buf)
+            .cbmem_console(0)
+            .finish()
+            .unwrap();
+        assert_eq!(parse_at(&buf[..used]).unwrap().cbmem_console, None);
+        assert_eq!(parse_at(&built_table()).unwrap().cbmem_console, None);
+    }
+
+    #[test]
+    fn short_cbmem_console_record_is_named() {
+        let mut table = Vec::new();
+        table.extend_from_slice(b"LBIO");
+        for v in [24u32, 0, 12, 0, 1, 0x17, 12, 0x7ffd_e000] {
+            push_u32(&mut table, v);
+        }
+        reseal(&mut table);
+        assert_eq!(
+            table_fault(parse_at(&table).map(|_| ())),
+            TableProblem::RecordTooShort {
+                index: 0,
+                offset: 24,
+                tag: LB_TAG_CBMEM_CONSOLE,
+                size: 12,
+                minimum: 16
+            }
+        );
     }
 
     #[test]

@@ -126,6 +126,8 @@ pub struct Platform {
     pub cmdline: heapless::String<MAX_CMDLINE>,
     pub modules: Vec<Module, MAX_MODULES>,
     pub cbfs: Option<CbfsLocation>,
+    /// Physical address of coreboot's CBMEM console header (LB_TAG_CBMEM_CONSOLE).
+    pub cbmem_console: Option<u64>,
 }
 
 impl Platform {
@@ -139,6 +141,7 @@ impl Platform {
             cmdline: heapless::String::new(),
             modules: Vec::new(),
             cbfs: None,
+            cbmem_console: None,
         }
     }
 

@@ -32,7 +32,8 @@ const MONITOR_PROMPT: &[u8] = b"(qemu) ";
 /// One QEMU run of a parkboot image (or a test kernel), built up with the builder
 /// methods and started with [`Boot::run`] or [`Boot::run_with`].
 ///
-/// Every run uses `-display none -serial stdio -no-reboot` and an isa-debug-exit device
+/// Every run uses `-display none -serial stdio` (`-serial none` with [`Boot::serial`]),
+/// `-no-reboot` and an isa-debug-exit device
 /// at port 0xf4; the guest's COM1 is QEMU's stdin and stdout.
 #[derive(Clone, Debug)]
 pub struct Boot {
@@ -62,6 +63,9 @@ pub struct Boot {
     pub trace_init_ipis: bool,
     /// Give the run a human monitor on a unix socket, for [`Control::monitor`].
     pub monitor: bool,
+    /// Give the guest a COM1 (QEMU's stdin and stdout); `false` means `-serial none`:
+    /// no serial port at all, and no serial lines for the run to read.
+    pub serial: bool,
     /// Wall-time limit of the run; QEMU is killed when it passes.
     pub timeout: Duration,
     /// Further QEMU arguments, appended last.
@@ -87,6 +91,7 @@ impl Boot {
             fw_cfg_strings: Vec::new(),
             trace_init_ipis: false,
             monitor: false,
+            serial: true,
             timeout: DEFAULT_TIMEOUT,
             extra_args: Vec::new(),
             echo: std::env::var("PARKBOOT_VERBOSE").is_ok_and(|value| value == "1"),
@@ -180,6 +185,12 @@ impl Boot {
         self
     }
 
+    /// Gives the guest a serial port (the default) or none at all (`-serial none`).
+    pub fn serial(mut self, on: bool) -> Boot {
+        self.serial = on;
+        self
+    }
+
     /// Sets the wall-time limit.
     pub fn timeout(mut self, timeout: Duration) -> Boot {
         self.timeout = timeout;
@@ -242,7 +253,12 @@ impl Boot {
         }
         push(&["-smp", &self.smp.to_string()]);
         push(&["-m", &format!("{}M", self.memory_mib)]);
-        push(&["-display", "none", "-serial", "stdio"]);
+        push(&[
+            "-display",
+            "none",
+            "-serial",
+            if self.serial { "stdio" } else { "none" },
+        ]);
         match monitor_socket {
             Some(socket) => push(&[
                 "-monitor",
@@ -730,6 +746,12 @@ mod tests {
         assert!(joined.contains("-smp 1"));
         assert!(!joined.contains("-trace"));
         assert!(!joined.contains("-initrd"));
+
+        let silent = Boot::new("/images/parkboot")
+            .serial(false)
+            .qemu_args(None, None)
+            .join(" ");
+        assert!(silent.contains("-display none -serial none"), "{silent}");
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! A 16550 UART at I/O ports or memory-mapped with the register stride coreboot
 //! reports (LB_TAG_SERIAL regwidth). Hand-written because parkboot needs both access
 //! kinds and any stride; output only.
+//!
+//! A port where no UART answers reads 0xff everywhere (nothing drives the bus). Its
+//! line status would then say "transmitter empty" and "data ready" at once, which no
+//! 16550 does (Linux's 8250 driver uses the same test): such a UART is marked absent
+//! and never written or read, so parkboot runs the same without a serial port.
 
 use super::cpu::{inb, outb};
 use parkboot::platform::{SerialAccess, SerialConsole};
@@ -19,16 +24,23 @@ const FCR_ENABLE_AND_CLEAR: u8 = 0x07;
 const MCR_DTR_RTS: u8 = 0x03;
 const LSR_DATA_READY: u8 = 1 << 0;
 const LSR_TRANSMIT_EMPTY: u8 = 1 << 5;
-/// Gives up on a transmitter that never drains (no UART there) instead of hanging.
+/// Gives up on a transmitter that never drains instead of hanging.
 const TRANSMIT_SPINS: u32 = 100_000;
+/// What every register reads when no device answers at the address.
+const FLOATING_BUS: u8 = 0xff;
 
 pub struct Uart {
     config: SerialConsole,
+    /// Whether a UART answered at `init`.
+    present: bool,
 }
 
 impl Uart {
     pub const fn new(config: SerialConsole) -> Self {
-        Uart { config }
+        Uart {
+            config,
+            present: false,
+        }
     }
 
     pub fn config(&self) -> SerialConsole {
@@ -69,7 +81,12 @@ impl Uart {
         }
     }
 
-    pub fn init(&self) {
+    /// Programs the UART; returns whether one answered (otherwise it stays unused).
+    pub fn init(&mut self) -> bool {
+        self.present = self.read_reg(REG_LINE_STATUS) != FLOATING_BUS;
+        if !self.present {
+            return false;
+        }
         const CLOCKS_PER_BIT: u32 = 16;
         let divisor = (self.config.input_hz / CLOCKS_PER_BIT)
             .checked_div(self.config.baud)
@@ -82,9 +99,13 @@ impl Uart {
         self.write_reg(REG_LINE_CONTROL, LCR_8N1);
         self.write_reg(REG_FIFO_CONTROL, FCR_ENABLE_AND_CLEAR);
         self.write_reg(REG_MODEM_CONTROL, MCR_DTR_RTS);
+        true
     }
 
     pub fn write_byte(&self, byte: u8) {
+        if !self.present {
+            return;
+        }
         for _ in 0..TRANSMIT_SPINS {
             if self.read_reg(REG_LINE_STATUS) & LSR_TRANSMIT_EMPTY != 0 {
                 break;
@@ -95,6 +116,9 @@ impl Uart {
     }
 
     pub fn try_read_byte(&self) -> Option<u8> {
+        if !self.present {
+            return None;
+        }
         if self.read_reg(REG_LINE_STATUS) & LSR_DATA_READY != 0 {
             Some(self.read_reg(REG_DATA))
         } else {

@@ -6,9 +6,14 @@
 //! ELF entry in 32-bit protected mode with paging off, `[esp+4]` = the table, as
 //! coreboot's selfboot does. So every test run exercises parkboot's coreboot path.
 //!
+//! The table also names a CBMEM console (in cbshim's own memory, which the table marks
+//! as coreboot's), holding one line of cbshim's own as coreboot's log would, so every
+//! run exercises parkboot's CBMEM console too.
+//!
 //! Command-line options (PVH command line, `-append`) make the platform worse on
 //! purpose: `cbshim.corrupt=table-checksum` (coreboot table checksum),
 //! `cbshim.pointer=forward` (forwarding table at 0x500 instead of `[esp+4]`),
+//! `cbshim.serial=none` (no LB_TAG_SERIAL: a board without a serial port),
 //! `cbshim.ghost-cpu` (the MADT lists a CPU that does not exist) and
 //! `cbshim.bad-checksum=SIG` (the ACPI table with signature SIG, e.g. HPET or APIC,
 //! gets a wrong checksum). The two ACPI options put a changed copy of one table behind
@@ -26,6 +31,7 @@ mod shim {
     use elf::abi::PT_LOAD;
     use elf::endian::LittleEndian;
     use elf::ElfBytes;
+    use parkboot::cbmem_console::CbmemConsole;
     use parkboot::coreboot::TableBuilder;
     use parkboot::handoff::{enter_protected_mode32, SEL_CODE32, SEL_CODE64, SEL_DATA};
     use parkboot::platform::{
@@ -66,6 +72,11 @@ mod shim {
     struct Table([u8; TABLE_BYTES]);
     static mut TABLE: Table = Table([0; TABLE_BYTES]);
     static mut STACK: [u32; STACK_WORDS] = [0; STACK_WORDS];
+    /// The CBMEM console's header and body: coreboot's default size (128 KiB).
+    const CBMEM_CONSOLE_BYTES: usize = 128 * 1024;
+    #[repr(C, align(16))]
+    struct CbmemConsoleBuffer([u8; CBMEM_CONSOLE_BYTES]);
+    static mut CBMEM_CONSOLE: CbmemConsoleBuffer = CbmemConsoleBuffer([0; CBMEM_CONSOLE_BYTES]);
 
     struct Serial;
     impl Write for Serial {
@@ -369,8 +380,31 @@ mod shim {
                 None => fail(format_args!("no RSDP to add a ghost CPU to")),
             }
         }
+        // SAFETY: as above.
+        let cbmem = unsafe { &mut (*core::ptr::addr_of_mut!(CBMEM_CONSOLE)).0 };
+        let cbmem_addr = cbmem.as_ptr() as u64;
+        let mut console = match CbmemConsole::create(cbmem, cbmem_addr) {
+            Ok(console) => console,
+            Err(e) => fail(format_args!("CBMEM console: {e}")),
+        };
+        // What the test looks for first: written at run time, so the address in it
+        // tells a reader of guest memory where the header is.
+        let _ = writeln!(
+            console,
+            "cbshim: CBMEM console at {cbmem_addr:#x}, {} bytes, standing in for coreboot's log",
+            console.size()
+        );
+        let _ = writeln!(
+            Serial,
+            "cbshim: CBMEM console at {cbmem_addr:#x}, {} bytes",
+            console.size()
+        );
+        let with_serial = !platform.cmdline.as_str().contains("cbshim.serial=none");
         let mut builder = TableBuilder::new(&mut table.0);
-        builder.memory(&regions).serial(&SerialConsole::COM1);
+        builder.memory(&regions).cbmem_console(cbmem_addr);
+        if with_serial {
+            builder.serial(&SerialConsole::COM1);
+        }
         if let Some(rsdp) = rsdp {
             builder.acpi_rsdp(rsdp);
         }
