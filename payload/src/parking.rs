@@ -536,7 +536,7 @@ pub fn self_check(
         .iter()
         .map(|s| s.return_count.load(Ordering::Acquire))
         .collect();
-    table.wake_all(parked.self_check_vector);
+    table.wake_all(parked.mailbox, parked.self_check_vector);
     let deadline = cpu::deadline_in_ns(WAKE_TIMEOUT_US * 1000);
     let returned = || {
         table

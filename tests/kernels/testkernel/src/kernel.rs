@@ -650,14 +650,8 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
         AP_PROOFS[index].reset();
     }
     let rung = rdtsc();
-    table.wake_all(vector);
-    if table.flags & flags::WAIT_MWAIT != 0 {
-        // Parked CPUs MONITOR the mailbox line, not the doorbell: touch it too (no
-        // mailbox command is outstanding now).
-        mailbox
-            .command
-            .store(MailboxCommand::Noop as u16, Ordering::Release);
-    }
+    // The library rings the doorbell and writes the mailbox line parked CPUs MONITOR.
+    table.wake_all(mailbox, vector);
     let all_stamped = || {
         expected
             .iter()
