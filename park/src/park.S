@@ -241,14 +241,18 @@ park_cpu_entry:
     lock incl {SLOT_START_COUNT}(%r12)
     READ_TSC
     mov     %rax, {SLOT_FIRST_PARK_TSC}(%r12)
-    /* A wake-all published before this CPU existed is not for it. */
-    mov     {TABLE_WAKE_ALL_GENERATION}(%r13), %rax
-    mov     %rax, {SLOT_WAKE_ALL_SEEN}(%r12)
     jmp     park_enter
 2:
     lock incq {SLOT_RETURN_COUNT}(%r12)
 
 park_enter:
+    /* A wake-all rung before this CPU (re)entered the park loop is not for it: on
+     * first start it did not exist yet, and on return through the ResetVector it was
+     * running in the kernel that rang it (or one before); answering now would send it
+     * to a vector in memory that kernel no longer owns. Done before the CPU counts as
+     * parked, so a doorbell rung once parked_count includes it is always answered. */
+    mov     {TABLE_WAKE_ALL_GENERATION}(%r13), %rax
+    mov     %rax, {SLOT_WAKE_ALL_SEEN}(%r12)
     READ_TSC
     mov     %rax, {SLOT_LAST_PARK_TSC}(%r12)
     movl    ${STATE_PARKED}, {SLOT_STATE}(%r12)

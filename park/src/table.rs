@@ -261,6 +261,14 @@ impl ParkTable {
         self.parked_count.load(Ordering::Acquire)
     }
 
+    /// Forgets the last kernel's wake-all vector: parkboot calls it before it boots each
+    /// kernel, so a doorbell generation some CPU has not answered yet can never send it
+    /// into the previous kernel's memory (a CPU that finds vector 0 records the
+    /// generation and stays parked).
+    pub fn clear_wake_all_vector(&self) {
+        self.wake_all_vector.store(0, Ordering::Release);
+    }
+
     /// Wakes every parked CPU into `vector` through the doorbell, and returns the new
     /// doorbell generation. `mailbox` is the table's ACPI mailbox (at
     /// `mailbox_address`): after the increment the new generation is also written to
