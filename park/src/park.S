@@ -327,17 +327,25 @@ park_unknown_cpu:
     jmp     park_unknown_cpu
 
 /*
- * parkboot's self-check vector: proves the CPU ran (APIC ID and TSC into the slot's
- * kernel_scratch), then hands it back exactly as Linux does on kexec.
+ * parkboot's self-check vector: proves the CPU ran in this round, then hands it back
+ * exactly as Linux does on kexec. Before waking it, the boot processor writes the
+ * round's sequence number N (1 or more, below 2^32) into kernel_scratch[0]; the CPU
+ * writes its TSC into kernel_scratch[1] (a latency figure only), then
+ * (N << 32) | its APIC ID into kernel_scratch[0], the proof the boot processor waits
+ * for. No TSC of one CPU is ever compared with another's: they need not be in sync.
  */
+.set SELF_CHECK_SEQUENCE_SHIFT, 32
 .global park_self_check_vector
 park_self_check_vector:
     endbr64
-    mov     {SLOT_APIC_ID}(%rdi), %eax
-    mov     %rax, {SLOT_KERNEL_SCRATCH}(%rdi)
     mov     %rdi, %rcx
     READ_TSC
     mov     %rax, {SLOT_KERNEL_SCRATCH} + 8(%rcx)
+    mov     {SLOT_KERNEL_SCRATCH}(%rcx), %rax
+    shl     $SELF_CHECK_SEQUENCE_SHIFT, %rax
+    mov     {SLOT_APIC_ID}(%rcx), %edx
+    or      %rdx, %rax
+    mov     %rax, {SLOT_KERNEL_SCRATCH}(%rcx)   /* after the TSC: x86 keeps store order */
     mov     {TABLE_RESET_VECTOR}(%rsi), %rdi
     mov     %cr3, %rsi
     jmp     *%rdi
