@@ -391,9 +391,19 @@ fn start_aps(parked: &mut Parked, ap_timeout_ms: u32, x2apic: bool) -> Result<()
     let mut last_arrival = start;
     for slot in table.cpus() {
         match slot.state() {
-            Some(CpuState::Starting) => {
-                slot.state
-                    .store(CpuState::NotResponding as u32, Ordering::Release);
+            // Compare-exchange: a CPU arriving right now sets Parked itself, and that
+            // must not be overwritten.
+            Some(CpuState::Starting)
+                if slot
+                    .state
+                    .compare_exchange(
+                        CpuState::Starting as u32,
+                        CpuState::NotResponding as u32,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok() =>
+            {
                 log::error!(
                     "CPU with APIC ID {} did not reach the park loop within {} ms after INIT-SIPI-SIPI; going on without it",
                     slot.apic_id,
