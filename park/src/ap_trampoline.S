@@ -7,7 +7,13 @@
  */
 
 .set CR0_PE,    1 << 0
+.set CR0_ET,    1 << 4
+.set CR0_NE,    1 << 5
 .set CR0_PG,    1 << 31
+/* CR0 is loaded whole, never ORed into what INIT left: caches on (CD and NW clear),
+ * x87 errors reported natively. */
+.set CR0_PROTECTED, CR0_PE | CR0_ET | CR0_NE
+.set CR0_PAGED,     CR0_PROTECTED | CR0_PG
 .set CR4_PAE,   1 << 5
 .set CR4_MCE,   1 << 6
 .set MSR_EFER,  0xC0000080
@@ -26,8 +32,7 @@ park_trampoline_start:
     movzwl  %ax, %ebx
     shl     $REAL_MODE_SEGMENT_SHIFT, %ebx      /* ebx = physical base of this page */
     lgdtl   (park_trampoline_gdt_pointer - park_trampoline_start)
-    mov     %cr0, %eax
-    or      $CR0_PE, %eax
+    mov     $CR0_PROTECTED, %eax
     mov     %eax, %cr0
     ljmpl   *(park_trampoline_far32 - park_trampoline_start)
 
@@ -50,8 +55,7 @@ park_trampoline_protected_mode:
     rdmsr
     or      $EFER_LME, %eax
     wrmsr
-    mov     %cr0, %eax
-    or      $CR0_PG, %eax
+    mov     $CR0_PAGED, %eax
     mov     %eax, %cr0
     ljmp    *(park_trampoline_far64 - park_trampoline_start)(%ebx)
 

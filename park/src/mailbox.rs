@@ -35,6 +35,10 @@ impl MailboxCommand {
     }
 }
 
+/// Bytes from the mailbox's start that parked CPUs watch with MONITOR: its first cache
+/// line (64 bytes on every x86 CPU that offers MONITOR).
+pub const MONITORED_LINE_BYTES: usize = 64;
+
 #[repr(C, align(4096))]
 pub struct WakeupMailbox {
     /// A [`MailboxCommand`], written by the OS, cleared to Noop by the CPU.
@@ -44,8 +48,16 @@ pub struct WakeupMailbox {
     pub apic_id: AtomicU32,
     /// Where the woken CPU jumps, identity-mapped, in long mode.
     pub wakeup_vector: AtomicU64,
-    /// The OS's own space; parkboot never touches it.
-    pub reserved_for_os: [u8; 2032],
+    /// The first 8 bytes of the OS's space, in the cache line parked CPUs MONITOR:
+    /// [`crate::ParkTable::wake_all`] writes each new doorbell generation here so that
+    /// CPUs waiting in MWAIT see a write to their monitored line (the doorbell itself
+    /// is in the park table, another line). Written only by whoever rings the doorbell
+    /// (the OS, or parkboot's own self-check while it owns the machine); the park code
+    /// never writes it and never reads it as a command. An OS that never rings the
+    /// doorbell (unmodified Linux) can use these bytes like the rest of its space.
+    pub wake_all_signal: AtomicU64,
+    /// The rest of the OS's own space; parkboot never touches it.
+    pub reserved_for_os: [u8; 2024],
     /// The firmware's space; parkboot leaves it zero.
     pub reserved_for_firmware: [u8; 2048],
 }
@@ -56,7 +68,11 @@ const _: () = {
     assert!(offset_of!(WakeupMailbox, command) == 0);
     assert!(offset_of!(WakeupMailbox, apic_id) == 4);
     assert!(offset_of!(WakeupMailbox, wakeup_vector) == 8);
-    assert!(offset_of!(WakeupMailbox, reserved_for_os) == 16);
+    assert!(offset_of!(WakeupMailbox, wake_all_signal) == 16);
+    // In the mailbox's first cache line, the one parked CPUs MONITOR (the smallest
+    // monitor line x86 CPUs report is 64 bytes).
+    assert!(offset_of!(WakeupMailbox, wake_all_signal) + 8 <= MONITORED_LINE_BYTES);
+    assert!(offset_of!(WakeupMailbox, reserved_for_os) == 24);
     assert!(offset_of!(WakeupMailbox, reserved_for_firmware) == 2048);
 };
 
@@ -64,3 +80,5 @@ const _: () = {
 pub const MAILBOX_COMMAND_OFFSET: usize = core::mem::offset_of!(WakeupMailbox, command);
 pub const MAILBOX_APIC_ID_OFFSET: usize = core::mem::offset_of!(WakeupMailbox, apic_id);
 pub const MAILBOX_WAKEUP_VECTOR_OFFSET: usize = core::mem::offset_of!(WakeupMailbox, wakeup_vector);
+pub const MAILBOX_WAKE_ALL_SIGNAL_OFFSET: usize =
+    core::mem::offset_of!(WakeupMailbox, wake_all_signal);

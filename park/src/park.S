@@ -30,6 +30,7 @@
 .set X2APIC_MSR_LVT_LINT1,  0x835
 .set APIC_SOFTWARE_ENABLE,  1 << 8
 .set LVT_DELIVERY_NMI,      0b100 << 8
+.set LVT_MASKED,            1 << 16
 .set CR4_LA57,              1 << 12
 .set MSR_IA32_MCG_STATUS,   0x17A
 .set MSR_IA32_MCG_CAP,      0x179
@@ -116,6 +117,29 @@
 .Lnmi_routed\@:
 .endm
 
+/* The reverse of ROUTE_PLATFORM_NMI for a CPU leaving the park loop: LINT1 masked, as
+ * INIT leaves it. Clobbers rax, rcx, rdx. */
+.macro MASK_PLATFORM_NMI
+    mov     $MSR_IA32_APIC_BASE, %ecx
+    rdmsr
+    test    $APIC_BASE_ENABLE, %eax
+    jz      .Lnmi_masked\@
+    test    $APIC_BASE_X2APIC, %eax
+    jz      .Lxapic\@
+    mov     $X2APIC_MSR_LVT_LINT1, %ecx
+    mov     $(LVT_MASKED | LVT_DELIVERY_NMI), %eax
+    xor     %edx, %edx
+    wrmsr
+    jmp     .Lnmi_masked\@
+.Lxapic\@:
+    shl     $32, %rdx
+    or      %rdx, %rax
+    movabs  $APIC_BASE_ADDRESS_MASK, %rcx
+    and     %rcx, %rax
+    movl    $(LVT_MASKED | LVT_DELIVERY_NMI), XAPIC_LVT_LINT1(%rax)
+.Lnmi_masked\@:
+.endm
+
 /* Woken CPUs keep this EFER, and Linux's 64-bit wakeup path (trampoline_start64)
  * loads page tables that use the NX bit without setting EFER.NXE itself: with NXE off
  * those entries fault as reserved. So a parked CPU has NXE on wherever CPUID offers it.
@@ -176,6 +200,20 @@
     or      %rdx, %rax
 .endm
 
+/* Before a CPU leaves for a vector: LINT1 masked again (the next kernel's first code,
+ * e.g. Linux's trampoline, runs with an empty IDT, where a platform NMI routed
+ * through LINT1 would shut the CPU down; the kernel programs LINT1 itself), then
+ * state Running, parked_count one lower, wake_count one higher, the TSC stamped.
+ * Clobbers rax, rcx, rdx. */
+.macro LEAVE_BOOKKEEPING
+    MASK_PLATFORM_NMI
+    movl    ${STATE_RUNNING}, {SLOT_STATE}(%r12)
+    lock decl {TABLE_PARKED_COUNT}(%r13)
+    lock incq {SLOT_WAKE_COUNT}(%r12)
+    READ_TSC
+    mov     %rax, {SLOT_LAST_WAKE_TSC}(%r12)
+.endm
+
 .pushsection .text.park_blobs, "ax"
 .balign PAGE_SIZE
 .global park_code_start
@@ -217,11 +255,19 @@ park_cpu_entry:
     mov     {SLOT_STACK_TOP}(%r12), %rsp
     lgdt    park_code_data + {DATA_GDT_LIMIT}(%rip)
     lidt    park_code_data + {DATA_IDT_LIMIT}(%rip)
-    /* CS still names a descriptor of the old GDT: reload it from parkboot's. */
-    lea     1f(%rip), %rax
-    pushq   ${SEL_CODE64}
+    /* CS still names a descriptor of the old GDT: reload it (and SS) from parkboot's
+     * with an IRETQ to the next instruction rather than a far return, because IRETQ
+     * also ends NMI blocking: Linux hands CPUs back from NMI context (its crash and
+     * stop paths call stop_this_cpu from the NMI handler), and a CPU that parked with
+     * NMIs blocked would never take another. RFLAGS is kept (IF is 0). */
+    mov     %rsp, %rax
+    pushq   ${SEL_DATA}
     push    %rax
-    lretq
+    pushfq
+    pushq   ${SEL_CODE64}
+    lea     1f(%rip), %rax
+    push    %rax
+    iretq
 1:
     mov     ${SEL_DATA}, %eax
     mov     %eax, %ds
@@ -241,14 +287,18 @@ park_cpu_entry:
     lock incl {SLOT_START_COUNT}(%r12)
     READ_TSC
     mov     %rax, {SLOT_FIRST_PARK_TSC}(%r12)
-    /* A wake-all published before this CPU existed is not for it. */
-    mov     {TABLE_WAKE_ALL_GENERATION}(%r13), %rax
-    mov     %rax, {SLOT_WAKE_ALL_SEEN}(%r12)
     jmp     park_enter
 2:
     lock incq {SLOT_RETURN_COUNT}(%r12)
 
 park_enter:
+    /* A wake-all rung before this CPU (re)entered the park loop is not for it: on
+     * first start it did not exist yet, and on return through the ResetVector it was
+     * running in the kernel that rang it (or one before); answering now would send it
+     * to a vector in memory that kernel no longer owns. Done before the CPU counts as
+     * parked, so a doorbell rung once parked_count includes it is always answered. */
+    mov     {TABLE_WAKE_ALL_GENERATION}(%r13), %rax
+    mov     %rax, {SLOT_WAKE_ALL_SEEN}(%r12)
     READ_TSC
     mov     %rax, {SLOT_LAST_PARK_TSC}(%r12)
     movl    ${STATE_PARKED}, {SLOT_STATE}(%r12)
@@ -286,10 +336,14 @@ park_check_wake_all:
 park_mailbox_wakeup:
     cmp     {MAILBOX_APIC_ID}(%rbx), %r14d
     jne     park_check_wake_all
-    /* ACPI order: read the vector, then acknowledge by clearing the command. */
+    /* ACPI order: read the vector, then acknowledge by clearing the command. The
+     * bookkeeping comes between the two, so an OS that sees the acknowledgement also
+     * sees this CPU counted as running (parked_count already lower); nothing of the
+     * mailbox is read after the acknowledgement. */
     mov     {MAILBOX_WAKEUP_VECTOR}(%rbx), %rbp
+    LEAVE_BOOKKEEPING
     movw    ${COMMAND_NOOP}, {MAILBOX_COMMAND}(%rbx)
-    jmp     park_leave
+    jmp     park_jump
 
 park_mailbox_test:
     cmp     {MAILBOX_APIC_ID}(%rbx), %r14d
@@ -302,15 +356,11 @@ park_wake_all:
     mov     {TABLE_WAKE_ALL_VECTOR}(%r13), %rbp
     test    %rbp, %rbp
     jz      park_loop
+    LEAVE_BOOKKEEPING
 
 /* Leave for the vector in rbp: long mode, this identity map, interrupts off, flat
  * selectors. rdi = this CPU's slot and rsi = the park table, for park-aware kernels. */
-park_leave:
-    movl    ${STATE_RUNNING}, {SLOT_STATE}(%r12)
-    lock decl {TABLE_PARKED_COUNT}(%r13)
-    lock incq {SLOT_WAKE_COUNT}(%r12)
-    READ_TSC
-    mov     %rax, {SLOT_LAST_WAKE_TSC}(%r12)
+park_jump:
     mov     %r12, %rdi
     mov     %r13, %rsi
     jmp     *%rbp
@@ -323,17 +373,25 @@ park_unknown_cpu:
     jmp     park_unknown_cpu
 
 /*
- * parkboot's self-check vector: proves the CPU ran (APIC ID and TSC into the slot's
- * kernel_scratch), then hands it back exactly as Linux does on kexec.
+ * parkboot's self-check vector: proves the CPU ran in this round, then hands it back
+ * exactly as Linux does on kexec. Before waking it, the boot processor writes the
+ * round's sequence number N (1 or more, below 2^32) into kernel_scratch[0]; the CPU
+ * writes its TSC into kernel_scratch[1] (a latency figure only), then
+ * (N << 32) | its APIC ID into kernel_scratch[0], the proof the boot processor waits
+ * for. No TSC of one CPU is ever compared with another's: they need not be in sync.
  */
+.set SELF_CHECK_SEQUENCE_SHIFT, 32
 .global park_self_check_vector
 park_self_check_vector:
     endbr64
-    mov     {SLOT_APIC_ID}(%rdi), %eax
-    mov     %rax, {SLOT_KERNEL_SCRATCH}(%rdi)
     mov     %rdi, %rcx
     READ_TSC
     mov     %rax, {SLOT_KERNEL_SCRATCH} + 8(%rcx)
+    mov     {SLOT_KERNEL_SCRATCH}(%rcx), %rax
+    shl     $SELF_CHECK_SEQUENCE_SHIFT, %rax
+    mov     {SLOT_APIC_ID}(%rcx), %edx
+    or      %rdx, %rax
+    mov     %rax, {SLOT_KERNEL_SCRATCH}(%rcx)   /* after the TSC: x86 keeps store order */
     mov     {TABLE_RESET_VECTOR}(%rsi), %rdi
     mov     %cr3, %rsi
     jmp     *%rdi

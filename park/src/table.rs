@@ -5,6 +5,7 @@
 //! boot log. Every field another CPU reads is atomic: writers publish with release,
 //! readers observe with acquire.
 
+use crate::mailbox::WakeupMailbox;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// `ParkTable::signature`: lets a reader check it found a park table.
@@ -260,10 +261,25 @@ impl ParkTable {
         self.parked_count.load(Ordering::Acquire)
     }
 
-    /// Wakes every parked CPU into `vector` through the doorbell.
-    pub fn wake_all(&self, vector: u64) {
+    /// Forgets the last kernel's wake-all vector: parkboot calls it before it boots each
+    /// kernel, so a doorbell generation some CPU has not answered yet can never send it
+    /// into the previous kernel's memory (a CPU that finds vector 0 records the
+    /// generation and stays parked).
+    pub fn clear_wake_all_vector(&self) {
+        self.wake_all_vector.store(0, Ordering::Release);
+    }
+
+    /// Wakes every parked CPU into `vector` through the doorbell, and returns the new
+    /// doorbell generation. `mailbox` is the table's ACPI mailbox (at
+    /// `mailbox_address`): after the increment the new generation is also written to
+    /// its `wake_all_signal`, in the cache line parked CPUs MONITOR, because a CPU
+    /// waiting in MWAIT with interrupts off wakes only on a write to that line. The
+    /// mailbox `command` is not touched, so a mailbox wakeup in flight is not disturbed.
+    pub fn wake_all(&self, mailbox: &WakeupMailbox, vector: u64) -> u64 {
         self.wake_all_vector.store(vector, Ordering::Release);
-        self.wake_all_generation.fetch_add(1, Ordering::Release);
+        let generation = self.wake_all_generation.fetch_add(1, Ordering::AcqRel) + 1;
+        mailbox.wake_all_signal.store(generation, Ordering::Release);
+        generation
     }
 }
 
@@ -279,6 +295,51 @@ mod tests {
             assert!(!state.name().is_empty());
         }
         assert_eq!(CpuState::from_raw(8), None);
+    }
+
+    extern crate std;
+    use crate::mailbox::{MAILBOX_WAKE_ALL_SIGNAL_OFFSET, MONITORED_LINE_BYTES};
+    use std::boxed::Box;
+
+    /// A zeroed value on the heap (the table is 32 KiB; all-zero is valid for these
+    /// integer and atomic structs).
+    fn zeroed<T>() -> Box<T> {
+        let layout = std::alloc::Layout::new::<T>();
+        // SAFETY: T is plain integers and atomics here, valid when zero.
+        unsafe { Box::from_raw(std::alloc::alloc_zeroed(layout) as *mut T) }
+    }
+
+    #[test]
+    fn wake_all_rings_the_doorbell_and_writes_the_monitored_line() {
+        let table = zeroed::<ParkTable>();
+        let mailbox = zeroed::<WakeupMailbox>();
+        let line = |mailbox: &WakeupMailbox| {
+            // SAFETY: reads the first bytes of the mailbox as plain bytes.
+            let bytes = unsafe {
+                core::slice::from_raw_parts(
+                    mailbox as *const WakeupMailbox as *const u8,
+                    MONITORED_LINE_BYTES,
+                )
+            };
+            bytes.to_vec()
+        };
+        let before = line(&mailbox);
+        assert_eq!(table.wake_all(&mailbox, 0x1234_5000), 1);
+        assert_eq!(table.wake_all_vector.load(Ordering::Acquire), 0x1234_5000);
+        assert_eq!(table.wake_all_generation.load(Ordering::Acquire), 1);
+        let after = line(&mailbox);
+        assert_ne!(before, after, "the monitored line was not written");
+        assert_eq!(
+            after[MAILBOX_WAKE_ALL_SIGNAL_OFFSET..MAILBOX_WAKE_ALL_SIGNAL_OFFSET + 8],
+            1u64.to_le_bytes()
+        );
+        // command, apic_id and wakeup_vector (the handshake) stay untouched.
+        assert!(after[..MAILBOX_WAKE_ALL_SIGNAL_OFFSET]
+            .iter()
+            .all(|&b| b == 0));
+        // Each ring writes a new value, so the line changes every time.
+        assert_eq!(table.wake_all(&mailbox, 0x1234_5000), 2);
+        assert_eq!(mailbox.wake_all_signal.load(Ordering::Acquire), 2);
     }
 
     #[test]

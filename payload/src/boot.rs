@@ -663,8 +663,12 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         .count();
     let _ = write!(
         summary,
-        ",\"park\":true,\"aps\":{},\"aps_parked\":{},\"park_table\":\"{:#x}\",\"park_all_ns\":{}",
-        parked.aps_expected, parked_now, parked.layout.table, parked.park_all_ns
+        ",\"park\":true,\"aps\":{},\"aps_parked\":{},\"park_table\":\"{:#x}\",\"park_all_ns\":{},\"park_wait\":\"{}\"",
+        parked.aps_expected,
+        parked_now,
+        parked.layout.table,
+        parked.park_all_ns,
+        if wait_with_mwait { "mwait" } else { "pause" }
     );
     if let Some(s) = start_spread {
         let _ = write!(summary, ",\"init_sipi_start_ns\":{}", s.json());

@@ -484,6 +484,7 @@ fn try_boot(
     let kind = detect(&entry, image.bytes())?;
     let mut wake_counts = [0u64; MAX_PARKED_CPUS];
     if let Some(parked) = &s.parked {
+        parked.table.clear_wake_all_vector();
         for (count, slot) in wake_counts.iter_mut().zip(parked.table.cpus()) {
             *count = slot.wake_count.load(Ordering::Acquire);
         }

@@ -1,8 +1,11 @@
 /*
- * Leaving long mode: the one place parkboot does it. Multiboot2 kernels and
- * coreboot-style entries expect 32-bit protected mode with paging off, so this drops
- * from 64-bit mode to compatibility mode (needs a 32-bit code segment), turns paging
- * off (which clears EFER.LMA), clears EFER.LME and CR4.PAE, and jumps.
+ * Leaving long mode: the one place parkboot does it. Multiboot2 kernels (and any
+ * other 32-bit protected-mode entry) expect 32-bit protected mode with paging off, so
+ * this drops from 64-bit mode to compatibility mode (needs a 32-bit code segment),
+ * clears CR4.PCIDE (clearing CR0.PG with it set is a #GP), turns paging off (which
+ * clears EFER.LMA), clears EFER.LME, then clears CR4.PAE and CR4.LA57 (a kernel that
+ * re-entered with 5-level paging leaves LA57 set, and it can only change with paging
+ * off), and jumps.
  *
  * rdi = entry, esi = value for eax, edx = value for ebx, rcx = stack pointer.
  * This code, parkboot's GDT ({gdt_pointer}) and the stack must be identity-mapped
@@ -11,6 +14,8 @@
 
 .set CR0_PG,    1 << 31
 .set CR4_PAE,   1 << 5
+.set CR4_LA57,  1 << 12
+.set CR4_PCIDE, 1 << 17
 .set MSR_EFER,  0xC0000080
 .set EFER_LME,  1 << 8
 
@@ -34,6 +39,9 @@ handoff_enter_protected_mode32:
     mov     %eax, %ss
     mov     %eax, %fs
     mov     %eax, %gs
+    mov     %cr4, %eax
+    and     $~CR4_PCIDE, %eax
+    mov     %eax, %cr4
     mov     %cr0, %eax
     and     $~CR0_PG, %eax
     mov     %eax, %cr0
@@ -42,7 +50,7 @@ handoff_enter_protected_mode32:
     and     $~EFER_LME, %eax
     wrmsr
     mov     %cr4, %eax
-    and     $~CR4_PAE, %eax
+    and     $~(CR4_PAE | CR4_LA57), %eax
     mov     %eax, %cr4
     mov     %esi, %eax
     jmp     *%edi

@@ -391,9 +391,19 @@ fn start_aps(parked: &mut Parked, ap_timeout_ms: u32, x2apic: bool) -> Result<()
     let mut last_arrival = start;
     for slot in table.cpus() {
         match slot.state() {
-            Some(CpuState::Starting) => {
-                slot.state
-                    .store(CpuState::NotResponding as u32, Ordering::Release);
+            // Compare-exchange: a CPU arriving right now sets Parked itself, and that
+            // must not be overwritten.
+            Some(CpuState::Starting)
+                if slot
+                    .state
+                    .compare_exchange(
+                        CpuState::Starting as u32,
+                        CpuState::NotResponding as u32,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok() =>
+            {
                 log::error!(
                     "CPU with APIC ID {} did not reach the park loop within {} ms after INIT-SIPI-SIPI; going on without it",
                     slot.apic_id,
@@ -461,18 +471,37 @@ impl core::fmt::Display for SelfCheckError {
     }
 }
 
-/// Wakes one parked CPU through the ACPI mailbox into `vector` exactly as an OS does,
-/// and returns (ack, ran, back) TSC deltas. `ran` and `back` are only measured for
-/// parkboot's self-check vector, which reports through the slot.
+/// The self-check vector's proof protocol (see `park_self_check_vector` in park.S):
+/// parkboot writes a sequence number into `kernel_scratch[0]`; the CPU answers with
+/// `(sequence << 32) | APIC ID` there, and its own TSC in `kernel_scratch[1]`.
+const SELF_CHECK_SEQUENCE_SHIFT: u32 = 32;
+
+/// Asks the CPU of `slot` to prove it ran for `sequence` (nonzero).
+fn request_proof(slot: &park::CpuSlot, sequence: u32) {
+    slot.kernel_scratch[0].store(u64::from(sequence), Ordering::Release);
+}
+
+/// The CPU of `slot` answered `sequence`.
+fn proved(slot: &park::CpuSlot, sequence: u32) -> bool {
+    slot.kernel_scratch[0].load(Ordering::Acquire)
+        == (u64::from(sequence) << SELF_CHECK_SEQUENCE_SHIFT) | u64::from(slot.apic_id)
+}
+
+/// Wakes one parked CPU through the ACPI mailbox into parkboot's self-check vector
+/// exactly as an OS does, and returns (ack, ran, back) TSC deltas. Whether it ran is
+/// decided by the sequence number it echoes, never by comparing TSCs of two CPUs; `ran`
+/// uses its TSC and is a latency figure only (0 where its TSC is behind ours).
 fn mailbox_round(
     parked: &Parked,
     slot: &park::CpuSlot,
     round: u32,
+    sequence: u32,
 ) -> Result<(u64, u64, u64), SelfCheckError> {
     let apic_id = slot.apic_id;
     let mailbox = parked.mailbox;
     let returns = slot.return_count.load(Ordering::Acquire);
     let timeout = cpu::ns_to_ticks(WAKE_TIMEOUT_US * 1000);
+    request_proof(slot, sequence);
     let t0 = rdtsc();
     mailbox.apic_id.store(apic_id, Ordering::Relaxed);
     mailbox
@@ -485,10 +514,8 @@ fn mailbox_round(
         mailbox.command.load(Ordering::Acquire) == MailboxCommand::Noop as u16
     })
     .ok_or(SelfCheckError::NoAck { apic_id, round })?;
-    wait_until(t0 + timeout, || {
-        slot.kernel_scratch[1].load(Ordering::Acquire) > t0
-    })
-    .ok_or(SelfCheckError::DidNotRun { apic_id, round })?;
+    wait_until(t0 + timeout, || proved(slot, sequence))
+        .ok_or(SelfCheckError::DidNotRun { apic_id, round })?;
     let ran = slot.kernel_scratch[1].load(Ordering::Acquire);
     let back = wait_until(t0 + timeout, || {
         slot.return_count.load(Ordering::Acquire) > returns
@@ -510,13 +537,15 @@ pub fn self_check(
     let table = parked.table;
     let expected = table.parked_count();
     let rounds_per_ap = rounds as usize;
+    let mut sequence: u32 = 0;
     for round in 1..=rounds {
         let aps = table
             .cpus()
             .iter()
             .filter(|s| s.state() == Some(CpuState::Parked));
         for (index, slot) in aps.enumerate() {
-            let (ack, run, back) = mailbox_round(parked, slot, round)?;
+            sequence += 1;
+            let (ack, run, back) = mailbox_round(parked, slot, round, sequence)?;
             if let Some(sample) = samples.get_mut(index * rounds_per_ap + round as usize - 1) {
                 *sample = WakeSample { ack, run, back };
             }
@@ -536,14 +565,23 @@ pub fn self_check(
         .iter()
         .map(|s| s.return_count.load(Ordering::Acquire))
         .collect();
-    table.wake_all(parked.self_check_vector);
+    sequence += 1;
+    for slot in table
+        .cpus()
+        .iter()
+        .filter(|s| s.state() == Some(CpuState::Parked))
+    {
+        request_proof(slot, sequence);
+    }
+    table.wake_all(parked.mailbox, parked.self_check_vector);
     let deadline = cpu::deadline_in_ns(WAKE_TIMEOUT_US * 1000);
+    // A CPU is done when it proved it ran for this ring and came back.
     let returned = || {
         table
             .cpus()
             .iter()
             .zip(before.iter())
-            .filter(|(s, b)| s.return_count.load(Ordering::Acquire) > **b)
+            .filter(|(s, b)| proved(s, sequence) && s.return_count.load(Ordering::Acquire) > **b)
             .count() as u32
     };
     if wait_until(deadline, || {

@@ -310,3 +310,33 @@ fn boots_a_kernel_from_a_pvh_boot_module() {
     );
     assert_eq!(field(&outcome, "iterations_done"), "3");
 }
+
+/// A kernel rings the doorbell while one AP is held running in it; that AP comes back
+/// through the ResetVector and must stay parked (no jump to the vector of a ring it
+/// missed), and the next kernel finds `wake_all_vector` cleared by parkboot, so no CPU
+/// can follow the previous kernel's vector into memory it no longer owns.
+#[test]
+fn a_doorbell_rung_while_a_cpu_ran_is_not_answered_later() {
+    const ITERATIONS: u32 = 3;
+    let config = format!(
+        "self_check = on\non_finish = qemu-exit\n[entry test-kernel]\nkernel = fw_cfg:opt/parkboot/kernel\nformat = multiboot2\niterations = {ITERATIONS}\ncmdline = \"testkernel.stale-doorbell\"\n"
+    );
+    let outcome = Boot::new(parkboot_image())
+        .smp(4)
+        .config_text(config)
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_eq!(field(&outcome, "iterations_done"), ITERATIONS.to_string());
+    assert_eq!(field(&outcome, "iterations_failed"), "0");
+    assert_eq!(
+        outcome.count_lines("testkernel: stale doorbell: APIC ID"),
+        ITERATIONS as usize,
+        "{}",
+        outcome.report()
+    );
+    let witness = outcome.init_ipis.as_ref().expect("INIT witness");
+    assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
+}

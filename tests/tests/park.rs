@@ -191,3 +191,67 @@ fn a_cpu_that_never_answers_is_reported_and_boot_goes_on() {
         outcome.report()
     );
 }
+
+fn summary_field(outcome: &Outcome, key: &str) -> String {
+    let summary = outcome
+        .summary
+        .as_deref()
+        .unwrap_or_else(|| panic!("no summary line\n{}", outcome.report()));
+    parkboot_tests::json::object_members(summary)
+        .expect("summary is JSON")
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("summary has no {key}: {summary}"))
+}
+
+/// With a CPU model that offers MONITOR, the default boot (configs/default.cfg:
+/// self-check on, `park_wait` = auto, the test kernel's loop) parks with MWAIT, and
+/// both wake-alls (parkboot's self-check and the test kernel's) wake every CPU through
+/// the library's doorbell alone. TCG runs MONITOR/MWAIT end to end (it does not sleep
+/// in MWAIT with more than one CPU, so a missed wakeup shows on hardware only).
+#[test]
+fn default_boot_waits_with_mwait_where_the_cpu_offers_monitor() {
+    const CPUS: u32 = 8;
+    let default_config =
+        std::fs::read_to_string(parkboot_tests::workspace_root().join("configs/default.cfg"))
+            .expect("configs/default.cfg");
+    let outcome = Boot::new(parkboot_image())
+        .smp(CPUS)
+        .cpu("max")
+        .config_text(default_config)
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_eq!(summary_field(&outcome, "park_wait"), "\"mwait\"");
+    assert_eq!(
+        summary_field(&outcome, "aps_parked"),
+        (CPUS - 1).to_string()
+    );
+    assert!(
+        outcome.find_line("waiting with MONITOR/MWAIT").is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(summary_field(&outcome, "iterations_failed"), "0");
+    assert_eq!(
+        summary_field(&outcome, "cpus_woken_min"),
+        (CPUS - 1).to_string()
+    );
+    let witness = outcome.init_ipis.as_ref().expect("INIT IPI witness");
+    assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
+}
+
+/// QEMU's default CPU model offers no MONITOR: parked CPUs wait with PAUSE.
+#[test]
+fn parked_cpus_wait_with_pause_without_monitor() {
+    let outcome = Boot::new(parkboot_image())
+        .smp(2)
+        .config_text(config(1, ""))
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_eq!(summary_field(&outcome, "park_wait"), "\"pause\"");
+}

@@ -294,6 +294,18 @@ exception_common:
 .global testkernel_ap_entry
 testkernel_ap_entry:
     endbr64                             /* a valid indirect-jump target with IBT on */
+    xor     %r9d, %r9d                  /* hand back at once */
+    jmp     13f
+
+/* The same, but after stamping its proof the AP waits until the boot processor sets
+ * {ap_hold_release} before it hands itself back: a CPU kept running in the kernel
+ * (the stale-doorbell check rings the doorbell meanwhile). */
+    .balign STUB_ALIGN
+.global testkernel_ap_hold_entry
+testkernel_ap_hold_entry:
+    endbr64
+    mov     $1, %r9d
+13:
     /* The TSC first: the wake latency ends here. */
     rdtsc
     shl     $32, %rdx
@@ -317,6 +329,13 @@ testkernel_ap_entry:
      * stores in order, so the APIC ID is visible by then. */
     mov     %r8, {PROOF_TSC}(%rcx)
 12:
+    test    %r9d, %r9d
+    jz      14f
+15:
+    pause
+    cmpl    $0, {ap_hold_release}(%rip)
+    je      15b
+14:
     /* Hand the AP back as Linux does on kexec: rdi = the ResetVector, rsi = the page
      * tables in use (parkboot's, which map it). */
     mov     {TABLE_RESET_VECTOR}(%rsi), %rdi

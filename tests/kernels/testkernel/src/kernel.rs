@@ -46,6 +46,12 @@ const REQUEST_OPTION: &str = "testkernel.request=";
 const REQUEST_SAME: &str = "same";
 const REQUEST_NEXT: &str = "next";
 const REQUEST_STOP: &str = "stop";
+/// Command line option: after the normal checks, ring the doorbell while one AP is
+/// held running in the kernel, release it, and check it does not answer that ring.
+const STALE_DOORBELL_OPTION: &str = "testkernel.stale-doorbell";
+
+/// entry.S's hold entry spins until this is nonzero (set by the boot processor).
+static AP_HOLD_RELEASE: AtomicU32 = AtomicU32::new(0);
 
 /// What an AP leaves behind when it ran the kernel's AP entry, one per park slot
 /// (indexed like the slots). A cache line each, so APs stamping at the same time do not
@@ -94,6 +100,7 @@ global_asm!(
     kernel_main = sym kernel_main,
     exception_handler = sym exception_handler,
     ap_proofs = sym AP_PROOFS,
+    ap_hold_release = sym AP_HOLD_RELEASE,
     BOOTLOADER_MAGIC = const bootinfo::BOOTLOADER_MAGIC,
     TAG_CMDLINE = const bootinfo::TAG_CMDLINE,
     TAG_MMAP = const bootinfo::TAG_MMAP,
@@ -118,6 +125,13 @@ global_asm!(
 extern "C" {
     /// entry.S: where woken APs go (both doors).
     static testkernel_ap_entry: u8;
+    /// entry.S: the same, but the AP waits for `AP_HOLD_RELEASE` before handing back.
+    static testkernel_ap_hold_entry: u8;
+}
+
+fn ap_hold_entry() -> u64 {
+    // Only the address of the code label is taken, never its bytes.
+    core::ptr::addr_of!(testkernel_ap_hold_entry) as u64
 }
 
 fn ap_entry() -> u64 {
@@ -211,6 +225,12 @@ enum Check {
     WakeAllProof,
     /// After the wake-all every AP is parked again.
     ParkedAgainAfterWakeAll,
+    /// `wake_all_vector` is 0 when the kernel starts: parkboot cleared the vector of
+    /// whoever rang the doorbell before (parkboot's self-check or the previous kernel).
+    WakeAllVectorCleared,
+    /// `testkernel.stale-doorbell`: an AP kept running in the kernel while the doorbell
+    /// rang parks again on return and never answers that old ring.
+    StaleDoorbell,
 }
 
 /// Text of at most `MESSAGE_BYTES - 1` bytes (cut at a character boundary), for the
@@ -272,6 +292,8 @@ struct Run {
     /// Mailbox wake latencies (ns), one per AP.
     wake_ns: Vec<u64, MAX_PARKED_CPUS>,
     wake_all_ns: u64,
+    /// `testkernel.stale-doorbell` was given.
+    stale_doorbell: bool,
 }
 
 impl Run {
@@ -298,6 +320,7 @@ extern "C" fn kernel_main(magic: u32, boot_info: u32) -> ! {
         aps_woken: 0,
         wake_ns: Vec::new(),
         wake_all_ns: 0,
+        stale_doorbell: false,
     };
     let result = run_checks(magic, u64::from(boot_info), &mut run);
     finish(&run, result)
@@ -450,6 +473,9 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
     };
     say!("command line: \"{cmdline}\"");
     for option in cmdline.split_ascii_whitespace() {
+        if option == STALE_DOORBELL_OPTION {
+            run.stale_doorbell = true;
+        }
         if let Some(value) = option.strip_prefix(REQUEST_OPTION) {
             run.request = match value {
                 REQUEST_SAME => ReentryRequest::SameEntry,
@@ -578,6 +604,13 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
             table.cpu_count
         );
     }
+    let stale_vector = table.wake_all_vector.load(Ordering::Acquire);
+    if stale_vector != 0 {
+        fail!(
+            Check::WakeAllVectorCleared,
+            "wake_all_vector is {stale_vector:#x} at start, left from an earlier doorbell"
+        );
+    }
     let command = mailbox.command.load(Ordering::Acquire);
     if command != MailboxCommand::Noop as u16 {
         fail!(
@@ -650,14 +683,8 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
         AP_PROOFS[index].reset();
     }
     let rung = rdtsc();
-    table.wake_all(vector);
-    if table.flags & flags::WAIT_MWAIT != 0 {
-        // Parked CPUs MONITOR the mailbox line, not the doorbell: touch it too (no
-        // mailbox command is outstanding now).
-        mailbox
-            .command
-            .store(MailboxCommand::Noop as u16, Ordering::Release);
-    }
+    // The library rings the doorbell and writes the mailbox line parked CPUs MONITOR.
+    table.wake_all(mailbox, vector);
     let all_stamped = || {
         expected
             .iter()
@@ -701,6 +728,105 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
             table.parked_count()
         );
     }
+    if run.stale_doorbell {
+        if let Some(&held) = expected.first() {
+            stale_doorbell(table, mailbox, held, parked_at_start, timeout)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends `command` to `apic_id` through the mailbox and waits for the Noop.
+fn mailbox_command(
+    mailbox: &WakeupMailbox,
+    apic_id: u32,
+    command: MailboxCommand,
+    vector: u64,
+    timeout: u64,
+) -> bool {
+    mailbox.apic_id.store(apic_id, Ordering::Relaxed);
+    mailbox.wakeup_vector.store(vector, Ordering::Relaxed);
+    mailbox.command.store(command as u16, Ordering::Release);
+    wait_until(timeout, || {
+        mailbox.command.load(Ordering::Acquire) == MailboxCommand::Noop as u16
+    })
+}
+
+/// The stale doorbell: AP `held` is woken into the hold entry and kept running in the
+/// kernel while the doorbell rings (the other APs answer it and come back). Then it is
+/// released, comes back through the ResetVector and must stay parked: it must not
+/// answer the ring it missed by running the kernel's vector again.
+///
+/// Proof without a sleep: after it is counted parked again, two mailbox Test commands
+/// are answered by it. The park loop answers Test before it looks at the doorbell, so
+/// the second answer comes after at least one full look at the doorbell; had it
+/// followed the old ring, its proof would be stamped and its wake count raised.
+fn stale_doorbell(
+    table: &ParkTable,
+    mailbox: &WakeupMailbox,
+    held: usize,
+    parked_at_start: u32,
+    timeout: u64,
+) -> Result<(), Failure> {
+    let slot = &table.slots[held];
+    let proof = &AP_PROOFS[held];
+    proof.reset();
+    AP_HOLD_RELEASE.store(0, Ordering::Release);
+    if !mailbox_command(
+        mailbox,
+        slot.apic_id,
+        MailboxCommand::Wakeup,
+        ap_hold_entry(),
+        timeout,
+    ) || !wait_until(timeout, || proof.stamp().is_some())
+    {
+        fail!(
+            Check::StaleDoorbell,
+            "APIC ID {} did not run the hold entry",
+            slot.apic_id
+        );
+    }
+    let wakes_while_held = slot.wake_count.load(Ordering::Acquire);
+    // The doorbell rings while the held AP runs in the kernel; the others answer.
+    table.wake_all(mailbox, ap_entry());
+    if !wait_until(timeout, || table.parked_count() == parked_at_start - 1) {
+        fail!(
+            Check::StaleDoorbell,
+            "with one AP held, {} of {} others are parked again after the doorbell",
+            table.parked_count(),
+            parked_at_start - 1
+        );
+    }
+    proof.reset();
+    AP_HOLD_RELEASE.store(1, Ordering::Release);
+    if !wait_until(timeout, || table.parked_count() == parked_at_start) {
+        fail!(
+            Check::StaleDoorbell,
+            "APIC ID {} did not park again after its release",
+            slot.apic_id
+        );
+    }
+    for _ in 0..2 {
+        if !mailbox_command(mailbox, slot.apic_id, MailboxCommand::Test, 0, timeout) {
+            fail!(
+                Check::StaleDoorbell,
+                "APIC ID {} does not answer Test after its release",
+                slot.apic_id
+            );
+        }
+    }
+    let wakes = slot.wake_count.load(Ordering::Acquire);
+    if proof.stamp().is_some() || wakes != wakes_while_held {
+        fail!(
+            Check::StaleDoorbell,
+            "APIC ID {} answered a doorbell rung while it ran (wakes {wakes_while_held} -> {wakes})",
+            slot.apic_id
+        );
+    }
+    say!(
+        "stale doorbell: APIC ID {} was held running while the doorbell rang, came back and          stayed parked (wake count {wakes})",
+        slot.apic_id
+    );
     Ok(())
 }
 
