@@ -5,6 +5,7 @@
 
 pub mod acpi;
 pub mod boot_loop;
+pub mod cbfs;
 pub mod config;
 pub mod coreboot;
 pub mod fw_cfg;
