@@ -5,7 +5,7 @@
 //! Written by hand, after the LZMA specification's reference decoder (`LzmaSpec.cpp`
 //! in the LZMA SDK, public domain), because it decodes straight into the caller's
 //! buffer: that buffer is the whole file, so it is also the LZMA window, and decoding
-//! needs nothing but the ~27 KiB of probability tables on the stack. The `no_std`
+//! needs nothing but its probability tables (under 32 KiB) on the stack. The `no_std`
 //! crates (`lzma-rust2`) need `alloc` and keep a window of their own that grows with
 //! the output (cbfstool sets the dictionary to the file's size), so a kernel would need
 //! a heap as big as itself, and `alloc` in this library would force a global allocator
@@ -199,6 +199,9 @@ struct Model {
     len: LenDecoder,
     rep_len: LenDecoder,
 }
+
+/// The tables live on the stack (parkboot's boot stack is 256 KiB).
+const _: () = assert!(core::mem::size_of::<Model>() < 32 * 1024);
 
 impl Model {
     fn new() -> Self {
