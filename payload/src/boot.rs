@@ -4,15 +4,17 @@ use crate::arch::{self, console, cpu, exceptions};
 use crate::entries::{self, BootState};
 use crate::parking::{self, Parked, WakeSample};
 use crate::{set_finish, stop, Finish};
-use core::fmt::Write;
+use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 use park::table::{CpuState, MAX_PARKED_CPUS};
 use parkboot::acpi::{self, Madt};
+use parkboot::cbfs::{Cbfs, Compression};
 use parkboot::config::{self, Config, OnFinish};
 use parkboot::fw_cfg::{FwCfg, IoPorts};
 use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
 use parkboot::park_layout::{Duration, Spread};
 use parkboot::platform::{BootSource, MemoryKind, PhysicalMemory, Platform, SerialConsole};
+use parkboot::sources::{self, ConfigSource};
 use parkboot::{coreboot, pvh};
 
 const BIOS_AREA: (u64, u64) = (0xE_0000, 0x10_0000);
@@ -25,6 +27,9 @@ static MAPPED_END: AtomicU64 = AtomicU64::new(FOUR_GIB);
 
 /// Physical memory through the identity map.
 pub struct Identity;
+
+/// The one [`Identity`], for views of firmware memory that outlive a function (CBFS).
+pub static IDENTITY: Identity = Identity;
 
 impl PhysicalMemory for Identity {
     fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
@@ -60,47 +65,176 @@ fn find_platform(source: BootSource, boot_info: u32) -> Platform {
     platform
 }
 
-fn read_config(fw_cfg: Option<&mut FwCfg<IoPorts>>, platform: &Platform) -> Config {
-    let mut config = Config::default();
+/// The configuration text from fw_cfg `opt/parkboot/config` (which wins) or CBFS
+/// `parkboot/config`, and where it came from; `None` when neither has one.
+fn config_text<'b>(
+    fw_cfg: Option<&mut FwCfg<IoPorts>>,
+    cbfs: Option<&Cbfs<'static>>,
+    platform: &Platform,
+    buf: &'b mut [u8],
+) -> Option<(&'b [u8], ConfigSource)> {
     if let Some(fw_cfg) = fw_cfg {
-        let mut buf = [0u8; CONFIG_BYTES];
         match fw_cfg.find(config::CONFIG_FW_CFG_FILE) {
-            Ok(Some(entry)) => match fw_cfg.read_entry(&entry, &mut buf) {
-                Ok(n) => {
-                    let text = core::str::from_utf8(&buf[..n]).unwrap_or("");
-                    match config::parse(text) {
-                        Ok(parsed) => {
-                            log::info!(
-                                "configuration: fw_cfg {} ({} bytes)",
-                                config::CONFIG_FW_CFG_FILE,
-                                n
-                            );
-                            config = parsed;
-                        }
-                        Err(e) => stop(format_args!(
-                            "configuration {}: {e}",
-                            config::CONFIG_FW_CFG_FILE
-                        )),
-                    }
+            Ok(Some(entry)) => {
+                if entry.size as usize > buf.len() {
+                    config_error(
+                        None,
+                        platform,
+                        format_args!(
+                        "configuration fw_cfg {} is {} bytes, more than parkboot reads ({} bytes)",
+                        config::CONFIG_FW_CFG_FILE,
+                        entry.size,
+                        buf.len()
+                    ),
+                    );
                 }
-                Err(e) => stop(format_args!("reading {}: {e}", config::CONFIG_FW_CFG_FILE)),
-            },
-            Ok(None) => log::info!(
-                "configuration: built-in defaults (no fw_cfg {})",
-                config::CONFIG_FW_CFG_FILE
-            ),
+                return match fw_cfg.read_entry(&entry, buf) {
+                    Ok(n) => Some((&buf[..n], ConfigSource::FwCfg)),
+                    Err(e) => config_error(
+                        None,
+                        platform,
+                        format_args!("reading {}: {e}", config::CONFIG_FW_CFG_FILE),
+                    ),
+                };
+            }
+            Ok(None) => {}
             Err(e) => log::warn!("fw_cfg directory unreadable: {e}"),
         }
     }
-    if let Err(e) = config.apply_cmdline(&platform.cmdline) {
-        stop(format_args!("command line: {e}"));
+    let cbfs = cbfs?;
+    let file = match cbfs.find(sources::CONFIG_CBFS_FILE) {
+        Ok(Some(file)) => file,
+        Ok(None) => return None,
+        Err(e) => {
+            log::warn!(
+                "CBFS: looking for {}: {e}; using the defaults",
+                sources::CONFIG_CBFS_FILE
+            );
+            return None;
+        }
+    };
+    match file.read_into(buf) {
+        Ok(n) => Some((&buf[..n], ConfigSource::Cbfs)),
+        Err(e) => config_error(
+            None,
+            platform,
+            format_args!("configuration cbfs:{}: {e}", sources::CONFIG_CBFS_FILE),
+        ),
     }
-    set_finish(match config.on_finish {
+}
+
+fn finish_for(on_finish: OnFinish) -> Finish {
+    match on_finish {
         OnFinish::Halt => Finish::Halt,
         OnFinish::Reset => Finish::Reset,
         OnFinish::QemuExit => Finish::QemuExit,
-    });
-    config
+    }
+}
+
+/// Stops on a configuration that cannot be used, after taking `on_finish` from the
+/// command line or the broken text, so an unattended run ends as it asked to.
+fn config_error(text: Option<&str>, platform: &Platform, reason: fmt::Arguments) -> ! {
+    if let Some(on_finish) = config::on_finish_despite_errors(text, &platform.cmdline) {
+        set_finish(finish_for(on_finish));
+    }
+    stop(reason)
+}
+
+fn read_config(
+    fw_cfg: Option<&mut FwCfg<IoPorts>>,
+    cbfs: Option<&Cbfs<'static>>,
+    platform: &Platform,
+) -> (Config, ConfigSource) {
+    let mut config = Config::default();
+    let mut buf = [0u8; CONFIG_BYTES];
+    let source = match config_text(fw_cfg, cbfs, platform, &mut buf) {
+        Some((bytes, source)) => {
+            let text = match core::str::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(e) => {
+                    let bad = e.valid_up_to();
+                    let line = 1 + bytes[..bad].iter().filter(|&&b| b == b'\n').count();
+                    config_error(
+                        None,
+                        platform,
+                        format_args!(
+                            "configuration {source}: not UTF-8 text: line {line} has byte {:#04x} (offset {bad})",
+                            bytes[bad]
+                        ),
+                    )
+                }
+            };
+            match config::parse(text) {
+                Ok(parsed) => config = parsed,
+                Err(e) => config_error(
+                    Some(text),
+                    platform,
+                    format_args!("configuration {source}: {e}"),
+                ),
+            }
+            log::info!("configuration: {} ({} bytes)", source, bytes.len());
+            source
+        }
+        None => {
+            log::info!(
+                "configuration: built-in defaults (no fw_cfg {} and no CBFS {})",
+                config::CONFIG_FW_CFG_FILE,
+                sources::CONFIG_CBFS_FILE
+            );
+            ConfigSource::Default
+        }
+    };
+    if let Err(e) = config.apply_cmdline(&platform.cmdline) {
+        config_error(None, platform, format_args!("command line: {e}"));
+    }
+    set_finish(finish_for(config.on_finish));
+    (config, source)
+}
+
+/// CBFS on the boot media, for the coreboot entry only (under PVH the flash at the top
+/// of 4 GiB is a BIOS, not coreboot's). Its files go in the log.
+fn find_cbfs(platform: &Platform) -> Option<Cbfs<'static>> {
+    if platform.source != BootSource::Coreboot {
+        return None;
+    }
+    let cbfs = match Cbfs::locate(&IDENTITY, platform.cbfs) {
+        Ok(cbfs) => cbfs,
+        Err(e) => {
+            log::warn!("CBFS: {e}; nothing can be loaded from flash");
+            return None;
+        }
+    };
+    log::info!(
+        "CBFS: {:#x}-{:#x} ({} KiB, {})",
+        cbfs.base(),
+        cbfs.base() + cbfs.size() as u64,
+        cbfs.size() / 1024,
+        if platform.cbfs.is_some() {
+            "from the boot-media record"
+        } else {
+            "from the master header"
+        }
+    );
+    for file in cbfs.files() {
+        match file {
+            Ok(file) => log::info!(
+                "  {:32} {:10} {:8} bytes{}",
+                file.name,
+                file.type_name(),
+                file.data.len(),
+                match file.compression {
+                    Compression::None => "",
+                    Compression::Lzma => ", LZMA",
+                    Compression::Lz4 => ", LZ4",
+                }
+            ),
+            Err(e) => {
+                log::warn!("CBFS: {e}; files after it are not seen");
+                break;
+            }
+        }
+    }
+    Some(cbfs)
 }
 
 /// The fw_cfg directory, so a user sees which `opt/` items reached parkboot.
@@ -152,6 +286,7 @@ fn log_platform(platform: &Platform) {
     }
     let console = console::current();
     match console.access {
+        _ if !console::serial_present() => {}
         parkboot::platform::SerialAccess::Io { base } => {
             log::info!("console: 16550 at I/O {:#x}, {} baud", base, console.baud)
         }
@@ -433,8 +568,9 @@ pub fn main(source: u32, boot_info: u32) -> ! {
             source.name()
         ));
     }
-    let config = read_config(fw_cfg.as_mut(), &platform);
     log_platform(&platform);
+    let cbfs = find_cbfs(&platform);
+    let (config, config_source) = read_config(fw_cfg.as_mut(), cbfs.as_ref(), &platform);
 
     let mut memory =
         MemoryMap::new(&platform.memory).unwrap_or_else(|e| stop(format_args!("memory map: {e}")));
@@ -518,8 +654,9 @@ pub fn main(source: u32, boot_info: u32) -> ! {
     let summary = entries::summary();
     let _ = write!(
         summary,
-        "{{\"entry\":\"{}\",\"cpus\":{},\"boot_apic_id\":{},\"memory_mib\":{},\"tsc_mhz\":{},\"madt_usable\":{}",
+        "{{\"entry\":\"{}\",\"config_source\":\"{}\",\"cpus\":{},\"boot_apic_id\":{},\"memory_mib\":{},\"tsc_mhz\":{},\"madt_usable\":{}",
         source.name(),
+        config_source.name(),
         madt.cpus.len(),
         boot_apic_id,
         platform.usable_bytes() / ONE_MIB,
@@ -541,7 +678,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         let _ = write!(summary, ",\"park\":false,\"aps_parked\":0");
         let cpus = madt.cpus.len() as u32;
         entries::start(BootState::new(
-            platform, config, memory, None, rsdp, fw_cfg, cpus, &map,
+            platform, config, memory, None, rsdp, fw_cfg, cbfs, cpus, &map,
         ));
     }
 
@@ -711,6 +848,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         Some(parked),
         kernel_rsdp,
         fw_cfg,
+        cbfs,
         cpus,
         &map,
     ))

@@ -943,8 +943,69 @@ impl<'a> Iterator for Words<'a> {
 // ---------------------------------------------------------------------------------------
 // Host tests.
 
+/// What to do at the end when the configuration cannot be used (it is broken, or not
+/// text): the command line's `parkboot.on_finish=` wins, as it would over a good
+/// configuration; else a global `on_finish = ...` line of the broken text; else `None`.
+/// So a run that asked to exit QEMU on finishing also exits on a configuration error,
+/// instead of halting until its timeout.
+pub fn on_finish_despite_errors(config_text: Option<&str>, cmdline: &str) -> Option<OnFinish> {
+    let lookup = |value: &str| OnFinish::ALL.into_iter().find(|o| o.as_str() == value);
+    let key = GlobalKey::OnFinish.name();
+    let from_cmdline = Words::new(cmdline)
+        .take_while(|&w| w != CMDLINE_END_OF_OPTIONS)
+        .filter_map(|w| w.strip_prefix(CMDLINE_PREFIX)?.split_once('='))
+        .filter(|&(k, _)| k == key)
+        .filter_map(|(_, v)| lookup(strip_quotes(v)))
+        .last();
+    let from_text = || {
+        config_text?
+            .lines()
+            .map(|line| strip_comment(line).trim())
+            .take_while(|line| !line.starts_with('['))
+            .filter_map(|line| line.split_once('='))
+            .filter(|(k, _)| k.trim() == key)
+            .filter_map(|(_, v)| lookup(strip_quotes(v.trim())))
+            .last()
+    };
+    from_cmdline.or_else(from_text)
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn on_finish_survives_a_broken_configuration() {
+        let broken = "on_finish = qemu-exit\nnot a setting\n[entry x]\non_finish = reset\n";
+        assert!(parse(broken).is_err());
+        assert_eq!(
+            on_finish_despite_errors(Some(broken), ""),
+            Some(OnFinish::QemuExit)
+        );
+        // The command line wins, as it does over a good configuration.
+        assert_eq!(
+            on_finish_despite_errors(Some(broken), "quiet parkboot.on_finish=reset"),
+            Some(OnFinish::Reset)
+        );
+        assert_eq!(
+            on_finish_despite_errors(None, "parkboot.on_finish=\"qemu-exit\""),
+            Some(OnFinish::QemuExit)
+        );
+        // After `--`, in an entry, in a comment, or a bad value: not taken.
+        assert_eq!(
+            on_finish_despite_errors(None, "-- parkboot.on_finish=reset"),
+            None
+        );
+        assert_eq!(
+            on_finish_despite_errors(Some("[entry a]\non_finish = reset"), ""),
+            None
+        );
+        assert_eq!(
+            on_finish_despite_errors(Some("# on_finish = reset\non_finish = sometimes"), ""),
+            None
+        );
+        assert_eq!(on_finish_despite_errors(None, ""), None);
+    }
+
     use super::*;
     use std::string::ToString;
     use std::{format, vec};

@@ -13,7 +13,8 @@ use park::reentry::{
 };
 use park::table::{CpuState, MAX_PARKED_CPUS, PARK_TABLE_VERSION};
 use parkboot::boot_loop::{IterationRecord, LoopLog, Next, Request, Schedule};
-use parkboot::config::{Config, Entry, Format, Source};
+use parkboot::cbfs::{Cbfs, CbfsError, Compression};
+use parkboot::config::{Config, Entry, Format, Source, MAX_SOURCE_NAME};
 use parkboot::fw_cfg::{FwCfg, FwCfgError, IoPorts};
 use parkboot::memory::{
     Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE,
@@ -21,6 +22,7 @@ use parkboot::memory::{
 use parkboot::multiboot2::{self, Mb2Error};
 use parkboot::park_layout::{Duration, Spread};
 use parkboot::platform::Platform;
+use parkboot::sources;
 
 /// Room for the multiboot2 boot information parkboot builds (memory map included).
 const MBI_BYTES: u64 = 16 * 1024;
@@ -29,6 +31,8 @@ const LOADER_NAME: &str = concat!("parkboot ", env!("CARGO_PKG_VERSION"));
 /// How long parkboot waits, after a kernel re-entered, for APs still on their way back
 /// through the ResetVector.
 const RETURN_TIMEOUT_NS: u64 = 1_000_000_000;
+/// CBFS files considered for the default entry (a 16 MiB flash holds a few dozen).
+const MAX_CBFS_NAMES: usize = 128;
 /// Loop report rows printed in full; longer loops show the first and last half.
 const REPORT_ROWS: usize = 20;
 pub const SUMMARY_CAPACITY: usize = 2048 + 128 * MAX_PARKED_CPUS;
@@ -67,6 +71,8 @@ pub struct BootState {
     /// The RSDP kernels get: the rewritten tables, or the platform's in baseline mode.
     pub kernel_rsdp: u64,
     pub fw_cfg: Option<FwCfg<IoPorts>>,
+    /// CBFS in the boot media (coreboot entry only).
+    pub cbfs: Option<Cbfs<'static>>,
     pub cpus: u32,
     /// parkboot's page tables, loaded again at the re-entry vector.
     pub firmware_cr3: u64,
@@ -110,6 +116,7 @@ impl BootState {
         parked: Option<Parked>,
         kernel_rsdp: u64,
         fw_cfg: Option<FwCfg<IoPorts>>,
+        cbfs: Option<Cbfs<'static>>,
         cpus: u32,
         map: &crate::parking::FirmwareMap,
     ) -> Self {
@@ -122,6 +129,7 @@ impl BootState {
             parked,
             kernel_rsdp,
             fw_cfg,
+            cbfs,
             cpus,
             images: [None; 8],
             initrds: [None; 8],
@@ -135,11 +143,13 @@ impl BootState {
 pub enum EntryError {
     Memory(MemoryError),
     FwCfg(FwCfgError),
+    Cbfs(CbfsError),
     Multiboot2(Mb2Error),
     Linux(parkboot::linux::LinuxError),
     NoFwCfg,
+    NoCbfs,
     NotFound(heapless::String<64>),
-    Unsupported(&'static str),
+    NotInCbfs(heapless::String<64>),
     NotAKernel,
     ModuleMissing(u32),
     BootInfo(Mb2Error),
@@ -150,11 +160,16 @@ impl fmt::Display for EntryError {
         match self {
             EntryError::Memory(e) => write!(f, "{e}"),
             EntryError::FwCfg(e) => write!(f, "fw_cfg: {e}"),
+            EntryError::Cbfs(e) => write!(f, "CBFS: {e}"),
             EntryError::Multiboot2(e) => write!(f, "{e}"),
             EntryError::Linux(e) => write!(f, "{e}"),
             EntryError::NoFwCfg => write!(f, "no QEMU fw_cfg device to load it from"),
+            EntryError::NoCbfs => write!(
+                f,
+                "no CBFS to load it from (parkboot was not started by coreboot, or the boot media has none)"
+            ),
             EntryError::NotFound(name) => write!(f, "fw_cfg has no file '{name}'"),
-            EntryError::Unsupported(what) => write!(f, "{what}"),
+            EntryError::NotInCbfs(name) => write!(f, "CBFS has no file '{name}'"),
             EntryError::NotAKernel => write!(
                 f,
                 "neither a multiboot2 kernel (no header in the first 32 KiB) nor a Linux bzImage (no 'HdrS' at 0x202)"
@@ -174,6 +189,12 @@ impl From<MemoryError> for EntryError {
 impl From<FwCfgError> for EntryError {
     fn from(e: FwCfgError) -> Self {
         EntryError::FwCfg(e)
+    }
+}
+
+impl From<CbfsError> for EntryError {
+    fn from(e: CbfsError) -> Self {
+        EntryError::Cbfs(e)
     }
 }
 
@@ -203,7 +224,7 @@ pub fn start(boot_state: BootState) -> ! {
     s.schedule = Schedule::new(&iterations);
     loop_log().iterations_requested = iterations.iter().map(|&n| n as u64).sum();
     if s.config.entries.is_empty() {
-        log::info!("no boot entries: none configured, and fw_cfg offers no kernel");
+        log::info!("no boot entries: none configured, and neither CBFS nor fw_cfg offers a kernel");
     }
     let next = s.schedule.first();
     run(next)
@@ -256,10 +277,24 @@ fn fw_cfg_has(s: &mut BootState, name: &str) -> bool {
         .is_some_and(|fw| matches!(fw.find(name), Ok(Some(_))))
 }
 
-/// Without configured entries, parkboot boots what QEMU offers: `opt/parkboot/kernel`
-/// (with `opt/parkboot/initrd`), else the standard `-kernel`/`-initrd` items, which
-/// QEMU fills when parkboot is coreboot's payload and a bzImage is given with -kernel.
+/// Without configured entries, parkboot boots the kernel CBFS holds (the rule is in
+/// `parkboot::sources`), else what QEMU offers: `opt/parkboot/kernel` (with
+/// `opt/parkboot/initrd`), else the standard `-kernel`/`-initrd` items, which QEMU fills
+/// when parkboot is coreboot's payload and a bzImage is given with -kernel.
 fn default_entries(s: &mut BootState) {
+    if let Some(entry) = default_cbfs_entry(s) {
+        log::info!(
+            "no entries configured: booting {}{} once",
+            entry.kernel,
+            if entry.initrd.is_some() {
+                " with its initrd"
+            } else {
+                ""
+            }
+        );
+        let _ = s.config.entries.push(entry);
+        return;
+    }
     let (name, kernel, initrd) = if fw_cfg_has(s, FW_CFG_KERNEL) {
         let initrd = fw_cfg_has(s, FW_CFG_INITRD)
             .then(|| Source::FwCfg(FW_CFG_INITRD.try_into().unwrap_or_default()));
@@ -294,6 +329,43 @@ fn default_entries(s: &mut BootState) {
     });
 }
 
+/// The default entry from CBFS: its kernel, the `initrd` and `cmdline` files beside it.
+fn default_cbfs_entry(s: &BootState) -> Option<Entry> {
+    let cbfs = s.cbfs.as_ref()?;
+    let mut names: heapless::Vec<&str, MAX_CBFS_NAMES> = heapless::Vec::new();
+    for file in cbfs.files().map_while(Result::ok) {
+        let _ = names.push(file.name);
+    }
+    let kernel = sources::default_kernel(names.iter().copied())?;
+    let initrd: heapless::String<MAX_SOURCE_NAME> =
+        sources::sibling(kernel, sources::INITRD_FILE_NAME);
+    let cmdline_name: heapless::String<MAX_SOURCE_NAME> =
+        sources::sibling(kernel, sources::CMDLINE_FILE_NAME);
+    let mut cmdline = heapless::String::new();
+    if let Ok(Some(file)) = cbfs.find(&cmdline_name) {
+        let mut buf = [0u8; parkboot::platform::MAX_CMDLINE];
+        match file.read_into(&mut buf) {
+            Ok(n) => match core::str::from_utf8(&buf[..n]) {
+                Ok(text) => {
+                    let _ = cmdline.push_str(text.trim_end_matches(['\0', '\n']));
+                }
+                Err(_) => log::warn!("cbfs:{cmdline_name} is not UTF-8 text: ignored"),
+            },
+            Err(e) => log::warn!("cbfs:{cmdline_name}: {e}: ignored"),
+        }
+    }
+    Some(Entry {
+        name: "cbfs".try_into().unwrap_or_default(),
+        kernel: Source::Cbfs(kernel.try_into().ok()?),
+        initrd: names
+            .contains(&initrd.as_str())
+            .then(|| Source::Cbfs(initrd.clone())),
+        cmdline,
+        format: Format::Auto,
+        iterations: 1,
+    })
+}
+
 /// An entry without a command line of its own takes fw_cfg's `opt/parkboot/cmdline`,
 /// or QEMU's `-append` when its kernel is QEMU's `-kernel`.
 fn fill_cmdline(s: &mut BootState, entry: &mut Entry) {
@@ -316,55 +388,92 @@ fn fill_cmdline(s: &mut BootState, entry: &mut Entry) {
     }
 }
 
-/// Reads one fw_cfg item into a buffer; returns the bytes read.
-type FwCfgRead<'a> = dyn FnMut(&mut FwCfg<IoPorts>, &mut [u8]) -> Result<usize, FwCfgError> + 'a;
+/// Reserves `size` bytes (Permanent) for a pristine copy called `name`; returns the
+/// address.
+fn reserve_pristine(s: &mut BootState, size: u64, name: &'static str) -> Result<u64, EntryError> {
+    let addr = s.memory.allocate(
+        size.max(1),
+        PAGE,
+        ONE_MIB,
+        u64::MAX,
+        name,
+        ReportAs::Reserved,
+        Lifetime::Permanent,
+    )?;
+    Ok(addr)
+}
+
+/// The bytes of a range parkboot has just reserved.
+///
+/// # Safety
+/// `addr..addr + len` is identity-mapped RAM reserved for the caller's sole use.
+unsafe fn reserved_bytes(addr: u64, len: usize) -> &'static mut [u8] {
+    // SAFETY: as the caller promises.
+    unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) }
+}
 
 fn load_source(
     s: &mut BootState,
     source: &Source,
     name: &'static str,
 ) -> Result<Image, EntryError> {
-    let read = |size: u64, s: &mut BootState, fill: &mut FwCfgRead| {
-        let addr = s.memory.allocate(
-            size.max(1),
-            PAGE,
-            ONE_MIB,
-            u64::MAX,
-            name,
-            ReportAs::Reserved,
-            Lifetime::Permanent,
-        )?;
-        // SAFETY: just reserved for this copy.
-        let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, size as usize) };
-        let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
-        let len = fill(fw_cfg, buf)?;
-        Ok::<Image, EntryError>(Image { addr, len })
-    };
     match source {
         Source::FwCfg(file) => {
             let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
             let entry = fw_cfg.find(file)?.ok_or_else(|| {
                 EntryError::NotFound(file.as_str().try_into().unwrap_or_default())
             })?;
-            read(entry.size as u64, s, &mut |fw, buf| {
-                fw.read_entry(&entry, buf)
-            })
+            let addr = reserve_pristine(s, entry.size as u64, name)?;
+            // SAFETY: just reserved for this copy (Permanent).
+            let buf = unsafe { reserved_bytes(addr, entry.size as usize) };
+            let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
+            let len = fw_cfg.read_entry(&entry, buf)?;
+            Ok(Image { addr, len })
         }
         Source::QemuKernel => {
-            let size = s
-                .fw_cfg
-                .as_mut()
-                .ok_or(EntryError::NoFwCfg)?
-                .kernel_image_size()?;
-            read(size, s, &mut |fw, buf| fw.read_kernel_image(buf))
+            let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
+            let size = fw_cfg.kernel_image_size()?;
+            let addr = reserve_pristine(s, size, name)?;
+            // SAFETY: just reserved for this copy (Permanent).
+            let buf = unsafe { reserved_bytes(addr, size as usize) };
+            let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
+            let len = fw_cfg.read_kernel_image(buf)?;
+            Ok(Image { addr, len })
         }
         Source::QemuInitrd => {
-            let size = s
-                .fw_cfg
-                .as_mut()
-                .ok_or(EntryError::NoFwCfg)?
-                .initrd_size()? as u64;
-            read(size, s, &mut |fw, buf| fw.read_initrd(buf))
+            let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
+            let size = fw_cfg.initrd_size()? as u64;
+            let addr = reserve_pristine(s, size, name)?;
+            // SAFETY: just reserved for this copy (Permanent).
+            let buf = unsafe { reserved_bytes(addr, size as usize) };
+            let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
+            let len = fw_cfg.read_initrd(buf)?;
+            Ok(Image { addr, len })
+        }
+        Source::Cbfs(file) => {
+            let cbfs = s.cbfs.as_ref().ok_or(EntryError::NoCbfs)?;
+            let found = cbfs.find(file)?.ok_or_else(|| {
+                EntryError::NotInCbfs(file.as_str().try_into().unwrap_or_default())
+            })?;
+            let size = found.size()?;
+            let start = cpu::rdtsc();
+            let addr = reserve_pristine(s, size, name)?;
+            // SAFETY: just reserved for this copy (Permanent).
+            let buf = unsafe { reserved_bytes(addr, size as usize) };
+            let len = found.read_into(buf)?;
+            log::info!(
+                "cbfs:{}: {} bytes read from flash ({} stored{}) in {}",
+                file,
+                len,
+                found.data.len(),
+                match found.compression {
+                    Compression::None => "",
+                    Compression::Lzma => ", LZMA",
+                    Compression::Lz4 => ", LZ4",
+                },
+                Duration(cpu::ticks_to_ns(cpu::rdtsc() - start))
+            );
+            Ok(Image { addr, len })
         }
         Source::Module(n) => {
             let module = s
@@ -377,9 +486,6 @@ fn load_source(
                 len: module.size as usize,
             })
         }
-        Source::Cbfs(_) => Err(EntryError::Unsupported(
-            "CBFS sources are not supported yet",
-        )),
     }
 }
 

@@ -18,4 +18,5 @@ pub mod paging;
 pub mod park_layout;
 pub mod platform;
 pub mod pvh;
+pub mod sources;
 pub mod wire;

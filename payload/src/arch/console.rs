@@ -167,6 +167,11 @@ pub fn current() -> SerialConsole {
     Guard::lock().sinks().uart.config()
 }
 
+/// Whether a UART answered where the console was started.
+pub fn serial_present() -> bool {
+    Guard::lock().sinks().uart.is_present()
+}
+
 /// Reads one byte of console input if there is one (the NMI test's go-ahead).
 pub fn try_read_byte() -> Option<u8> {
     Guard::lock().sinks().uart.try_read_byte()

@@ -47,6 +47,11 @@ impl Uart {
         self.config
     }
 
+    /// Whether a UART answered at `init`.
+    pub fn is_present(&self) -> bool {
+        self.present
+    }
+
     fn write_reg(&self, reg: u64, value: u8) {
         match self.config.access {
             SerialAccess::Io { base } => outb(base + reg as u16, value),
