@@ -36,6 +36,11 @@ CONFIG_PAYLOAD_NONE=y
 CONFIG
 }
 
+# make's extra arguments (part of the cache key, like the defconfig).
+# CONFIG_WARNINGS_ARE_ERRORS=: gcc 12 trips -Werror=array-compare in 4.15's
+# src/lib/cbfs.c.
+COREBOOT_MAKE_FLAGS="CONFIG_WARNINGS_ARE_ERRORS="
+
 # The host packages the coreboot build needs, as COMMAND-or-FILE:PACKAGE for
 # ensure_packages. Found by building on a bookworm machine without them: gcc and make;
 # iasl for the board's DSDT; and the 32-bit libgcc.a (__udivdi3 for the 32-bit
@@ -145,7 +150,7 @@ ensure_cbfstool() {
 ensure_coreboot_rom() {
     ensure_coreboot_source || return 1
     local hash rom build log start
-    hash="$( { coreboot_defconfig; echo "$COREBOOT_SOURCE_VERSION"; } | sha256sum | cut -c1-12)"
+    hash="$( { coreboot_defconfig; echo "$COREBOOT_MAKE_FLAGS"; echo "$COREBOOT_SOURCE_VERSION"; } | sha256sum | cut -c1-12)"
     rom="$PARKBOOT_COREBOOT_DIR/q35-${COREBOOT_SOURCE_VERSION//[^A-Za-z0-9.+-]/_}-$hash.rom"
     PARKBOOT_BASE_ROM="$rom"
     [ -f "$rom" ] && return 0
@@ -162,15 +167,12 @@ ensure_coreboot_rom() {
     mkdir -p "$build"
     coreboot_defconfig >"$build/defconfig"
     # obj= keeps the tree clean: every object, the .config and the ROM go to $build.
-    # BUILD_TIMELESS: no build date in the ROM. GIT_CEILING_DIRECTORIES: the tree
-    # has no .git of its own; without a ceiling coreboot's version script would take
-    # parkboot's repository for coreboot's.
-    # CONFIG_WARNINGS_ARE_ERRORS=: gcc 12 trips -Werror=array-compare in 4.15's
-    # src/lib/cbfs.c.
+    # GIT_CEILING_DIRECTORIES: the tree has no .git of its own; without a ceiling
+    # coreboot's version script would take parkboot's repository for coreboot's.
     if ! (cd "$COREBOOT_SOURCE_TREE" &&
-        export BUILD_TIMELESS=1 GIT_CEILING_DIRECTORIES="$PARKBOOT_COREBOOT_DIR" &&
+        export GIT_CEILING_DIRECTORIES="$PARKBOOT_COREBOOT_DIR" &&
         make obj="$build/obj" DOTCONFIG="$build/.config" defconfig KBUILD_DEFCONFIG="$build/defconfig" &&
-        make -j"$(nproc)" obj="$build/obj" DOTCONFIG="$build/.config" CONFIG_WARNINGS_ARE_ERRORS=) >"$log" 2>&1; then
+        make -j"$(nproc)" obj="$build/obj" DOTCONFIG="$build/.config" $COREBOOT_MAKE_FLAGS) >"$log" 2>&1; then
         say "error: the coreboot build failed; last lines of $log:"
         tail -n 30 "$log" >&2
         return 1
