@@ -28,6 +28,7 @@
 pub mod json;
 mod outcome;
 mod qemu;
+pub mod rom;
 pub mod witness;
 
 #[cfg(test)]
@@ -36,7 +37,7 @@ mod guest;
 use std::path::PathBuf;
 
 pub use outcome::{ExitStatusKind, Outcome};
-pub use qemu::{Boot, Control};
+pub use qemu::{Boot, Control, Start};
 pub use witness::InitIpiWitness;
 
 /// Value the guest writes to the isa-debug-exit port (0xf4) to report a pass.

@@ -29,6 +29,17 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The HMP prompt that ends every monitor answer.
 const MONITOR_PROMPT: &[u8] = b"(qemu) ";
 
+/// What QEMU starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// An ELF image passed with `-kernel`, after QEMU's default firmware (SeaBIOS)
+    /// (parkboot has a PVH note; QEMU enters it there).
+    Kernel(PathBuf),
+    /// A firmware image passed with `-bios` instead of SeaBIOS, e.g. a coreboot ROM
+    /// with parkboot as its payload; no `-kernel`.
+    Bios(PathBuf),
+}
+
 /// One QEMU run of a parkboot image (or a test kernel), built up with the builder
 /// methods and started with [`Boot::run`] or [`Boot::run_with`].
 ///
@@ -37,8 +48,8 @@ const MONITOR_PROMPT: &[u8] = b"(qemu) ";
 /// at port 0xf4; the guest's COM1 is QEMU's stdin and stdout.
 #[derive(Clone, Debug)]
 pub struct Boot {
-    /// ELF image passed with `-kernel` (parkboot has a PVH note; QEMU enters it there).
-    pub image: PathBuf,
+    /// What QEMU starts.
+    pub start: Start,
     /// `-initrd`: one file, or a comma-separated list of modules.
     pub initrd: Option<String>,
     /// `-append`: the command line handed to the image.
@@ -76,10 +87,20 @@ pub struct Boot {
 }
 
 impl Boot {
-    /// A run of `image` with the defaults: 1 CPU, 512 MiB, q35, TCG, 60 s.
+    /// A run of `image` (`-kernel`) with the defaults: 1 CPU, 512 MiB, q35, TCG, 60 s.
     pub fn new(image: impl Into<PathBuf>) -> Boot {
+        Boot::starting(Start::Kernel(image.into()))
+    }
+
+    /// A run of the firmware image `rom` (`-bios`, no SeaBIOS, no `-kernel`) with the
+    /// same defaults.
+    pub fn rom(rom: impl Into<PathBuf>) -> Boot {
+        Boot::starting(Start::Bios(rom.into()))
+    }
+
+    fn starting(start: Start) -> Boot {
         Boot {
-            image: image.into(),
+            start,
             initrd: None,
             append: None,
             smp: 1,
@@ -274,7 +295,10 @@ impl Boot {
             "-device",
             &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"),
         ]);
-        push(&["-kernel", &self.image.display().to_string()]);
+        match &self.start {
+            Start::Kernel(image) => push(&["-kernel", &image.display().to_string()]),
+            Start::Bios(rom) => push(&["-bios", &rom.display().to_string()]),
+        }
         if let Some(initrd) = &self.initrd {
             push(&["-initrd", initrd]);
         }
@@ -752,6 +776,12 @@ mod tests {
             .qemu_args(None, None)
             .join(" ");
         assert!(silent.contains("-display none -serial none"), "{silent}");
+        assert!(!joined.contains("-bios"));
+
+        let rom = Boot::rom("/roms/coreboot.rom").qemu_args(None, None);
+        let joined = rom.join(" ");
+        assert!(joined.contains("-bios /roms/coreboot.rom"), "{joined}");
+        assert!(!joined.contains("-kernel"), "{joined}");
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use parkboot_tests::json;
-use parkboot_tests::{parkboot_image_path, release_binary_path, Boot, Outcome};
+use parkboot_tests::rom::{parse_cbfs_file, Compression, Rom, RomBuilder};
+use parkboot_tests::{parkboot_image_path, release_binary_path, Boot, Outcome, SUMMARY_MARKER};
 
 const USAGE: &str = "\
 usage: parkboot-run [options] [-- extra QEMU arguments]
@@ -20,6 +21,11 @@ usage: parkboot-run [options] [-- extra QEMU arguments]
   --entry pvh|coreboot how QEMU enters parkboot (default pvh); with coreboot, QEMU boots
                        the shim and the shim enters parkboot through its coreboot entry
   --shim PATH          the coreboot-entry shim (default: .../release/cbshim)
+  --rom BASE.rom       boot a real coreboot ROM with -bios (no SeaBIOS, no -kernel): a
+                       copy of BASE.rom with parkboot as fallback/payload and the
+                       configuration as CBFS parkboot/config (instead of fw_cfg)
+  --cbfs NAME=FILE[:lzma|lz4|none]
+                       with --rom: also put FILE into the ROM as CBFS file NAME
   --smp N              CPUs (default 4)
   --memory MIB         memory in MiB (default 512)
   --config PATH        parkboot configuration, passed as fw_cfg opt/parkboot/config
@@ -41,11 +47,16 @@ enum Entry {
     Coreboot,
 }
 
+/// A CBFS file for `--rom`: name, file, compression.
+type CbfsFile = (String, PathBuf, Compression);
+
 #[derive(Debug)]
 struct Options {
     image: Option<PathBuf>,
     entry: Entry,
     shim: Option<PathBuf>,
+    rom: Option<PathBuf>,
+    cbfs: Vec<CbfsFile>,
     smp: u32,
     memory_mib: Option<u32>,
     config: Option<PathBuf>,
@@ -66,6 +77,8 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Option<Option
         image: None,
         entry: Entry::Pvh,
         shim: None,
+        rom: None,
+        cbfs: Vec::new(),
         smp: 4,
         memory_mib: None,
         config: None,
@@ -101,6 +114,10 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Option<Option
             }
             "--image" => options.image = Some(value("a path")?.into()),
             "--shim" => options.shim = Some(value("a path")?.into()),
+            "--rom" => options.rom = Some(value("a coreboot ROM")?.into()),
+            "--cbfs" => options
+                .cbfs
+                .push(parse_cbfs_file(&value("NAME=FILE[:lzma|lz4|none]")?)?),
             "--config" => options.config = Some(value("a path")?.into()),
             "--entry" => {
                 options.entry = match value("pvh or coreboot")?.as_str() {
@@ -134,6 +151,12 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Option<Option
     if options.smp == 0 {
         return Err("--smp 0: need at least one CPU".to_string());
     }
+    if options.rom.is_some() && options.entry != Entry::Pvh {
+        return Err("--rom boots parkboot from coreboot itself: leave out --entry".to_string());
+    }
+    if options.rom.is_none() && !options.cbfs.is_empty() {
+        return Err("--cbfs needs --rom".to_string());
+    }
     Ok(Some(options))
 }
 
@@ -154,15 +177,48 @@ fn existing(path: PathBuf, what: &str, build: &str) -> Result<PathBuf, String> {
     }
 }
 
-fn boot_for(options: &Options) -> Result<Boot, String> {
+/// The QEMU run the options describe, and with `--rom` the ROM it boots (which must
+/// live as long as the run).
+fn boot_for(options: &Options) -> Result<(Boot, Option<Rom>), String> {
     let image = existing(
         options.image.clone().unwrap_or_else(parkboot_image_path),
         "parkboot image",
         "cargo build -p parkboot --release --target x86_64-unknown-none",
     )?;
-    let mut boot = match options.entry {
-        Entry::Pvh => Boot::new(image),
-        Entry::Coreboot => {
+    let config = match &options.config {
+        Some(config) => {
+            let text = std::fs::read_to_string(config)
+                .map_err(|e| format!("configuration {}: {e}", config.display()))?;
+            Some(adjust_config(
+                &text,
+                options.loops,
+                options.append.as_deref(),
+                options.no_park,
+            ))
+        }
+        None => None,
+    };
+    let mut rom = None;
+    let mut boot = match (&options.rom, &options.entry) {
+        (Some(base), _) => {
+            let base = existing(base.clone(), "coreboot ROM", "scripts/rom --qemu")?;
+            let mut builder = RomBuilder::new(base, &image);
+            if let Some(text) = &config {
+                builder = builder.config_text(text.clone());
+            }
+            for (name, path, compression) in &options.cbfs {
+                if !path.is_file() {
+                    return Err(format!("--cbfs {name}: {} not found", path.display()));
+                }
+                builder = builder.file(name.clone(), path.clone(), *compression);
+            }
+            let built = builder.build()?;
+            let boot = Boot::rom(&built.path);
+            rom = Some(built);
+            boot
+        }
+        (None, Entry::Pvh) => Boot::new(image),
+        (None, Entry::Coreboot) => {
             let shim = existing(
                 options
                     .shim
@@ -181,15 +237,9 @@ fn boot_for(options: &Options) -> Result<Boot, String> {
     if let Some(memory_mib) = options.memory_mib {
         boot = boot.memory_mib(memory_mib);
     }
-    if let Some(config) = &options.config {
-        let text = std::fs::read_to_string(config)
-            .map_err(|e| format!("configuration {}: {e}", config.display()))?;
-        boot = boot.config_text(adjust_config(
-            &text,
-            options.loops,
-            options.append.as_deref(),
-            options.no_park,
-        ));
+    // With --rom the configuration is in CBFS.
+    if let (Some(text), None) = (config, &rom) {
+        boot = boot.config_text(text);
     }
     for (name, path) in [
         ("opt/parkboot/kernel", &options.kernel),
@@ -208,7 +258,7 @@ fn boot_for(options: &Options) -> Result<Boot, String> {
     if let Some(accel) = &options.accel {
         boot = boot.accel(accel);
     }
-    Ok(boot.args(options.extra_args.iter().cloned()))
+    Ok((boot.args(options.extra_args.iter().cloned()), rom))
 }
 
 /// Applies `--loops`, `--append` and `--no-park` to a configuration's text: every
@@ -363,7 +413,22 @@ fn json_line(outcome: &Outcome) -> String {
     if !outcome.passed() {
         extra.push(("reason".to_string(), json::quote(&outcome.verdict())));
     }
-    let summary = outcome.summary.as_deref().unwrap_or("{}");
+    // parkboot's own summary (entry, config_source, park figures) and a later one from
+    // the kernel it booted (the Linux init's): the later one's members win.
+    let mut summaries = outcome
+        .serial
+        .lines()
+        .filter_map(|line| Some(line[line.find(SUMMARY_MARKER)? + SUMMARY_MARKER.len()..].trim()));
+    let first = summaries.next().unwrap_or("{}").to_string();
+    let summary = summaries.try_fold(first, |merged, next| {
+        json::merge(&merged, &json::object_members(next)?)
+    });
+    let summary = summary.unwrap_or_else(|_| outcome.summary.clone().unwrap_or_default());
+    let summary = if summary.is_empty() {
+        "{}"
+    } else {
+        summary.as_str()
+    };
     match json::merge(summary, &extra) {
         Ok(line) => line,
         Err(error) => {
@@ -388,8 +453,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let boot = match boot_for(&options) {
-        Ok(boot) => boot,
+    let (boot, _rom) = match boot_for(&options) {
+        Ok(built) => built,
         Err(error) => {
             eprintln!("parkboot-run: {error}");
             return ExitCode::from(2);
@@ -546,9 +611,50 @@ mod tests {
         let options = parse(&["--image", this, "--entry", "coreboot", "--shim", this])
             .unwrap()
             .unwrap();
-        let boot = boot_for(&options).unwrap();
+        let (boot, rom) = boot_for(&options).unwrap();
         assert_eq!(boot.initrd.as_deref(), Some(this));
         assert_eq!(boot.smp, 4);
+        assert!(rom.is_none());
+    }
+
+    #[test]
+    fn rom_options() {
+        let options = parse(&[
+            "--rom",
+            "/b.rom",
+            "--cbfs",
+            "parkboot/kernel=/k:lzma",
+            "--cbfs=x=/y",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(options.rom, Some(PathBuf::from("/b.rom")));
+        assert_eq!(
+            options.cbfs,
+            [
+                (
+                    "parkboot/kernel".to_string(),
+                    PathBuf::from("/k"),
+                    Compression::Lzma
+                ),
+                ("x".to_string(), PathBuf::from("/y"), Compression::None)
+            ]
+        );
+        assert!(parse(&["--rom", "/b.rom", "--entry", "coreboot"]).is_err());
+        assert!(parse(&["--cbfs", "a=/b"]).is_err());
+        assert!(parse(&["--rom", "/b.rom", "--cbfs", "nofile"]).is_err());
+        let this = std::env::current_exe().unwrap();
+        let options = parse(&[
+            "--image",
+            this.to_str().unwrap(),
+            "--rom",
+            "/nonexistent.rom",
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(boot_for(&options)
+            .unwrap_err()
+            .contains("scripts/rom --qemu"));
     }
 
     fn outcome(status: ExitStatusKind, serial: &str) -> Outcome {
@@ -587,6 +693,15 @@ mod tests {
         assert!(
             line.starts_with(r#"{"ok":false,"exit":"reset-or-poweroff","seconds":1.234,"reason":"#),
             "{line}"
+        );
+
+        let two = outcome(
+            ExitStatusKind::Pass,
+            "parkboot: summary: {\"entry\":\"coreboot\",\"cpus\":4,\"iterations_done\":0}\nparkboot: summary: {\"entry_kind\":\"linux\",\"iterations_done\":3}\nparkboot: result: pass\n",
+        );
+        assert_eq!(
+            json_line(&two),
+            r#"{"entry":"coreboot","cpus":4,"entry_kind":"linux","iterations_done":3,"ok":true,"exit":"pass","seconds":1.234}"#
         );
 
         let broken = outcome(ExitStatusKind::Fail, "parkboot: summary: {\"cpus\":\n");

@@ -1,0 +1,263 @@
+//! parkboot on a real coreboot: QEMU q35 boots the coreboot ROM built from Debian's
+//! coreboot source (`-bios`, no SeaBIOS, no `-kernel`); coreboot's own romstage and
+//! ramstage run, its MP init starts and halts the APs, and it loads parkboot from CBFS
+//! as its payload. The configuration and the kernels come from CBFS too: no
+//! `opt/parkboot/*` fw_cfg file, except Debian's initramfs, which a 16 MiB flash
+//! cannot hold beside the kernel (README, "scripts/run --rom").
+//!
+//! `scripts/test` builds the base ROM once (scripts/lib/coreboot.sh) and exports its
+//! path as PARKBOOT_BASE_ROM; every test puts parkboot and its files into its own copy
+//! with cbfstool. coreboot sends its own INIT and STARTUP IPIs before parkboot runs:
+//! the witness counts only those after parkboot's park.
+
+use parkboot_tests::rom::{base_rom, Compression, Rom, RomBuilder};
+use parkboot_tests::{json, parkboot_image, test_kernel, workspace_root, Boot, Outcome};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+const LINUX_TIMEOUT: Duration = Duration::from_secs(900);
+const LINUX_MEMORY_MIB: u32 = 1024;
+const LINUX_CPUS: u32 = 4;
+const LINUX_LOOPS: u32 = 3;
+const KERNEL: &str = "parkboot/kernel";
+const LINUX_CMDLINE: &str = "console=ttyS0 panic=-1 quiet loglevel=4 parkboot.qemu_exit=on";
+
+fn linux_kernel() -> PathBuf {
+    if let Some(path) = std::env::var_os("PARKBOOT_LINUX_KERNEL") {
+        return path.into();
+    }
+    let kernels = workspace_root().join("target/linux/kernel");
+    std::fs::read_dir(&kernels)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|package| {
+            std::fs::read_dir(package.path().join("boot"))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("vmlinuz-6.12"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no Debian 6.12 kernel under {}: scripts/test downloads it",
+                kernels.display()
+            )
+        })
+}
+
+fn linux_initrd() -> PathBuf {
+    let path = std::env::var_os("PARKBOOT_LINUX_INITRD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/linux/initramfs.cpio.gz"));
+    assert!(
+        path.is_file(),
+        "no initramfs at {}: scripts/test builds it",
+        path.display()
+    );
+    path
+}
+
+fn rom(config: &str, kernel: PathBuf, compression: Compression) -> Rom {
+    RomBuilder::new(base_rom(), parkboot_image())
+        .config_text(config)
+        .file(KERNEL, kernel, compression)
+        .build()
+        .unwrap_or_else(|error| panic!("building the ROM: {error}"))
+}
+
+fn field(outcome: &Outcome, key: &str) -> String {
+    let summary = outcome
+        .summary
+        .as_deref()
+        .unwrap_or_else(|| panic!("no summary\n{}", outcome.report()));
+    json::object_members(summary)
+        .expect("summary is JSON")
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("summary has no {key}: {summary}"))
+}
+
+/// coreboot ran, started parkboot through its coreboot entry, and parkboot took its
+/// configuration from CBFS; no INIT IPI after the park.
+fn assert_real_coreboot_boot(outcome: &Outcome, cpus: u32) {
+    assert!(
+        outcome.find_line("ramstage starting").is_some(),
+        "coreboot's ramstage did not run\n{}",
+        outcome.report()
+    );
+    assert!(
+        outcome
+            .find_line("started from its coreboot entry")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    if cpus > 1 {
+        let witness = outcome.init_ipis.as_ref().expect("INIT witness");
+        assert!(
+            witness.ordered_by_serial_trace,
+            "the park point must be placed by the serial trace, after coreboot's own MP init: {witness:?}"
+        );
+        assert!(witness.park_sipis >= 1, "{witness:?}");
+        assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
+    }
+}
+
+fn assert_summary_from_cbfs(outcome: &Outcome) {
+    assert_eq!(field(outcome, "entry"), "\"coreboot\"");
+    assert_eq!(field(outcome, "config_source"), "\"cbfs:parkboot/config\"");
+}
+
+fn multiboot2_loop(cpus: u32) {
+    const ITERATIONS: u32 = 10;
+    let config = format!(
+        "self_check = on\non_finish = qemu-exit\n[entry test-kernel]\nkernel = cbfs:{KERNEL}\nformat = multiboot2\niterations = {ITERATIONS}\n"
+    );
+    let rom = rom(&config, test_kernel("testkernel"), Compression::Lzma);
+    let outcome = Boot::rom(&rom.path)
+        .smp(cpus)
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_real_coreboot_boot(&outcome, cpus);
+    assert_summary_from_cbfs(&outcome);
+    assert_eq!(field(&outcome, "cpus"), cpus.to_string());
+    assert_eq!(field(&outcome, "aps_parked"), (cpus - 1).to_string());
+    assert_eq!(field(&outcome, "iterations_done"), ITERATIONS.to_string());
+    assert_eq!(field(&outcome, "iterations_failed"), "0");
+    assert_eq!(field(&outcome, "cpus_woken_min"), (cpus - 1).to_string());
+    assert_eq!(
+        outcome.count_lines("testkernel: iteration "),
+        ITERATIONS as usize,
+        "{}",
+        outcome.report()
+    );
+}
+
+#[test]
+fn rom_multiboot2_loop_smp1() {
+    multiboot2_loop(1);
+}
+
+#[test]
+fn rom_multiboot2_loop_smp4() {
+    multiboot2_loop(4);
+}
+
+#[test]
+fn rom_multiboot2_loop_smp8() {
+    multiboot2_loop(8);
+}
+
+/// Every `parkboot-linux: iteration` line, each with every CPU online and woken from
+/// the mailbox.
+fn linux_iterations_from_the_mailbox(outcome: &Outcome, expected: u32) {
+    let lines: Vec<&str> = outcome
+        .lines()
+        .filter(|line| line.contains("parkboot-linux: iteration "))
+        .collect();
+    assert_eq!(lines.len() as u32, expected, "{}", outcome.report());
+    for line in lines {
+        assert!(
+            line.contains(&format!("cpus online {LINUX_CPUS}/{LINUX_CPUS}")),
+            "{line}"
+        );
+        assert!(line.contains("woken from the mailbox"), "{line}");
+        assert!(line.contains("INIT-SIPI-SIPI starts 1"), "{line}");
+    }
+}
+
+fn linux_boot(rom: &Rom) -> Outcome {
+    Boot::rom(&rom.path)
+        .smp(LINUX_CPUS)
+        .memory_mib(LINUX_MEMORY_MIB)
+        // The initramfs carries the kernel again for its kexec loop: too big for the
+        // flash beside the kernel (README).
+        .fw_cfg_file("opt/parkboot/initrd", linux_initrd())
+        .trace_init_ipis(true)
+        .timeout(LINUX_TIMEOUT)
+        .run()
+}
+
+#[test]
+fn rom_debian_kernel_kexec_loop_smp4() {
+    let config = format!(
+        "self_check = on\non_finish = qemu-exit\n[entry linux]\nkernel = cbfs:{KERNEL}\ninitrd = fw_cfg:opt/parkboot/initrd\nformat = linux\ncmdline = \"{LINUX_CMDLINE}\"\niterations = {LINUX_LOOPS}\n"
+    );
+    // bzImage compresses itself: stored as it is.
+    let rom = rom(&config, linux_kernel(), Compression::None);
+    let outcome = linux_boot(&rom);
+    outcome.assert_pass();
+    assert_real_coreboot_boot(&outcome, LINUX_CPUS);
+    linux_iterations_from_the_mailbox(&outcome, LINUX_LOOPS);
+}
+
+#[test]
+fn rom_two_entries_test_kernel_then_debian_kernel() {
+    const TEST_ITERATIONS: u32 = 3;
+    const LINUX_ITERATIONS: u32 = 2;
+    let config = format!(
+        "self_check = off\non_finish = qemu-exit\n\
+         [entry test-kernel]\nkernel = cbfs:parkboot/testkernel\nformat = multiboot2\niterations = {TEST_ITERATIONS}\n\
+         [entry linux]\nkernel = cbfs:{KERNEL}\ninitrd = fw_cfg:opt/parkboot/initrd\nformat = linux\ncmdline = \"{LINUX_CMDLINE}\"\niterations = {LINUX_ITERATIONS}\n"
+    );
+    let rom = RomBuilder::new(base_rom(), parkboot_image())
+        .config_text(config)
+        .file(
+            "parkboot/testkernel",
+            test_kernel("testkernel"),
+            Compression::Lz4,
+        )
+        .file(KERNEL, linux_kernel(), Compression::None)
+        .build()
+        .unwrap_or_else(|error| panic!("building the ROM: {error}"));
+    let outcome = linux_boot(&rom);
+    outcome.assert_pass();
+    assert_real_coreboot_boot(&outcome, LINUX_CPUS);
+    assert_eq!(
+        outcome.count_lines("testkernel: iteration "),
+        TEST_ITERATIONS as usize,
+        "{}",
+        outcome.report()
+    );
+    assert!(
+        outcome
+            .find_line(&format!(
+                "entry 'test-kernel' iteration {TEST_ITERATIONS}/{TEST_ITERATIONS}: back after"
+            ))
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    linux_iterations_from_the_mailbox(&outcome, LINUX_ITERATIONS);
+}
+
+#[test]
+fn the_base_rom_has_no_payload_and_room_for_parkboot_and_debians_kernel() {
+    let base = base_rom();
+    let listing = parkboot_tests::rom::cbfstool(&base, &["print"]).unwrap();
+    assert!(
+        !listing.contains("fallback/payload"),
+        "the cached base ROM must not depend on parkboot:\n{listing}"
+    );
+    let rom = rom(
+        "[entry linux]\nkernel = cbfs:parkboot/kernel\n",
+        linux_kernel(),
+        Compression::None,
+    );
+    let layout = rom.layout().unwrap();
+    for name in ["fallback/payload", "parkboot/config", KERNEL] {
+        assert!(
+            layout.lines().any(|line| line.starts_with(name)),
+            "{name} missing in\n{layout}"
+        );
+    }
+}
