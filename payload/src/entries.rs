@@ -95,6 +95,13 @@ fn loop_log() -> &'static mut LoopLog {
     unsafe { &mut *core::ptr::addr_of_mut!(LOOP_LOG) }
 }
 
+/// Logs the summary built so far, for a kernel that never comes back (Linux kexecs
+/// itself): what parkboot found and did up to the hand-off. The harness merges it with
+/// the summary the kernel's side prints.
+pub fn log_summary_so_far() {
+    log::info!("parkboot: summary: {}}}", summary());
+}
+
 /// The summary JSON, built up from boot to the end, without its closing brace.
 pub fn summary() -> &'static mut heapless::String<SUMMARY_CAPACITY> {
     // SAFETY: as for `loop_log`.

@@ -60,9 +60,13 @@ pub fn boot_linux(
     }
     let _ = write!(
         cmdline,
-        " parkboot.iteration=1 parkboot.loops={} parkboot.cpus={}",
-        iterations, s.cpus
+        " parkboot.iteration=1 parkboot.loops={}",
+        iterations
     );
+    // Without a usable MADT parkboot knows no CPU count: say nothing rather than 0.
+    if s.cpus > 0 {
+        let _ = write!(cmdline, " parkboot.cpus={}", s.cpus);
+    }
     let cmdline_addr = s.memory.allocate(
         PAGE,
         PAGE,
@@ -120,6 +124,7 @@ pub fn boot_linux(
     if let Some(parked) = &s.parked {
         parked.table.boots.fetch_add(1, Ordering::AcqRel);
     }
+    crate::entries::log_summary_so_far();
     // SAFETY: the kernel was validated and loaded into reserved RAM; parkboot's GDT has
     // __BOOT_CS (0x10) and __BOOT_DS (0x18) loaded, its identity map covers the kernel,
     // boot_params and the command line, interrupts are off.
