@@ -195,6 +195,9 @@ enum Check {
     WakeupEntry,
     /// Its MailBoxAddress and ResetVector are the park table's.
     WakeupMatchesParkTable,
+    /// The XSDT and MADT parkboot built are ACPI NVS (type 4) in the memory map: it
+    /// writes them again before every boot, so no kernel may reclaim them.
+    AcpiTablesNvs,
     /// `parked_count` equals the slots in state Parked.
     ParkedCount,
     /// The mailbox holds no outstanding command when the kernel starts.
@@ -543,9 +546,22 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
             table.reset_vector
         );
     }
+    for (name, address, header_length) in [
+        ("XSDT", found.xsdt, acpi::TABLE_HEADER_LENGTH),
+        ("MADT", found.madt, acpi::TABLE_HEADER_LENGTH),
+    ] {
+        if !map.covers(address, header_length as u64, bootinfo::MEMORY_ACPI_NVS) {
+            fail!(
+                Check::AcpiTablesNvs,
+                "{name} {address:#x} is not ACPI NVS (type 4) in the memory map (it is {})",
+                map.kind_at(address)
+                    .map_or("not listed", bootinfo::memory_kind_name)
+            );
+        }
+    }
     say!(
-        "ACPI: XSDT {:#x}, MADT {:#x}: Multiprocessor Wakeup version 1, mailbox {:#x}, \
-         ResetVector {reset_vector:#x}: the park table's",
+        "ACPI: XSDT {:#x}, MADT {:#x} (ACPI NVS): Multiprocessor Wakeup version 1, mailbox \
+         {:#x}, ResetVector {reset_vector:#x}: the park table's",
         found.xsdt,
         found.madt,
         wakeup.mailbox_address
