@@ -144,6 +144,8 @@ fn table(
 /// The Multiprocessor Wakeup entry as found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WakeupEntry {
+    /// Physical address of the entry's MailBoxAddress field, inside the MADT.
+    pub mailbox_address_field: u64,
     pub length: u8,
     pub mailbox_version: u16,
     pub mailbox_address: u64,
@@ -207,6 +209,7 @@ pub fn find_wakeup(memory: &impl PhysicalMemory, rsdp: &[u8]) -> Result<Found, A
             .ok_or(AcpiError::BadMadtEntry(offset))?;
         if entry_type == MADT_TYPE_MULTIPROCESSOR_WAKEUP && wakeup.is_none() {
             wakeup = Some(WakeupEntry {
+                mailbox_address_field: madt_address + (offset + WAKEUP_MAILBOX_ADDRESS) as u64,
                 length: length as u8,
                 mailbox_version: read_u16(entry, WAKEUP_MAILBOX_VERSION)
                     .ok_or(AcpiError::BadMadtEntry(offset))?,
@@ -275,6 +278,8 @@ mod tests {
         r
     }
 
+    const LOCAL_APIC_ENTRY_LENGTH: usize = 8;
+
     fn memory(with_wakeup: bool) -> Fake {
         let mut xsdt_body = Vec::new();
         xsdt_body.extend_from_slice(&FACP_AT.to_le_bytes());
@@ -309,6 +314,9 @@ mod tests {
         assert_eq!(
             found.wakeup,
             Some(WakeupEntry {
+                // After the one 8-byte Local APIC entry.
+                mailbox_address_field: found.madt
+                    + (MADT_ENTRIES + LOCAL_APIC_ENTRY_LENGTH + WAKEUP_MAILBOX_ADDRESS) as u64,
                 length: WAKEUP_ENTRY_LENGTH_V1 as u8,
                 mailbox_version: WAKEUP_MAILBOX_VERSION_RESET_VECTOR,
                 mailbox_address: MAILBOX,

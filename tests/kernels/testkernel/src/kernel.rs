@@ -46,6 +46,10 @@ const REQUEST_OPTION: &str = "testkernel.request=";
 const REQUEST_SAME: &str = "same";
 const REQUEST_NEXT: &str = "next";
 const REQUEST_STOP: &str = "stop";
+/// Command line option: before returning to parkboot, zero the MailBoxAddress of the
+/// MADT's Multiprocessor Wakeup entry in place, as Linux does when it cannot hand CPUs
+/// back (`acpi_mp_disable_offlining`). The next kernel must still find it intact.
+const CLOBBER_ACPI_OPTION: &str = "testkernel.clobber-acpi";
 
 /// What an AP leaves behind when it ran the kernel's AP entry, one per park slot
 /// (indexed like the slots). A cache line each, so APs stamping at the same time do not
@@ -275,6 +279,8 @@ struct Run {
     /// Mailbox wake latencies (ns), one per AP.
     wake_ns: Vec<u64, MAX_PARKED_CPUS>,
     wake_all_ns: u64,
+    /// Where `testkernel.clobber-acpi` writes zero before returning to parkboot.
+    clobber_at: Option<u64>,
 }
 
 impl Run {
@@ -301,6 +307,7 @@ extern "C" fn kernel_main(magic: u32, boot_info: u32) -> ! {
         aps_woken: 0,
         wake_ns: Vec::new(),
         wake_all_ns: 0,
+        clobber_at: None,
     };
     let result = run_checks(magic, u64::from(boot_info), &mut run);
     finish(&run, result)
@@ -559,6 +566,12 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
             );
         }
     }
+    if cmdline
+        .split_ascii_whitespace()
+        .any(|option| option == CLOBBER_ACPI_OPTION)
+    {
+        run.clobber_at = Some(wakeup.mailbox_address_field);
+    }
     say!(
         "ACPI: XSDT {:#x}, MADT {:#x} (ACPI NVS): Multiprocessor Wakeup version 1, mailbox \
          {:#x}, ResetVector {reset_vector:#x}: the park table's",
@@ -780,6 +793,12 @@ fn finish(run: &Run, result: Result<(), Failure>) -> ! {
         } else {
             QEMU_EXIT_FAIL
         });
+    }
+    if let Some(field) = run.clobber_at {
+        // SAFETY: the MailBoxAddress field of the MADT parkboot gave this kernel,
+        // identity-mapped; a kernel may write its ACPI tables.
+        unsafe { core::ptr::write_unaligned(field as *mut u64, 0) };
+        say!("zeroed the MADT's MailBoxAddress at {field:#x}, as Linux does when it cannot hand CPUs back");
     }
     say!(
         "returning to parkboot at {:#x}: {:?}, report at {:#x}",
