@@ -202,6 +202,9 @@ enum Check {
     /// The XSDT and MADT parkboot built are ACPI NVS (type 4) in the memory map: it
     /// writes them again before every boot, so no kernel may reclaim them.
     AcpiTablesNvs,
+    /// The MADT advertises (Enabled or Online Capable) only the boot processor and
+    /// CPUs that are parked: an OS would wait forever for any other.
+    AdvertisedCpusParked,
     /// `parked_count` equals the slots in state Parked.
     ParkedCount,
     /// The mailbox holds no outstanding command when the kernel starts.
@@ -566,6 +569,21 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
             );
         }
     }
+    for &apic_id in &found.advertised {
+        let state = table
+            .cpus()
+            .iter()
+            .find(|slot| slot.apic_id == apic_id)
+            .map(|slot| slot.state.load(Ordering::Acquire));
+        let fine = apic_id == table.boot_apic_id || state == Some(CpuState::Parked as u32);
+        if !fine {
+            fail!(
+                Check::AdvertisedCpusParked,
+                "the MADT advertises APIC ID {apic_id}, which is {} in the park table",
+                state.map_or("not listed", state_name)
+            );
+        }
+    }
     if cmdline
         .split_ascii_whitespace()
         .any(|option| option == CLOBBER_ACPI_OPTION)
@@ -574,10 +592,12 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
     }
     say!(
         "ACPI: XSDT {:#x}, MADT {:#x} (ACPI NVS): Multiprocessor Wakeup version 1, mailbox \
-         {:#x}, ResetVector {reset_vector:#x}: the park table's",
+         {:#x}, ResetVector {reset_vector:#x}: the park table's; {} CPUs advertised, each \
+         parked or the boot processor",
         found.xsdt,
         found.madt,
-        wakeup.mailbox_address
+        wakeup.mailbox_address,
+        found.advertised.len()
     );
 
     // ---- who is parked ----
