@@ -2,6 +2,7 @@
 
 use crate::arch::{self, console, cpu, exceptions};
 use crate::entries::{self, BootState};
+use crate::kernel_tables::KernelTables;
 use crate::parking::{self, Parked, WakeSample};
 use crate::{set_finish, stop, Finish};
 use core::fmt::{self, Write};
@@ -19,7 +20,6 @@ use parkboot::{coreboot, pvh};
 
 const BIOS_AREA: (u64, u64) = (0xE_0000, 0x10_0000);
 const CONFIG_BYTES: usize = 8192;
-const ACPI_REWRITE_BYTES: u64 = 64 * 1024;
 
 /// End of what the current page tables identity-map: the first 4 GiB until the
 /// firmware map of all RAM is loaded.
@@ -704,37 +704,19 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         if wait_with_mwait { "MONITOR/MWAIT" } else { "PAUSE" }
     );
 
-    // Hand kernels a MADT that has the wakeup mailbox.
-    let acpi_out = memory
-        .allocate(
-            ACPI_REWRITE_BYTES,
-            4096,
-            ONE_MIB,
-            FOUR_GIB,
-            "rewritten ACPI tables",
-            ReportAs::AcpiReclaim,
-            Lifetime::Permanent,
-        )
-        .unwrap_or_else(|e| stop(format_args!("rewritten ACPI tables: {e}")));
-    // SAFETY: just reserved for this.
-    let out = unsafe {
-        core::slice::from_raw_parts_mut(acpi_out as *mut u8, ACPI_REWRITE_BYTES as usize)
-    };
-    let rewritten = acpi::rewrite_tables(
-        &Identity,
+    // Hand kernels a MADT that has the wakeup mailbox, emitted afresh before every boot
+    // from a private copy of the platform's, the CPUs that are not parked withheld.
+    let mut kernel_tables = KernelTables::new(
+        &mut memory,
         rsdp,
-        out,
-        acpi_out,
         parked.mailbox_address,
         parked.reset_vector,
     )
-    .unwrap_or_else(|e| stop(format_args!("rewriting ACPI tables: {e}")));
-    log::info!(
-        "ACPI: kernels get RSDP {:#x} (XSDT {:#x}, MADT {:#x} with a Multiprocessor Wakeup entry, version 1)",
-        rewritten.rsdp,
-        rewritten.xsdt,
-        rewritten.madt
-    );
+    .unwrap_or_else(|e| stop(format_args!("kernels' ACPI tables: {e}")));
+    let kernel_rsdp = kernel_tables
+        .emit(&parked)
+        .unwrap_or_else(|e| stop(format_args!("kernels' ACPI tables: {e}")))
+        .rsdp;
 
     // Start latency of each AP: from its INIT to its first arrival in the park loop.
     let mut start_ns: heapless::Vec<u64, MAX_PARKED_CPUS> = parked
@@ -840,8 +822,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         ));
     }
     let cpus = madt.cpus.len() as u32;
-    let kernel_rsdp = rewritten.rsdp;
-    entries::start(BootState::new(
+    let mut state = BootState::new(
         platform,
         config,
         memory,
@@ -851,5 +832,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         cbfs,
         cpus,
         &map,
-    ))
+    );
+    state.kernel_tables = Some(kernel_tables);
+    entries::start(state)
 }

@@ -9,6 +9,8 @@ mod boot;
 #[cfg(target_os = "none")]
 mod entries;
 #[cfg(target_os = "none")]
+mod kernel_tables;
+#[cfg(target_os = "none")]
 mod linux_boot;
 #[cfg(target_os = "none")]
 mod parking;

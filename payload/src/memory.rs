@@ -47,7 +47,10 @@ pub enum ReportAs {
     Usable,
     /// Never touched by the kernel: parkboot's own memory and the park region.
     Reserved,
-    /// Rewritten ACPI tables: the kernel may reuse the memory after reading them.
+    /// ACPI tables the kernel may reuse the memory of after reading them. parkboot
+    /// reports no range of its own this way (its ACPI tables are emitted again for
+    /// every boot, so they are [`ReportAs::AcpiNvs`]); platform ranges of this kind
+    /// keep it.
     AcpiReclaim,
     /// ACPI non-volatile storage, e.g. the ACPI wakeup mailbox page the parked
     /// processors poll: preserved by the kernel, also across sleep states.
@@ -555,6 +558,24 @@ impl MemoryMap {
             .retain(|r| r.lifetime == Lifetime::Permanent);
     }
 
+    /// Keeps every [`Lifetime::Boot`] reservation for good, reported to later kernels
+    /// as reserved: when a CPU may still be running in what the previous kernel was
+    /// loaded into (it did not come back through the ResetVector), that memory must
+    /// never be loaded over. Returns how many reservations were kept.
+    pub fn keep_boot_reservations(&mut self) -> usize {
+        let mut kept = 0;
+        for reservation in self
+            .reservations
+            .iter_mut()
+            .filter(|r| r.lifetime == Lifetime::Boot)
+        {
+            reservation.lifetime = Lifetime::Permanent;
+            reservation.report_as = ReportAs::Reserved;
+            kept += 1;
+        }
+        kept
+    }
+
     /// Whether `[start, start + size)` is non-empty, lies entirely in usable RAM and
     /// overlaps no reservation, i.e. whether [`MemoryMap::reserve`] would accept it.
     pub fn is_free(&self, start: u64, size: u64) -> bool {
@@ -865,6 +886,29 @@ mod tests {
 
     fn view(map: &MemoryMap) -> StdVec<(u64, u64, ReportAs)> {
         map.kernel_view().collect()
+    }
+
+    #[test]
+    fn kept_boot_reservations_survive_release_and_are_reserved_for_kernels() {
+        let mut map = pc_map();
+        map.reserve(16 * MIB, MIB, "kernel", ReportAs::Usable, Lifetime::Boot)
+            .unwrap();
+        map.reserve(
+            32 * MIB,
+            MIB,
+            "park",
+            ReportAs::Reserved,
+            Lifetime::Permanent,
+        )
+        .unwrap();
+        assert_eq!(map.keep_boot_reservations(), 1);
+        map.release_boot();
+        assert!(!map.is_free(16 * MIB, PAGE_SIZE));
+        let kept = map.reservations().find(|r| r.name == "kernel").unwrap();
+        assert_eq!(kept.lifetime, Lifetime::Permanent);
+        assert!(view(&map).contains(&(16 * MIB, MIB, ReportAs::Reserved)));
+        // Nothing left to keep the second time.
+        assert_eq!(map.keep_boot_reservations(), 0);
     }
 
     #[test]

@@ -194,3 +194,36 @@ fn a_bad_madt_checksum_without_entries_ends_cleanly() {
     assert_eq!(field(&outcome, "aps_parked"), "0");
     assert_eq!(field(&outcome, "cpus"), "0");
 }
+
+/// Every kernel zeroes the MailBoxAddress of the MADT it was given, as Linux does when
+/// it cannot hand CPUs back; parkboot emits the tables afresh before each boot, so
+/// every later kernel still finds the mailbox (the test kernel checks it against the
+/// park table) and the tables in ACPI NVS memory.
+#[test]
+fn tables_a_kernel_wrote_into_are_emitted_afresh_for_the_next() {
+    const ITERATIONS: usize = 3;
+    let config = format!(
+        "self_check = off\non_finish = qemu-exit\n[entry test-kernel]\nkernel = fw_cfg:opt/parkboot/kernel\ncmdline = \"testkernel.clobber-acpi\"\niterations = {ITERATIONS}\n"
+    );
+    let outcome = Boot::new(parkboot_image())
+        .smp(2)
+        .config_text(config)
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_eq!(
+        outcome.count_lines("zeroed the MADT's MailBoxAddress"),
+        ITERATIONS,
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(
+        outcome.count_lines("(ACPI NVS): Multiprocessor Wakeup version 1"),
+        ITERATIONS,
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(field(&outcome, "iterations_done"), ITERATIONS.to_string());
+    assert_eq!(field(&outcome, "iterations_failed"), "0");
+}

@@ -202,3 +202,54 @@ fn bad_linux_images_are_refused_and_the_next_entry_boots() {
     );
     assert!(!outcome.passed());
 }
+
+/// cbshim adds APIC ID 7 to the MADT: listed and enabled, but no such CPU exists, so it
+/// never reaches the park loop. Unmodified Linux has no timeout in its mailbox wakeup
+/// (`acpi_wakeup_cpu`): if the kernels' MADT still advertised the ghost, Linux would
+/// wait for it forever. parkboot withholds it, so every kernel of the kexec loop comes
+/// up with the CPUs that exist.
+#[test]
+fn debian_kernel_comes_up_without_a_cpu_that_never_parked() {
+    const GHOST_LOOPS: u32 = 2;
+    const GHOST_TIMEOUT: Duration = Duration::from_secs(300);
+    let config = format!(
+        "self_check = on\non_finish = qemu-exit\nap_timeout_ms = 200\n[entry linux]\nkernel = fw_cfg:opt/parkboot/kernel\ninitrd = fw_cfg:opt/parkboot/initrd\nformat = linux\ncmdline = \"console=ttyS0 panic=-1 quiet loglevel=4 parkboot.qemu_exit=on\"\niterations = {GHOST_LOOPS}\n"
+    );
+    let outcome = Boot::new(test_kernel("cbshim"))
+        .initrd(parkboot_image())
+        .append("cbshim.ghost-cpu")
+        .smp(CPUS)
+        .memory_mib(MEMORY_MIB)
+        .config_text(config)
+        .fw_cfg_file("opt/parkboot/kernel", linux_kernel())
+        .fw_cfg_file("opt/parkboot/initrd", linux_initrd())
+        .trace_init_ipis(true)
+        .timeout(GHOST_TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert!(
+        outcome
+            .find_line("ERROR: CPU with APIC ID 7 did not reach the park loop")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    let withheld = outcome
+        .find_line("APIC ID 7 withheld from the kernels' MADT")
+        .unwrap_or_else(|| panic!("the ghost CPU is not withheld\n{}", outcome.report()));
+    assert!(withheld.contains("not responding"), "{withheld}");
+    let lines: Vec<&str> = outcome
+        .lines()
+        .filter(|l| l.contains("parkboot-linux: iteration "))
+        .collect();
+    assert_eq!(lines.len() as u32, GHOST_LOOPS, "{}", outcome.report());
+    for line in &lines {
+        assert!(
+            line.contains(&format!("cpus online {CPUS}/{CPUS}")),
+            "{line}"
+        );
+        assert!(line.contains("woken from the mailbox"), "{line}");
+    }
+    let witness = outcome.init_ipis.as_ref().expect("INIT witness");
+    assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
+}

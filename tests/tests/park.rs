@@ -185,6 +185,18 @@ fn a_cpu_that_never_answers_is_reported_and_boot_goes_on() {
         "{}",
         outcome.report()
     );
+    // Not in any kernel's MADT: the test kernel checks that every CPU its MADT
+    // advertises is parked or the boot processor, in both iterations.
+    let withheld = outcome
+        .find_line("APIC ID 7 withheld from the kernels' MADT")
+        .unwrap_or_else(|| panic!("the ghost CPU is not withheld\n{}", outcome.report()));
+    assert!(withheld.contains("not responding"), "{withheld}");
+    assert_eq!(
+        outcome.count_lines("4 CPUs advertised, each parked or the boot processor"),
+        2,
+        "{}",
+        outcome.report()
+    );
     assert!(
         outcome.find_line("testkernel: iteration 2/2").is_some(),
         "{}",

@@ -398,6 +398,28 @@ fn truncated(entry: &MadtEntry<'_>, minimum: usize) -> AcpiError {
     }
 }
 
+/// The APIC ID a Local APIC or Local x2APIC entry names, and the offset of its flags
+/// within the entry; `None` for every other entry type. A CPU entry too short for its
+/// structure is an error, as in [`parse_madt`].
+pub(super) fn cpu_entry_id(entry: &MadtEntry<'_>) -> Result<Option<(u32, usize)>, AcpiError> {
+    match entry.entry_type {
+        MADT_TYPE_LOCAL_APIC => {
+            let local = LocalApicEntry::read(entry.bytes)
+                .ok_or_else(|| truncated(entry, size_of::<LocalApicEntry>()))?;
+            Ok(Some((
+                u32::from(local.apic_id),
+                offset_of!(LocalApicEntry, flags),
+            )))
+        }
+        MADT_TYPE_LOCAL_X2APIC => {
+            let x2 = LocalX2ApicEntry::read(entry.bytes)
+                .ok_or_else(|| truncated(entry, size_of::<LocalX2ApicEntry>()))?;
+            Ok(Some((x2.x2apic_id, offset_of!(LocalX2ApicEntry, flags))))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Reads a Multiprocessor Wakeup entry of either version.
 fn parse_wakeup(entry: &MadtEntry<'_>) -> Result<WakeupEntry, AcpiError> {
     let bytes = entry.bytes;

@@ -27,11 +27,13 @@ use heapless::Vec;
 
 use crate::platform::PhysicalMemory;
 
+mod advertise;
 mod madt;
 mod rewrite;
 #[cfg(test)]
 mod tests;
 
+pub use advertise::{cpus_to_withhold, Withheld, WithheldReason};
 pub use madt::{
     madt_entries, parse_madt, Cpu, LocalApicEntry, LocalX2ApicEntry, Madt, MadtEntries, MadtEntry,
     MadtHeader, MultiprocessorWakeupEntry, WakeupEntry, ENTRY_HEADER_LENGTH,
@@ -41,7 +43,8 @@ pub use madt::{
     MAX_CPUS, WAKEUP_ENTRY_LENGTH_V0, WAKEUP_ENTRY_LENGTH_V1, WAKEUP_MAILBOX_ALIGNMENT,
 };
 pub use rewrite::{
-    build_rsdp, build_xsdt, madt_with_wakeup, rewrite_tables, Rewritten, TABLE_ALIGNMENT,
+    build_rsdp, build_xsdt, madt_with_wakeup, reserve_kernel_tables, rewrite_tables,
+    PristineTables, Rewritten, KERNEL_TABLES_REPORT_AS, TABLE_ALIGNMENT,
 };
 
 /// A four-character ACPI table signature ("APIC", "XSDT", ...).

@@ -36,6 +36,19 @@ const MADT_ENTRIES: usize = TABLE_HEADER_LENGTH + 8;
 /// Each MADT entry starts with type u8, length u8.
 const MADT_ENTRY_HEADER_LENGTH: usize = 2;
 
+/// MADT entry types of a CPU: Processor Local APIC (APIC ID u8 at 3, flags u32 at 4)
+/// and Processor Local x2APIC (APIC ID u32 at 4, flags u32 at 8).
+const MADT_TYPE_LOCAL_APIC: u8 = 0;
+const MADT_TYPE_LOCAL_X2APIC: u8 = 9;
+const LOCAL_APIC_ID: usize = 3;
+const LOCAL_APIC_FLAGS: usize = 4;
+const LOCAL_X2APIC_ID: usize = 4;
+const LOCAL_X2APIC_FLAGS: usize = 8;
+/// Flags bit 0 Enabled, bit 1 Online Capable: an OS may start the CPU.
+const CPU_FLAGS_USABLE: u32 = 0b11;
+/// CPUs [`Found::advertised`] holds; a MADT advertising more is an error here.
+pub const MAX_ADVERTISED: usize = 256;
+
 /// MADT entry type of the Multiprocessor Wakeup structure (ACPI 6.6 §5.2.12.19).
 pub const MADT_TYPE_MULTIPROCESSOR_WAKEUP: u8 = 0x10;
 /// Layout of that entry: type, length, MailBoxVersion u16, reserved u32,
@@ -144,6 +157,8 @@ fn table(
 /// The Multiprocessor Wakeup entry as found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WakeupEntry {
+    /// Physical address of the entry's MailBoxAddress field, inside the MADT.
+    pub mailbox_address_field: u64,
     pub length: u8,
     pub mailbox_version: u16,
     pub mailbox_address: u64,
@@ -152,12 +167,15 @@ pub struct WakeupEntry {
 }
 
 /// What the walk found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Found {
     pub xsdt: u64,
     pub madt: u64,
     /// The first Multiprocessor Wakeup entry (the one an OS uses), if any.
     pub wakeup: Option<WakeupEntry>,
+    /// APIC IDs of the CPU entries with Enabled or Online Capable set: the CPUs an OS
+    /// would start.
+    pub advertised: heapless::Vec<u32, MAX_ADVERTISED>,
 }
 
 /// Walks RSDP (`rsdp`: the copy in the boot information) → XSDT → MADT and looks for
@@ -195,6 +213,7 @@ pub fn find_wakeup(memory: &impl PhysicalMemory, rsdp: &[u8]) -> Result<Found, A
     let madt = table(memory, madt_address, MADT_SIGNATURE)?;
 
     let mut wakeup = None;
+    let mut advertised = heapless::Vec::new();
     let mut offset = MADT_ENTRIES;
     while offset < madt.len() {
         let header = madt
@@ -205,8 +224,27 @@ pub fn find_wakeup(memory: &impl PhysicalMemory, rsdp: &[u8]) -> Result<Found, A
             .get(offset..offset + length)
             .filter(|_| length >= MADT_ENTRY_HEADER_LENGTH)
             .ok_or(AcpiError::BadMadtEntry(offset))?;
+        let cpu = match entry_type {
+            MADT_TYPE_LOCAL_APIC => entry
+                .get(LOCAL_APIC_ID)
+                .copied()
+                .map(u32::from)
+                .zip(read_u32(entry, LOCAL_APIC_FLAGS)),
+            MADT_TYPE_LOCAL_X2APIC => {
+                read_u32(entry, LOCAL_X2APIC_ID).zip(read_u32(entry, LOCAL_X2APIC_FLAGS))
+            }
+            _ => None,
+        };
+        if let Some((apic_id, flags)) = cpu {
+            if flags & CPU_FLAGS_USABLE != 0 && !advertised.contains(&apic_id) {
+                advertised
+                    .push(apic_id)
+                    .map_err(|_| AcpiError::BadMadtEntry(offset))?;
+            }
+        }
         if entry_type == MADT_TYPE_MULTIPROCESSOR_WAKEUP && wakeup.is_none() {
             wakeup = Some(WakeupEntry {
+                mailbox_address_field: madt_address + (offset + WAKEUP_MAILBOX_ADDRESS) as u64,
                 length: length as u8,
                 mailbox_version: read_u16(entry, WAKEUP_MAILBOX_VERSION)
                     .ok_or(AcpiError::BadMadtEntry(offset))?,
@@ -221,6 +259,7 @@ pub fn find_wakeup(memory: &impl PhysicalMemory, rsdp: &[u8]) -> Result<Found, A
         xsdt: xsdt_address,
         madt: madt_address,
         wakeup,
+        advertised,
     })
 }
 
@@ -275,6 +314,8 @@ mod tests {
         r
     }
 
+    const LOCAL_APIC_ENTRY_LENGTH: usize = 8;
+
     fn memory(with_wakeup: bool) -> Fake {
         let mut xsdt_body = Vec::new();
         xsdt_body.extend_from_slice(&FACP_AT.to_le_bytes());
@@ -309,12 +350,17 @@ mod tests {
         assert_eq!(
             found.wakeup,
             Some(WakeupEntry {
+                // After the one 8-byte Local APIC entry.
+                mailbox_address_field: found.madt
+                    + (MADT_ENTRIES + LOCAL_APIC_ENTRY_LENGTH + WAKEUP_MAILBOX_ADDRESS) as u64,
                 length: WAKEUP_ENTRY_LENGTH_V1 as u8,
                 mailbox_version: WAKEUP_MAILBOX_VERSION_RESET_VECTOR,
                 mailbox_address: MAILBOX,
                 reset_vector: Some(RESET_VECTOR),
             })
         );
+        // The one Local APIC entry: APIC ID 0, Enabled.
+        assert_eq!(found.advertised[..], [0]);
         let found = find_wakeup(&memory(false), &rsdp(XSDT_AT)).unwrap();
         assert_eq!(found.wakeup, None);
     }

@@ -52,6 +52,10 @@ const STALE_DOORBELL_OPTION: &str = "testkernel.stale-doorbell";
 
 /// entry.S's hold entry spins until this is nonzero (set by the boot processor).
 static AP_HOLD_RELEASE: AtomicU32 = AtomicU32::new(0);
+/// Command line option: before returning to parkboot, zero the MailBoxAddress of the
+/// MADT's Multiprocessor Wakeup entry in place, as Linux does when it cannot hand CPUs
+/// back (`acpi_mp_disable_offlining`). The next kernel must still find it intact.
+const CLOBBER_ACPI_OPTION: &str = "testkernel.clobber-acpi";
 
 /// What an AP leaves behind when it ran the kernel's AP entry, one per park slot
 /// (indexed like the slots). A cache line each, so APs stamping at the same time do not
@@ -209,6 +213,12 @@ enum Check {
     WakeupEntry,
     /// Its MailBoxAddress and ResetVector are the park table's.
     WakeupMatchesParkTable,
+    /// The XSDT and MADT parkboot built are ACPI NVS (type 4) in the memory map: it
+    /// writes them again before every boot, so no kernel may reclaim them.
+    AcpiTablesNvs,
+    /// The MADT advertises (Enabled or Online Capable) only the boot processor and
+    /// CPUs that are parked: an OS would wait forever for any other.
+    AdvertisedCpusParked,
     /// `parked_count` equals the slots in state Parked.
     ParkedCount,
     /// The mailbox holds no outstanding command when the kernel starts.
@@ -294,6 +304,8 @@ struct Run {
     wake_all_ns: u64,
     /// `testkernel.stale-doorbell` was given.
     stale_doorbell: bool,
+    /// Where `testkernel.clobber-acpi` writes zero before returning to parkboot.
+    clobber_at: Option<u64>,
 }
 
 impl Run {
@@ -321,6 +333,7 @@ extern "C" fn kernel_main(magic: u32, boot_info: u32) -> ! {
         wake_ns: Vec::new(),
         wake_all_ns: 0,
         stale_doorbell: false,
+        clobber_at: None,
     };
     let result = run_checks(magic, u64::from(boot_info), &mut run);
     finish(&run, result)
@@ -569,12 +582,48 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
             table.reset_vector
         );
     }
+    for (name, address, header_length) in [
+        ("XSDT", found.xsdt, acpi::TABLE_HEADER_LENGTH),
+        ("MADT", found.madt, acpi::TABLE_HEADER_LENGTH),
+    ] {
+        if !map.covers(address, header_length as u64, bootinfo::MEMORY_ACPI_NVS) {
+            fail!(
+                Check::AcpiTablesNvs,
+                "{name} {address:#x} is not ACPI NVS (type 4) in the memory map (it is {})",
+                map.kind_at(address)
+                    .map_or("not listed", bootinfo::memory_kind_name)
+            );
+        }
+    }
+    for &apic_id in &found.advertised {
+        let state = table
+            .cpus()
+            .iter()
+            .find(|slot| slot.apic_id == apic_id)
+            .map(|slot| slot.state.load(Ordering::Acquire));
+        let fine = apic_id == table.boot_apic_id || state == Some(CpuState::Parked as u32);
+        if !fine {
+            fail!(
+                Check::AdvertisedCpusParked,
+                "the MADT advertises APIC ID {apic_id}, which is {} in the park table",
+                state.map_or("not listed", state_name)
+            );
+        }
+    }
+    if cmdline
+        .split_ascii_whitespace()
+        .any(|option| option == CLOBBER_ACPI_OPTION)
+    {
+        run.clobber_at = Some(wakeup.mailbox_address_field);
+    }
     say!(
-        "ACPI: XSDT {:#x}, MADT {:#x}: Multiprocessor Wakeup version 1, mailbox {:#x}, \
-         ResetVector {reset_vector:#x}: the park table's",
+        "ACPI: XSDT {:#x}, MADT {:#x} (ACPI NVS): Multiprocessor Wakeup version 1, mailbox \
+         {:#x}, ResetVector {reset_vector:#x}: the park table's; {} CPUs advertised, each \
+         parked or the boot processor",
         found.xsdt,
         found.madt,
-        wakeup.mailbox_address
+        wakeup.mailbox_address,
+        found.advertised.len()
     );
 
     // ---- who is parked ----
@@ -890,6 +939,12 @@ fn finish(run: &Run, result: Result<(), Failure>) -> ! {
         } else {
             QEMU_EXIT_FAIL
         });
+    }
+    if let Some(field) = run.clobber_at {
+        // SAFETY: the MailBoxAddress field of the MADT parkboot gave this kernel,
+        // identity-mapped; a kernel may write its ACPI tables.
+        unsafe { core::ptr::write_unaligned(field as *mut u64, 0) };
+        say!("zeroed the MADT's MailBoxAddress at {field:#x}, as Linux does when it cannot hand CPUs back");
     }
     say!(
         "returning to parkboot at {:#x}: {:?}, report at {:#x}",
