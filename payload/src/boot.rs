@@ -200,7 +200,7 @@ fn find_cbfs(platform: &Platform) -> Option<Cbfs<'static>> {
     let cbfs = match Cbfs::locate(&IDENTITY, platform.cbfs) {
         Ok(cbfs) => cbfs,
         Err(e) => {
-            log::warn!("CBFS: {e}; nothing can be loaded from flash");
+            log::warn!("{e}; nothing can be loaded from flash");
             return None;
         }
     };

@@ -176,7 +176,7 @@ impl fmt::Display for EntryError {
         match self {
             EntryError::Memory(e) => write!(f, "{e}"),
             EntryError::FwCfg(e) => write!(f, "fw_cfg: {e}"),
-            EntryError::Cbfs(e) => write!(f, "CBFS: {e}"),
+            EntryError::Cbfs(e) => write!(f, "{e}"),
             EntryError::Multiboot2(e) => write!(f, "{e}"),
             EntryError::Linux(e) => write!(f, "{e}"),
             EntryError::NoFwCfg => write!(f, "no QEMU fw_cfg device to load it from"),

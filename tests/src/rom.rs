@@ -116,6 +116,8 @@ pub struct RomBuilder {
     payload: PathBuf,
     config: Option<String>,
     files: Vec<(String, PathBuf, Compression)>,
+    /// Files stored with a SHA-256 hash attribute (`cbfstool add -A sha256`).
+    hashed: Vec<String>,
 }
 
 impl RomBuilder {
@@ -126,6 +128,7 @@ impl RomBuilder {
             payload: payload.into(),
             config: None,
             files: Vec::new(),
+            hashed: Vec::new(),
         }
     }
 
@@ -144,6 +147,19 @@ impl RomBuilder {
     ) -> RomBuilder {
         self.files.push((name.into(), path.into(), compression));
         self
+    }
+
+    /// Adds the raw CBFS file `name` like [`RomBuilder::file`], with a SHA-256 hash
+    /// attribute that parkboot checks before using the file.
+    pub fn file_with_sha256(
+        mut self,
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        compression: Compression,
+    ) -> RomBuilder {
+        let name = name.into();
+        self.hashed.push(name.clone());
+        self.file(name, path, compression)
     }
 
     /// Writes the ROM into a fresh temporary directory, removed when the [`Rom`] is
@@ -199,20 +215,21 @@ impl RomBuilder {
             }
             let file =
                 path_text(path).ok_or_else(|| format!("{}: not a UTF-8 path", path.display()))?;
-            cbfstool(
-                &rom.path,
-                &[
-                    "add",
-                    "-t",
-                    "raw",
-                    "-n",
-                    name,
-                    "-f",
-                    &file,
-                    "-c",
-                    compression.as_str(),
-                ],
-            )?;
+            let mut args = vec![
+                "add",
+                "-t",
+                "raw",
+                "-n",
+                name,
+                "-f",
+                &file,
+                "-c",
+                compression.as_str(),
+            ];
+            if self.hashed.contains(name) {
+                args.extend(["-A", "sha256"]);
+            }
+            cbfstool(&rom.path, &args)?;
         }
         Ok(rom)
     }

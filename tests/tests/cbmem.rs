@@ -363,11 +363,12 @@ fn debian_kernel_runs_and_parkboot_log_survives_in_the_cbmem_console() {
     assert_eq!(answer.as_deref().map(str::trim), Ok(""), "pmemsave failed");
     let text = decode(&std::fs::read(&dump).unwrap()).unwrap();
     let lines = assert_starts_with_cbshim_then_parkboot(&text);
-    // parkboot's last line before the kernel ran, exactly as on the serial port.
+    // parkboot's last line before the kernel ran (its summary so far), exactly as on the
+    // serial port.
     let serial = parkboot_serial_lines(&outcome);
     let handoff = serial
         .iter()
-        .rposition(|l| l.contains("entry 'linux': command line: "))
+        .rposition(|l| l.contains("] parkboot: summary: "))
         .unwrap_or_else(|| panic!("no hand-off line\n{}", outcome.report()));
     assert_eq!(lines.last().copied(), Some(serial[handoff]), "{text}");
     assert_eq!(lines[1..], serial[..=handoff]);

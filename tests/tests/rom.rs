@@ -261,3 +261,123 @@ fn the_base_rom_has_no_payload_and_room_for_parkboot_and_debians_kernel() {
         );
     }
 }
+
+/// A file of its own for a test, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &[u8]) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("parkboot-rom-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Without entries parkboot boots the file CBFS names by the documented rule (here the
+/// first file called `vmlinuz`), with the `cmdline` file beside it.
+#[test]
+fn rom_without_entries_boots_the_kernel_cbfs_holds() {
+    const CMDLINE: &str = "from cbfs img/cmdline";
+    let cmdline = TempFile::new("cmdline", format!("{CMDLINE}\n").as_bytes());
+    let rom = RomBuilder::new(base_rom(), parkboot_image())
+        // Globals only: no [entry].
+        .config_text("self_check = off\non_finish = qemu-exit\n")
+        .file("img/vmlinuz", test_kernel("testkernel"), Compression::Lz4)
+        .file("img/cmdline", &cmdline.0, Compression::None)
+        .build()
+        .unwrap_or_else(|error| panic!("building the ROM: {error}"));
+    let outcome = Boot::rom(&rom.path)
+        .smp(2)
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_real_coreboot_boot(&outcome, 2);
+    assert_summary_from_cbfs(&outcome);
+    for line in [
+        "no entries configured: booting cbfs:img/vmlinuz once",
+        &format!("testkernel: command line: \"{CMDLINE}\""),
+    ] {
+        assert!(
+            outcome.find_line(line).is_some(),
+            "no line with {line:?}\n{}",
+            outcome.report()
+        );
+    }
+    assert_eq!(field(&outcome, "iterations_done"), "1");
+}
+
+/// A CBFS file whose bytes no longer match its SHA-256 attribute, and a file that is
+/// not there, are errors that name the file; parkboot goes on with the next entry and
+/// never jumps into the corrupt image.
+#[test]
+fn rom_corrupt_or_missing_cbfs_files_are_named_and_the_next_entry_boots() {
+    const GOOD_ITERATIONS: u32 = 2;
+    let config = format!(
+        "self_check = off\non_finish = qemu-exit\n\
+         [entry corrupt]\nkernel = cbfs:parkboot/corrupt\nformat = multiboot2\n\
+         [entry missing]\nkernel = cbfs:parkboot/missing\n\
+         [entry good]\nkernel = cbfs:{KERNEL}\nformat = multiboot2\niterations = {GOOD_ITERATIONS}\n"
+    );
+    let kernel = std::fs::read(test_kernel("testkernel")).unwrap();
+    let rom = RomBuilder::new(base_rom(), parkboot_image())
+        .config_text(config)
+        // Stored as it is, so its bytes can be found in the image and one flipped.
+        .file_with_sha256("parkboot/corrupt", test_kernel("testkernel"), Compression::None)
+        .file(KERNEL, test_kernel("testkernel"), Compression::Lzma)
+        .build()
+        .unwrap_or_else(|error| panic!("building the ROM: {error}"));
+    let mut image = std::fs::read(&rom.path).unwrap();
+    let probe = &kernel[kernel.len() / 2..kernel.len() / 2 + 64];
+    let found: Vec<usize> = image
+        .windows(probe.len())
+        .enumerate()
+        .filter(|(_, w)| *w == probe)
+        .map(|(at, _)| at)
+        .collect();
+    assert_eq!(found.len(), 1, "the uncompressed kernel must appear once");
+    image[found[0]] ^= 0x01;
+    std::fs::write(&rom.path, &image).unwrap();
+
+    let outcome = Boot::rom(&rom.path)
+        .smp(2)
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    assert!(!outcome.passed(), "failed entries must fail the run\n{}", outcome.report());
+    assert_real_coreboot_boot(&outcome, 2);
+    let corrupt = outcome
+        .find_line("entry 'corrupt' (iteration 1/1): CBFS file \"parkboot/corrupt\" at 0x")
+        .unwrap_or_else(|| panic!("no error for the corrupt file\n{}", outcome.report()));
+    assert!(
+        corrupt.contains("SHA-256 of the stored data does not match the hash attribute"),
+        "{corrupt}"
+    );
+    assert!(
+        outcome
+            .find_line("entry 'missing' (iteration 1/1): CBFS has no file 'parkboot/missing'")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    // Only the good entry ran a kernel, every iteration of it.
+    assert_eq!(
+        outcome.count_lines("testkernel: iteration "),
+        GOOD_ITERATIONS as usize,
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(field(&outcome, "iterations_failed"), "2");
+    assert!(
+        outcome.find_line("2 of 4 iterations failed").is_some(),
+        "{}",
+        outcome.report()
+    );
+}
