@@ -274,16 +274,25 @@ pub mod offsets {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TableProblem {
     Signature([u8; 8]),
-    Version { found: u32, expected: u32 },
+    Version {
+        found: u32,
+        expected: u32,
+    },
     /// `slots_offset` before the end of the header, or not a multiple of the slot
     /// alignment.
     SlotsOffset(u32),
     /// `slot_size` shorter than a slot, or not a multiple of its alignment.
     SlotSize(u32),
     /// `cpu_count` above `slot_count`.
-    CpuCount { cpu_count: u32, slot_count: u32 },
+    CpuCount {
+        cpu_count: u32,
+        slot_count: u32,
+    },
     /// The slots end beyond `table_size`.
-    TableSize { table_size: u32, slots_end: u64 },
+    TableSize {
+        table_size: u32,
+        slots_end: u64,
+    },
 }
 
 impl core::fmt::Display for TableProblem {
@@ -402,11 +411,11 @@ impl ParkTable {
         }
         let align = core::mem::align_of::<CpuSlot>();
         let offset = self.slots_offset as usize;
-        if offset < PARK_TABLE_HEADER_SIZE || offset % align != 0 {
+        if offset < PARK_TABLE_HEADER_SIZE || !offset.is_multiple_of(align) {
             return Err(TableProblem::SlotsOffset(self.slots_offset));
         }
         let size = self.slot_size as usize;
-        if size < core::mem::size_of::<CpuSlot>() || size % align != 0 {
+        if size < core::mem::size_of::<CpuSlot>() || !size.is_multiple_of(align) {
             return Err(TableProblem::SlotSize(self.slot_size));
         }
         if self.cpu_count > self.slot_count {
@@ -415,8 +424,8 @@ impl ParkTable {
                 slot_count: self.slot_count,
             });
         }
-        let slots_end = u64::from(self.slots_offset)
-            + u64::from(self.slot_count) * u64::from(self.slot_size);
+        let slots_end =
+            u64::from(self.slots_offset) + u64::from(self.slot_count) * u64::from(self.slot_size);
         if slots_end > u64::from(self.table_size) {
             return Err(TableProblem::TableSize {
                 table_size: self.table_size,
@@ -552,7 +561,7 @@ mod tests {
             let layout = std::alloc::Layout::from_size_align(bytes, 128).unwrap();
             // SAFETY: nonzero size; zero is a valid header and slot.
             let memory = unsafe { std::alloc::alloc_zeroed(layout) };
-            let buffer = TableBuffer { memory, layout };
+            let mut buffer = TableBuffer { memory, layout };
             let table = buffer.table_mut();
             table.signature = PARK_TABLE_SIGNATURE;
             table.version = PARK_TABLE_VERSION;
@@ -571,7 +580,7 @@ mod tests {
             buffer
         }
 
-        fn table_mut(&self) -> &mut ParkTable {
+        fn table_mut(&mut self) -> &mut ParkTable {
             // SAFETY: the buffer starts with a header, aligned, and outlives the borrow.
             unsafe { &mut *(self.memory as *mut ParkTable) }
         }
@@ -587,7 +596,7 @@ mod tests {
     #[test]
     fn slots_follow_the_header_for_any_count_and_stride() {
         for (count, stride) in [(0, 128), (1, 128), (300, 128), (1100, 128), (5, 256)] {
-            let buffer = TableBuffer::new(count, stride);
+            let mut buffer = TableBuffer::new(count, stride);
             let table = buffer.table_mut();
             assert_eq!(table.check(), Ok(()));
             let ids: std::vec::Vec<u32> = table.cpus().iter().map(|s| s.apic_id).collect();
@@ -605,7 +614,7 @@ mod tests {
 
     #[test]
     fn fewer_cpus_in_use_than_slots() {
-        let buffer = TableBuffer::new(8, 128);
+        let mut buffer = TableBuffer::new(8, 128);
         let table = buffer.table_mut();
         table.cpu_count = 3;
         assert_eq!(table.cpus().len(), 3);
@@ -615,8 +624,9 @@ mod tests {
 
     #[test]
     fn a_broken_header_is_named_and_gives_no_slots() {
-        let buffer = TableBuffer::new(4, 128);
-        let cases: [(fn(&mut ParkTable), TableProblem); 7] = [
+        let mut buffer = TableBuffer::new(4, 128);
+        type Breaker = fn(&mut ParkTable);
+        let cases: [(Breaker, TableProblem); 7] = [
             (
                 |t| t.signature = *b"PARKTABX",
                 TableProblem::Signature(*b"PARKTABX"),
@@ -647,7 +657,7 @@ mod tests {
             ),
         ];
         for (break_it, problem) in cases {
-            let fresh = TableBuffer::new(4, 128);
+            let mut fresh = TableBuffer::new(4, 128);
             let table = fresh.table_mut();
             break_it(table);
             assert_eq!(table.check(), Err(problem));

@@ -358,7 +358,10 @@ mod tests {
         let text = |ids: &[u32]| std::format!("{}", IdRanges(ids));
         assert_eq!(text(&[]), "");
         assert_eq!(text(&[7]), "7");
-        assert_eq!(text(&[256, 257, 258, 300, 400, 401]), "256-258, 300, 400-401");
+        assert_eq!(
+            text(&[256, 257, 258, 300, 400, 401]),
+            "256-258, 300, 400-401"
+        );
         assert_eq!(text(&[3, 2]), "3, 2");
         assert_eq!(text(&[u32::MAX - 1, u32::MAX]), "4294967294-4294967295");
     }

@@ -290,8 +290,9 @@ pub fn park_all(
         // SAFETY: slot `index` < slot_count lies in the zeroed table memory reserved
         // above (table_bytes), 128-byte aligned; nothing else references it yet.
         let slot = unsafe {
-            &mut *((layout.table as usize + PARK_TABLE_HEADER_SIZE + index * table.slot_size as usize)
-                as *mut CpuSlot)
+            &mut *((layout.table as usize
+                + PARK_TABLE_HEADER_SIZE
+                + index * table.slot_size as usize) as *mut CpuSlot)
         };
         slot.apic_id = cpu.apic_id;
         slot.stack_top = layout.stack_top(index as u64);
