@@ -14,7 +14,13 @@
  * park::mailbox, park::code) as const operands, so layout lives in one place.
  */
 
+.set CR4_PAE,               1 << 5
 .set CR4_MCE,               1 << 6
+.set CPUID_LEAF_STRUCTURED_EXTENDED, 7
+.set CPUID_ECX_CET_SS,      1 << 7
+.set CPUID_EDX_CET_IBT,     1 << 20
+.set MSR_IA32_S_CET,        0x6A2
+.set MCG_STATUS_RIPV,       1 << 0
 .set MSR_EFER,              0xC0000080
 .set EFER_NXE,              1 << 11
 .set CPUID_EXTENDED_MAX,    0x80000000
@@ -48,6 +54,8 @@
 .set PAGE_SIZE,             4096
 .set STUB_ALIGN,            16
 .set NO_VECTOR,             256                 /* recorded for any vector above 31 */
+.set MACHINE_CHECK_VECTOR,  18
+.set MACHINE_CHECK_SAVED_BYTES, 8 * 8           /* the registers the #MC handler pushes */
 
 /* r12 = slot of the CPU running this (0 if the table has none), r13 = park table,
  * r14d = APIC ID. Uses no stack: the ResetVector runs it before it has one.
@@ -160,9 +168,12 @@
 .Lno_nx\@:
 .endm
 
-/* Machine-check banks report errors only when their control MSRs enable them (a
- * kernel does this on its CPUs; INIT leaves them off), so a parked CPU enables every
- * bank: an uncorrected error then reaches the #MC handler and is counted in the slot.
+/* Machine-check banks report errors only when their control MSRs enable them, so on
+ * its first start a parked CPU enables MCG_CTL and every bank whose control reads 0
+ * (nothing enabled): an uncorrected error then reaches the #MC handler and is counted
+ * in the slot. A bank control that is not 0 was set by firmware on purpose (some banks
+ * have errata masks) and stays. On return through the ResetVector this is not run at
+ * all: the masks the previous kernel chose stay as they are.
  * Clobbers rax, rbx, rcx, rdx, rsi. */
 .macro ENABLE_MACHINE_CHECKS
     mov     $CPUID_LEAF_FEATURES, %eax
@@ -175,6 +186,9 @@
     test    $MCG_CAP_CTL_P, %esi
     jz      .Lbanks\@
     mov     $MSR_IA32_MCG_CTL, %ecx
+    rdmsr
+    or      %edx, %eax
+    jnz     .Lbanks\@
     mov     $-1, %eax
     mov     $-1, %edx
     wrmsr
@@ -184,13 +198,55 @@
 .Lnext_bank\@:
     test    %esi, %esi
     jz      .Lno_mca\@
+    rdmsr
+    or      %edx, %eax
+    jnz     .Lkeep_bank\@
     mov     $-1, %eax
     mov     $-1, %edx
     wrmsr
+.Lkeep_bank\@:
     add     $MC_BANK_MSR_STRIDE, %ecx
     dec     %esi
     jmp     .Lnext_bank\@
 .Lno_mca\@:
+.endm
+
+/* The one CR4 a CPU handed back runs with: PAE (long mode), MCE (a machine check
+ * reaches the #MC handler instead of shutting the CPU down) and LA57 as found (it
+ * cannot change with paging on). rdx = CR4 as the kernel left it. Everything else is
+ * cleared, each for a reason: CET (a kernel with IBT/shadow stacks on would make every
+ * indirect jump and IRET of parkboot's a #CP), FRED (bit 32: with it set, LIDT alone
+ * does not route NMIs and #MC to parkboot's IDT), PCIDE (handoff.S turns paging off),
+ * PGE (clearing it flushes the kernel's global TLB entries, which the CR3 switch
+ * alone keeps), SMEP/SMAP/PKE/UMIP and the rest (parkboot uses none). Writing a 0 to
+ * a bit the CPU does not have is allowed, so no CPUID check is needed here. */
+.macro LOAD_FIXED_CR4
+    and     $CR4_LA57, %edx                     /* zero-extends: bits 32-63 cleared too */
+    or      $(CR4_PAE | CR4_MCE), %edx
+    mov     %rdx, %cr4
+.endm
+
+/* IA32_S_CET off where CPUID says CET exists (the MSR #GPs elsewhere): with CR4.CET
+ * clear it does nothing, but a later kernel that sets CR4.CET before writing the MSR
+ * must not inherit ENDBR_EN from the previous kernel. Clobbers rax, rbx, rcx, rdx. */
+.macro CLEAR_SUPERVISOR_CET
+    xor     %eax, %eax
+    cpuid
+    cmp     $CPUID_LEAF_STRUCTURED_EXTENDED, %eax
+    jb      .Lno_cet\@
+    mov     $CPUID_LEAF_STRUCTURED_EXTENDED, %eax
+    xor     %ecx, %ecx
+    cpuid
+    test    $CPUID_ECX_CET_SS, %ecx
+    jnz     .Lcet\@
+    test    $CPUID_EDX_CET_IBT, %edx
+    jz      .Lno_cet\@
+.Lcet\@:
+    mov     $MSR_IA32_S_CET, %ecx
+    xor     %eax, %eax
+    xor     %edx, %edx
+    wrmsr
+.Lno_cet\@:
 .endm
 
 /* rax = TSC */
@@ -230,9 +286,11 @@ park_reset_vector:
     endbr64                                     /* a valid target with kernel IBT on */
     cli
     /* CR4.LA57 can only change with paging off, so a CPU handed back with 5-level
-     * paging on gets the same identity map under a PML5. */
-    mov     %cr4, %rax
-    test    $CR4_LA57, %eax
+     * paging on gets the same identity map under a PML5. Until the CR3 switch only
+     * this page is known to be mapped: park_code_data is in it (the blob fits in one
+     * page: asserted in parkboot's linker.ld). */
+    mov     %cr4, %rdx
+    test    $CR4_LA57, %edx
     jnz     1f
     mov     park_code_data + {DATA_FIRMWARE_CR3}(%rip), %rax
     jmp     2f
@@ -240,6 +298,8 @@ park_reset_vector:
     mov     park_code_data + {DATA_FIRMWARE_CR3_LA57}(%rip), %rax
 2:
     mov     %rax, %cr3
+    LOAD_FIXED_CR4
+    CLEAR_SUPERVISOR_CET
     mov     $ENTRY_RETURN, %r15d
     jmp     park_cpu_entry
 
@@ -281,9 +341,9 @@ park_cpu_entry:
     mov     %rax, %cr4
     ROUTE_PLATFORM_NMI
     ENABLE_NO_EXECUTE
-    ENABLE_MACHINE_CHECKS
     cmp     $ENTRY_START, %r15d
     jne     2f
+    ENABLE_MACHINE_CHECKS
     lock incl {SLOT_START_COUNT}(%r12)
     READ_TSC
     mov     %rax, {SLOT_FIRST_PARK_TSC}(%r12)
@@ -399,6 +459,7 @@ park_self_check_vector:
 /* NMI: count it in the slot and return to whatever the CPU was doing (parking). */
 .global park_nmi_handler
 park_nmi_handler:
+    endbr64
     push    %rax
     push    %rbx
     push    %rcx
@@ -421,13 +482,20 @@ park_nmi_handler:
     iretq
 
 /* #MC: record it, clear MCG_STATUS.MCIP (a second machine check while MCIP is set
- * shuts the CPU down), and return to parking. */
+ * shuts the CPU down), and go back to parking. With MCG_STATUS.RIPV set the
+ * interrupted instruction can be resumed: IRETQ. With RIPV clear it cannot: a CPU
+ * whose slot says Parked restarts its park loop on the slot's stack (parking keeps no
+ * state but the slot and the registers FIND_SLOT sets; a mailbox Wakeup caught half
+ * way is still in the mailbox and is answered again); a CPU in any other state (on
+ * its way in or out) is marked Faulted with vector 18 and stops, as for any fault. */
 .global park_machine_check_handler
 park_machine_check_handler:
+    endbr64
     push    %rax
     push    %rbx
     push    %rcx
     push    %rdx
+    push    %rsi
     push    %r12
     push    %r13
     push    %r14
@@ -437,22 +505,42 @@ park_machine_check_handler:
     lock incl {SLOT_MACHINE_CHECK_COUNT}(%r12)
 1:
     mov     $MSR_IA32_MCG_STATUS, %ecx
+    rdmsr
+    mov     %eax, %esi
     xor     %eax, %eax
     xor     %edx, %edx
     wrmsr
+    test    $MCG_STATUS_RIPV, %esi
+    jz      park_machine_check_restart
     pop     %r14
     pop     %r13
     pop     %r12
+    pop     %rsi
     pop     %rdx
     pop     %rcx
     pop     %rbx
     pop     %rax
     iretq
 
+park_machine_check_restart:
+    test    %r12, %r12
+    jz      park_unknown_cpu
+    cmpl    ${STATE_PARKED}, {SLOT_STATE}(%r12)
+    jne     1f
+    mov     {SLOT_STACK_TOP}(%r12), %rsp
+    mov     park_code_data + {DATA_MAILBOX}(%rip), %rbx
+    jmp     park_loop
+1:
+    add     $MACHINE_CHECK_SAVED_BYTES, %rsp    /* down to the CPU's frame */
+    pushq   $0                                  /* #MC pushes no error code */
+    pushq   $MACHINE_CHECK_VECTOR
+    jmp     park_fault
+
 /* Any other exception: one stub per vector 0-31 (same stride), so the handler knows
  * the vector; all stacks are made to look alike (vector, error code, CPU frame). */
 .macro fault_stub vector
     .balign STUB_ALIGN
+    endbr64                                     /* IDT entries are IBT targets */
     .if (\vector == 8) || (\vector >= 10 && \vector <= 14) || (\vector == 17) || (\vector == 21) || (\vector == 29) || (\vector == 30)
     .else
     pushq   $0
@@ -470,6 +558,7 @@ park_fault_stubs:
     .balign STUB_ALIGN
 .global park_unexpected_vector_stub
 park_unexpected_vector_stub:
+    endbr64
     pushq   $0
     pushq   $NO_VECTOR
     jmp     park_fault

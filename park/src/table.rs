@@ -11,10 +11,17 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// `ParkTable::signature`: lets a reader check it found a park table.
 pub const PARK_TABLE_SIGNATURE: [u8; 8] = *b"PARKTABL";
 /// Bumped on any incompatible layout change; fields are only ever added at the end of
-/// the header's reserved space in compatible versions.
-pub const PARK_TABLE_VERSION: u32 = 1;
-/// Slots in the table. CPUs beyond this are reported and not parked.
+/// the header's reserved space in compatible versions. Version 2 made the slot array
+/// self-describing (`slots_offset`, `slot_size`, `slot_count`): a reader finds slot `i`
+/// at `table + slots_offset + i * slot_size`, so tables with more slots (or longer
+/// slots) need no recompiled kernel.
+pub const PARK_TABLE_VERSION: u32 = 2;
+/// The most slots this build of parkboot gives a park table. Not part of the ABI
+/// (readers use `slot_count`): CPUs beyond it are not started, are counted in
+/// `cpus_beyond_table` and are withheld from the kernels' MADT.
 pub const MAX_PARKED_CPUS: usize = 256;
+/// Bytes of the header: the slots start here in tables parkboot builds.
+pub const PARK_TABLE_HEADER_SIZE: usize = core::mem::size_of::<ParkTable>();
 
 /// What a CPU is doing, as recorded in its slot's `state`.
 #[repr(u32)]
@@ -147,7 +154,10 @@ impl CpuSlot {
     }
 }
 
-/// The park table header followed by one slot per CPU.
+/// The park table header. `slot_count` slots follow it in the same memory (at
+/// `slots_offset`, `slot_size` apart), so a `ParkTable` is only ever used by reference
+/// to where parkboot placed it (or to a buffer of `table_size` bytes), never by value:
+/// [`ParkTable::cpus`] reads the slots behind the header.
 #[repr(C, align(128))]
 pub struct ParkTable {
     /// [`PARK_TABLE_SIGNATURE`].
@@ -185,8 +195,17 @@ pub struct ParkTable {
     pub park_region_size: u64,
     /// Kernels parkboot has booted since the CPUs were parked.
     pub boots: AtomicU64,
-    pub reserved: [u64; 3],
-    pub slots: [CpuSlot; MAX_PARKED_CPUS],
+    /// Byte offset of slot 0 from the start of the table (128 in version 2).
+    pub slots_offset: u32,
+    /// Bytes from one slot to the next (at least `size_of::<CpuSlot>()`; a later
+    /// version may append fields to a slot, and readers step by this).
+    pub slot_size: u32,
+    /// Slots that follow the header; `cpu_count` of them are in use.
+    pub slot_count: u32,
+    /// CPUs the platform's MADT lists as usable that did not fit in the table: never
+    /// started, not in any slot, and left out of (not enabled in) the kernels' MADT.
+    pub cpus_beyond_table: u32,
+    pub reserved: u64,
 }
 
 const _: () = {
@@ -207,9 +226,18 @@ const _: () = {
     assert!(offset_of!(ParkTable, park_region_base) == 80);
     assert!(offset_of!(ParkTable, park_region_size) == 88);
     assert!(offset_of!(ParkTable, boots) == 96);
-    assert!(offset_of!(ParkTable, slots) == 128);
-    assert!(size_of::<ParkTable>() == 128 + 128 * MAX_PARKED_CPUS);
+    assert!(offset_of!(ParkTable, slots_offset) == 104);
+    assert!(offset_of!(ParkTable, slot_size) == 108);
+    assert!(offset_of!(ParkTable, slot_count) == 112);
+    assert!(offset_of!(ParkTable, cpus_beyond_table) == 116);
+    assert!(offset_of!(ParkTable, reserved) == 120);
+    assert!(size_of::<ParkTable>() == 128);
 };
+
+/// Bytes of a table with `slot_count` slots, as parkboot lays it out.
+pub const fn table_bytes(slot_count: usize) -> usize {
+    PARK_TABLE_HEADER_SIZE + slot_count * core::mem::size_of::<CpuSlot>()
+}
 
 /// Byte offsets the park code (assembly) uses, derived from the structs above.
 pub mod offsets {
@@ -220,7 +248,10 @@ pub mod offsets {
     pub const TABLE_RESET_VECTOR: usize = offset_of!(ParkTable, reset_vector);
     pub const TABLE_WAKE_ALL_VECTOR: usize = offset_of!(ParkTable, wake_all_vector);
     pub const TABLE_WAKE_ALL_GENERATION: usize = offset_of!(ParkTable, wake_all_generation);
-    pub const TABLE_SLOTS: usize = offset_of!(ParkTable, slots);
+    pub const TABLE_SLOTS_OFFSET: usize = offset_of!(ParkTable, slots_offset);
+    pub const TABLE_SLOT_SIZE: usize = offset_of!(ParkTable, slot_size);
+    /// Where parkboot puts slot 0 (the header's size; `slots_offset` says so to readers).
+    pub const TABLE_SLOTS: usize = size_of::<ParkTable>();
     pub const SLOT_SIZE: usize = size_of::<CpuSlot>();
     pub const SLOT_APIC_ID: usize = offset_of!(CpuSlot, apic_id);
     pub const SLOT_STATE: usize = offset_of!(CpuSlot, state);
@@ -239,18 +270,192 @@ pub mod offsets {
     pub const SLOT_KERNEL_SCRATCH: usize = offset_of!(CpuSlot, kernel_scratch);
 }
 
-impl ParkTable {
-    /// Checks the header a kernel found at an address it was given.
-    pub fn is_valid(&self) -> bool {
-        self.signature == PARK_TABLE_SIGNATURE
-            && self.version == PARK_TABLE_VERSION
-            && self.table_size as usize == core::mem::size_of::<ParkTable>()
-            && self.cpu_count as usize <= MAX_PARKED_CPUS
+/// What is wrong with a park table header ([`ParkTable::check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableProblem {
+    Signature([u8; 8]),
+    Version {
+        found: u32,
+        expected: u32,
+    },
+    /// `slots_offset` before the end of the header, or not a multiple of the slot
+    /// alignment.
+    SlotsOffset(u32),
+    /// `slot_size` shorter than a slot, or not a multiple of its alignment.
+    SlotSize(u32),
+    /// `cpu_count` above `slot_count`.
+    CpuCount {
+        cpu_count: u32,
+        slot_count: u32,
+    },
+    /// The slots end beyond `table_size`.
+    TableSize {
+        table_size: u32,
+        slots_end: u64,
+    },
+}
+
+impl core::fmt::Display for TableProblem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            TableProblem::Signature(found) => {
+                write!(f, "signature {found:02x?}, expected \"PARKTABL\"")
+            }
+            TableProblem::Version { found, expected } => {
+                write!(f, "version {found}, expected {expected}")
+            }
+            TableProblem::SlotsOffset(offset) => write!(
+                f,
+                "slots_offset {offset}: must be at least {PARK_TABLE_HEADER_SIZE} and a multiple of {}",
+                core::mem::align_of::<CpuSlot>()
+            ),
+            TableProblem::SlotSize(size) => write!(
+                f,
+                "slot_size {size}: must be at least {} and a multiple of {}",
+                core::mem::size_of::<CpuSlot>(),
+                core::mem::align_of::<CpuSlot>()
+            ),
+            TableProblem::CpuCount {
+                cpu_count,
+                slot_count,
+            } => write!(f, "cpu_count {cpu_count} is above slot_count {slot_count}"),
+            TableProblem::TableSize {
+                table_size,
+                slots_end,
+            } => write!(
+                f,
+                "table_size {table_size}, but the slots end at byte {slots_end}"
+            ),
+        }
+    }
+}
+
+/// The slots in use of a [`ParkTable`], `stride` bytes apart behind its header.
+#[derive(Clone, Copy)]
+pub struct Slots<'a> {
+    first: *const u8,
+    stride: usize,
+    count: usize,
+    table: core::marker::PhantomData<&'a ParkTable>,
+}
+
+impl<'a> Slots<'a> {
+    pub fn len(&self) -> usize {
+        self.count
     }
 
-    /// The slots in use.
-    pub fn cpus(&self) -> &[CpuSlot] {
-        &self.slots[..(self.cpu_count as usize).min(MAX_PARKED_CPUS)]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn get(&self, index: usize) -> Option<&'a CpuSlot> {
+        if index >= self.count {
+            return None;
+        }
+        // SAFETY: `ParkTable::cpus` built this from a checked header: index < count
+        // slots of `stride` bytes (aligned, at least a CpuSlot) follow `first` within
+        // the table's memory, which lives as long as the table reference.
+        Some(unsafe { &*(self.first.add(index * self.stride) as *const CpuSlot) })
+    }
+
+    pub fn iter(&self) -> SlotIter<'a> {
+        SlotIter {
+            slots: *self,
+            next: 0,
+        }
+    }
+}
+
+impl<'a> IntoIterator for Slots<'a> {
+    type Item = &'a CpuSlot;
+    type IntoIter = SlotIter<'a>;
+    fn into_iter(self) -> SlotIter<'a> {
+        self.iter()
+    }
+}
+
+#[derive(Clone)]
+pub struct SlotIter<'a> {
+    slots: Slots<'a>,
+    next: usize,
+}
+
+impl<'a> Iterator for SlotIter<'a> {
+    type Item = &'a CpuSlot;
+    fn next(&mut self) -> Option<&'a CpuSlot> {
+        let slot = self.slots.get(self.next)?;
+        self.next += 1;
+        Some(slot)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.slots.count - self.next.min(self.slots.count);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for SlotIter<'_> {}
+
+impl ParkTable {
+    /// Checks the header a kernel found at an address it was given: signature,
+    /// version, and that the slots it describes lie within `table_size`.
+    pub fn check(&self) -> Result<(), TableProblem> {
+        if self.signature != PARK_TABLE_SIGNATURE {
+            return Err(TableProblem::Signature(self.signature));
+        }
+        if self.version != PARK_TABLE_VERSION {
+            return Err(TableProblem::Version {
+                found: self.version,
+                expected: PARK_TABLE_VERSION,
+            });
+        }
+        let align = core::mem::align_of::<CpuSlot>();
+        let offset = self.slots_offset as usize;
+        if offset < PARK_TABLE_HEADER_SIZE || !offset.is_multiple_of(align) {
+            return Err(TableProblem::SlotsOffset(self.slots_offset));
+        }
+        let size = self.slot_size as usize;
+        if size < core::mem::size_of::<CpuSlot>() || !size.is_multiple_of(align) {
+            return Err(TableProblem::SlotSize(self.slot_size));
+        }
+        if self.cpu_count > self.slot_count {
+            return Err(TableProblem::CpuCount {
+                cpu_count: self.cpu_count,
+                slot_count: self.slot_count,
+            });
+        }
+        let slots_end =
+            u64::from(self.slots_offset) + u64::from(self.slot_count) * u64::from(self.slot_size);
+        if slots_end > u64::from(self.table_size) {
+            return Err(TableProblem::TableSize {
+                table_size: self.table_size,
+                slots_end,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.check().is_ok()
+    }
+
+    /// The slots in use (`cpu_count` of them); none when the header does not pass
+    /// [`ParkTable::check`], so a broken header never leads to a read outside the table.
+    pub fn cpus(&self) -> Slots<'_> {
+        let count = if self.is_valid() {
+            self.cpu_count as usize
+        } else {
+            0
+        };
+        Slots {
+            // SAFETY (of the reads through it, in `Slots::get`): a ParkTable is only
+            // referenced where its slots follow it (see the type's documentation), and
+            // the checked header keeps every slot within `table_size`.
+            first: (self as *const ParkTable as *const u8).wrapping_add(self.slots_offset as usize),
+            stride: self.slot_size as usize,
+            count,
+            table: core::marker::PhantomData,
+        }
     }
 
     pub fn slot_for_apic_id(&self, apic_id: u32) -> Option<&CpuSlot> {
@@ -300,6 +505,7 @@ mod tests {
     extern crate std;
     use crate::mailbox::{MAILBOX_WAKE_ALL_SIGNAL_OFFSET, MONITORED_LINE_BYTES};
     use std::boxed::Box;
+    use std::string::ToString;
 
     /// A zeroed value on the heap (the table is 32 KiB; all-zero is valid for these
     /// integer and atomic structs).
@@ -342,9 +548,130 @@ mod tests {
         assert_eq!(mailbox.wake_all_signal.load(Ordering::Acquire), 2);
     }
 
+    /// A zeroed table of `slot_count` slots in 128-byte aligned heap memory, with a
+    /// valid version 2 header, and slot i holding APIC ID 1000 + i.
+    struct TableBuffer {
+        memory: *mut u8,
+        layout: std::alloc::Layout,
+    }
+
+    impl TableBuffer {
+        fn new(slot_count: usize, slot_size: usize) -> TableBuffer {
+            let bytes = PARK_TABLE_HEADER_SIZE + slot_count * slot_size;
+            let layout = std::alloc::Layout::from_size_align(bytes, 128).unwrap();
+            // SAFETY: nonzero size; zero is a valid header and slot.
+            let memory = unsafe { std::alloc::alloc_zeroed(layout) };
+            let mut buffer = TableBuffer { memory, layout };
+            let table = buffer.table_mut();
+            table.signature = PARK_TABLE_SIGNATURE;
+            table.version = PARK_TABLE_VERSION;
+            table.table_size = bytes as u32;
+            table.slots_offset = PARK_TABLE_HEADER_SIZE as u32;
+            table.slot_size = slot_size as u32;
+            table.slot_count = slot_count as u32;
+            table.cpu_count = slot_count as u32;
+            for index in 0..slot_count {
+                // SAFETY: within the buffer, aligned (slot_size is a multiple of 128).
+                unsafe {
+                    let slot = memory.add(PARK_TABLE_HEADER_SIZE + index * slot_size);
+                    (*(slot as *mut CpuSlot)).apic_id = 1000 + index as u32;
+                }
+            }
+            buffer
+        }
+
+        fn table_mut(&mut self) -> &mut ParkTable {
+            // SAFETY: the buffer starts with a header, aligned, and outlives the borrow.
+            unsafe { &mut *(self.memory as *mut ParkTable) }
+        }
+    }
+
+    impl Drop for TableBuffer {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with this layout.
+            unsafe { std::alloc::dealloc(self.memory, self.layout) };
+        }
+    }
+
+    #[test]
+    fn slots_follow_the_header_for_any_count_and_stride() {
+        for (count, stride) in [(0, 128), (1, 128), (300, 128), (1100, 128), (5, 256)] {
+            let mut buffer = TableBuffer::new(count, stride);
+            let table = buffer.table_mut();
+            assert_eq!(table.check(), Ok(()));
+            let ids: std::vec::Vec<u32> = table.cpus().iter().map(|s| s.apic_id).collect();
+            let expected: std::vec::Vec<u32> = (0..count as u32).map(|i| 1000 + i).collect();
+            assert_eq!(ids, expected, "{count} slots of {stride} bytes");
+            assert_eq!(table.cpus().len(), count);
+            assert_eq!(table.cpus().iter().len(), count);
+            if count > 0 {
+                let last = 1000 + count as u32 - 1;
+                assert_eq!(table.slot_for_apic_id(last).unwrap().apic_id, last);
+            }
+            assert!(table.slot_for_apic_id(999).is_none());
+        }
+    }
+
+    #[test]
+    fn fewer_cpus_in_use_than_slots() {
+        let mut buffer = TableBuffer::new(8, 128);
+        let table = buffer.table_mut();
+        table.cpu_count = 3;
+        assert_eq!(table.cpus().len(), 3);
+        assert!(table.cpus().get(3).is_none());
+        assert!(table.slot_for_apic_id(1003).is_none());
+    }
+
+    #[test]
+    fn a_broken_header_is_named_and_gives_no_slots() {
+        let mut buffer = TableBuffer::new(4, 128);
+        type Breaker = fn(&mut ParkTable);
+        let cases: [(Breaker, TableProblem); 7] = [
+            (
+                |t| t.signature = *b"PARKTABX",
+                TableProblem::Signature(*b"PARKTABX"),
+            ),
+            (
+                |t| t.version = 1,
+                TableProblem::Version {
+                    found: 1,
+                    expected: PARK_TABLE_VERSION,
+                },
+            ),
+            (|t| t.slots_offset = 64, TableProblem::SlotsOffset(64)),
+            (|t| t.slots_offset = 130, TableProblem::SlotsOffset(130)),
+            (|t| t.slot_size = 64, TableProblem::SlotSize(64)),
+            (
+                |t| t.cpu_count = 5,
+                TableProblem::CpuCount {
+                    cpu_count: 5,
+                    slot_count: 4,
+                },
+            ),
+            (
+                |t| t.slot_count = 5,
+                TableProblem::TableSize {
+                    table_size: 128 + 4 * 128,
+                    slots_end: 128 + 5 * 128,
+                },
+            ),
+        ];
+        for (break_it, problem) in cases {
+            let mut fresh = TableBuffer::new(4, 128);
+            let table = fresh.table_mut();
+            break_it(table);
+            assert_eq!(table.check(), Err(problem));
+            assert!(!problem.to_string().is_empty());
+            assert_eq!(table.cpus().len(), 0, "{problem}");
+            assert!(table.cpus().iter().next().is_none());
+        }
+        assert!(buffer.table_mut().is_valid());
+    }
+
     #[test]
     fn table_is_one_cache_line_header_then_slots() {
         assert_eq!(core::mem::align_of::<ParkTable>(), 128);
         assert_eq!(offsets::TABLE_SLOTS % offsets::SLOT_SIZE, 0);
+        assert_eq!(table_bytes(300), 128 + 300 * 128);
     }
 }

@@ -789,6 +789,12 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         parked.park_all_ns,
         if wait_with_mwait { "mwait" } else { "pause" }
     );
+    let _ = write!(
+        summary,
+        ",\"aps_beyond_table\":{},\"beyond_table\":\"{}\"",
+        parked.beyond_table.len(),
+        parkboot::park_layout::IdRanges(&parked.beyond_table)
+    );
     if let Some(s) = start_spread {
         let _ = write!(summary, ",\"init_sipi_start_ns\":{}", s.json());
     }
@@ -821,7 +827,8 @@ pub fn main(source: u32, boot_info: u32) -> ! {
             "{restarts} APs arrived from INIT-SIPI-SIPI more than once"
         ));
     }
-    let cpus = madt.cpus.len() as u32;
+    // CPUs beyond the park table were never started: kernels do not get them.
+    let cpus = (madt.cpus.len() - parked.beyond_table.len()) as u32;
     let mut state = BootState::new(
         platform,
         config,

@@ -232,8 +232,7 @@ pub fn start(boot_state: BootState) -> ! {
     // SAFETY: the one write, before any reader.
     unsafe { (*core::ptr::addr_of_mut!(STATE)).write(boot_state) };
     let s = state();
-    arch::REENTRY_CR3.store(s.firmware_cr3, Ordering::Relaxed);
-    arch::REENTRY_CR3_LA57.store(s.firmware_cr3_la57, Ordering::Relaxed);
+    arch::set_reentry_cr3(s.firmware_cr3, s.firmware_cr3_la57);
     if s.config.entries.is_empty() {
         default_entries(s);
     }

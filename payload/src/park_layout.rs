@@ -4,6 +4,9 @@
 
 use core::fmt;
 
+use crate::acpi::{Cpu, MAX_CPUS};
+use park::table::MAX_PARKED_CPUS;
+
 pub const PAGE_SIZE: u64 = 4096;
 /// Stack of each parked CPU: the park loop and its NMI/#MC handlers use a few hundred
 /// bytes; the rest is margin.
@@ -76,6 +79,82 @@ impl ParkLayout {
     /// Top of CPU `index`'s stack (16-byte aligned, stacks grow down).
     pub fn stack_top(&self, index: u64) -> u64 {
         self.stacks + (index + 1) * PARK_STACK_SIZE
+    }
+}
+
+/// Which CPUs of the MADT get a park table slot when there are more than `capacity`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotPlan {
+    /// Indexes into the MADT's CPU list, in MADT order: the boot processor, then the
+    /// usable CPUs while room is left, then unusable ones (state `Disabled`) while room
+    /// is left.
+    pub slotted: heapless::Vec<usize, MAX_PARKED_CPUS>,
+    /// APIC IDs of the usable CPUs (enabled or online-capable, not the boot processor)
+    /// that did not fit, in MADT order: never started, and withheld from kernels.
+    pub beyond_table: heapless::Vec<u32, MAX_CPUS>,
+}
+
+impl SlotPlan {
+    /// Plans slots for `cpus` (at most [`MAX_CPUS`] of them, as the MADT parser keeps)
+    /// with room for `capacity` (at most [`MAX_PARKED_CPUS`]).
+    pub fn new(cpus: &[Cpu], boot_apic_id: u32, capacity: usize) -> SlotPlan {
+        let capacity = capacity.min(MAX_PARKED_CPUS);
+        let mut take = [false; MAX_CPUS];
+        let mut taken = 0;
+        let ranks: [&dyn Fn(&Cpu) -> bool; 3] = [
+            &|cpu| cpu.apic_id == boot_apic_id,
+            &|cpu| cpu.apic_id != boot_apic_id && cpu.is_usable(),
+            &|cpu| cpu.apic_id != boot_apic_id && !cpu.is_usable(),
+        ];
+        for rank in ranks {
+            for (index, cpu) in cpus.iter().enumerate().take(MAX_CPUS) {
+                if taken < capacity && rank(cpu) && !take[index] {
+                    take[index] = true;
+                    taken += 1;
+                }
+            }
+        }
+        let mut plan = SlotPlan {
+            slotted: heapless::Vec::new(),
+            beyond_table: heapless::Vec::new(),
+        };
+        for (index, cpu) in cpus.iter().enumerate().take(MAX_CPUS) {
+            if take[index] {
+                // At most `capacity` <= MAX_PARKED_CPUS are taken.
+                let _ = plan.slotted.push(index);
+            } else if cpu.is_usable() && cpu.apic_id != boot_apic_id {
+                // At most MAX_CPUS CPUs are looked at.
+                let _ = plan.beyond_table.push(cpu.apic_id);
+            }
+        }
+        plan
+    }
+}
+
+/// A list of APIC IDs written as ranges of consecutive IDs: `256-299, 301, 400-401`.
+pub struct IdRanges<'a>(pub &'a [u32]);
+
+impl fmt::Display for IdRanges<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ids = self.0.iter().copied().peekable();
+        let mut first = true;
+        while let Some(start) = ids.next() {
+            let mut end = start;
+            while ids.peek() == Some(&end.wrapping_add(1)) && end != u32::MAX {
+                end += 1;
+                ids.next();
+            }
+            if !first {
+                write!(f, ", ")?;
+            }
+            first = false;
+            if end == start {
+                write!(f, "{start}")?;
+            } else {
+                write!(f, "{start}-{end}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -220,6 +299,72 @@ mod tests {
     use super::*;
     extern crate std;
     use std::format;
+
+    fn cpu(apic_id: u32, usable: bool) -> Cpu {
+        Cpu {
+            apic_id,
+            processor_uid: apic_id,
+            enabled: usable,
+            online_capable: false,
+            from_x2apic_entry: apic_id > 254,
+        }
+    }
+
+    #[test]
+    fn every_cpu_gets_a_slot_when_there_is_room() {
+        let cpus = [cpu(0, true), cpu(1, true), cpu(2, false), cpu(300, true)];
+        let plan = SlotPlan::new(&cpus, 0, 256);
+        assert_eq!(plan.slotted.as_slice(), &[0, 1, 2, 3]);
+        assert!(plan.beyond_table.is_empty());
+    }
+
+    #[test]
+    fn cpus_beyond_the_table_are_named_boot_processor_first() {
+        // The boot processor last in the MADT, a disabled CPU early: with room for 3,
+        // the boot processor and the first two usable APs get slots, in MADT order.
+        let cpus = [
+            cpu(5, false),
+            cpu(1, true),
+            cpu(2, true),
+            cpu(256, true),
+            cpu(257, true),
+            cpu(0, true),
+        ];
+        let plan = SlotPlan::new(&cpus, 0, 3);
+        assert_eq!(plan.slotted.as_slice(), &[1, 2, 5]);
+        assert_eq!(plan.beyond_table.as_slice(), &[256, 257]);
+        // Room for the usable ones too: the disabled CPU takes the last slot.
+        let plan = SlotPlan::new(&cpus, 0, 6);
+        assert_eq!(plan.slotted.as_slice(), &[0, 1, 2, 3, 4, 5]);
+        let plan = SlotPlan::new(&cpus, 0, 5);
+        assert_eq!(plan.slotted.as_slice(), &[1, 2, 3, 4, 5]);
+        assert!(plan.beyond_table.is_empty());
+    }
+
+    #[test]
+    fn three_hundred_cpus_fill_the_table_and_name_the_rest() {
+        let cpus: std::vec::Vec<Cpu> = (0..300).map(|id| cpu(id, true)).collect();
+        let plan = SlotPlan::new(&cpus, 0, MAX_PARKED_CPUS);
+        assert_eq!(plan.slotted.len(), MAX_PARKED_CPUS);
+        assert_eq!(plan.beyond_table.len(), 300 - MAX_PARKED_CPUS);
+        assert_eq!(
+            std::format!("{}", IdRanges(&plan.beyond_table)),
+            std::format!("{}-299", MAX_PARKED_CPUS)
+        );
+    }
+
+    #[test]
+    fn id_ranges_join_consecutive_ids() {
+        let text = |ids: &[u32]| std::format!("{}", IdRanges(ids));
+        assert_eq!(text(&[]), "");
+        assert_eq!(text(&[7]), "7");
+        assert_eq!(
+            text(&[256, 257, 258, 300, 400, 401]),
+            "256-258, 300, 400-401"
+        );
+        assert_eq!(text(&[3, 2]), "3, 2");
+        assert_eq!(text(&[u32::MAX - 1, u32::MAX]), "4294967294-4294967295");
+    }
 
     #[test]
     fn layout_is_page_aligned_and_ordered() {

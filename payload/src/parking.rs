@@ -7,13 +7,16 @@ use crate::arch::cpu::{self, rdtsc, wait_until};
 use core::sync::atomic::Ordering;
 use park::code::{self, ParkCodeData};
 use park::table::{
-    flags, CpuState, ParkTable, MAX_PARKED_CPUS, PARK_TABLE_SIGNATURE, PARK_TABLE_VERSION,
+    flags, table_bytes, CpuSlot, CpuState, ParkTable, MAX_PARKED_CPUS, PARK_TABLE_HEADER_SIZE,
+    PARK_TABLE_SIGNATURE, PARK_TABLE_VERSION,
 };
 use park::{MailboxCommand, WakeupMailbox};
-use parkboot::acpi::Cpu;
+use parkboot::acpi::{Cpu, MAX_CPUS};
 use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
 use parkboot::paging::{self, MapOptions, PageAllocator, ENTRIES_PER_TABLE};
-use parkboot::park_layout::{InterruptGate, ParkLayout, Spread, IDT_ENTRIES, PAGE_SIZE, PARK_GDT};
+use parkboot::park_layout::{
+    IdRanges, InterruptGate, ParkLayout, SlotPlan, Spread, IDT_ENTRIES, PAGE_SIZE, PARK_GDT,
+};
 
 /// The real-mode IVT and BIOS data area stay untouched.
 const TRAMPOLINE_MIN: u64 = 0x1000;
@@ -34,20 +37,25 @@ pub struct Parked {
     pub reset_vector: u64,
     pub self_check_vector: u64,
     pub trampoline: u64,
-    /// APs the MADT lists (usable ones), and how many reached the park loop.
+    /// APs the MADT lists (usable ones) that have a slot, and how many reached the
+    /// park loop.
     pub aps_expected: u32,
     pub aps_parked: u32,
     /// Time from the first INIT to the last AP parked.
     pub park_all_ns: u64,
     /// TSC when the first INIT was sent.
     pub init_tsc: u64,
+    /// APIC IDs of the usable CPUs the MADT lists beyond the park table's room, in
+    /// MADT order: never started, so never parked. They have no slot
+    /// (`table.slot_for_apic_id` is `None`), the table counts them in
+    /// `cpus_beyond_table`, and the kernels' MADT must not advertise them.
+    pub beyond_table: heapless::Vec<u32, MAX_CPUS>,
 }
 
 #[derive(Debug)]
 pub enum ParkError {
     Memory(parkboot::memory::MemoryError),
     Paging(paging::PagingError),
-    TooManyCpus(usize),
     NeedX2Apic(u32),
 }
 
@@ -56,12 +64,6 @@ impl core::fmt::Display for ParkError {
         match self {
             ParkError::Memory(e) => write!(f, "park region: {e}"),
             ParkError::Paging(e) => write!(f, "firmware page tables: {e}"),
-            ParkError::TooManyCpus(n) => {
-                write!(
-                    f,
-                    "the MADT lists {n} CPUs; the park table has {MAX_PARKED_CPUS} slots"
-                )
-            }
             ParkError::NeedX2Apic(id) => write!(
                 f,
                 "APIC ID {id} needs x2APIC mode, which this CPU does not offer"
@@ -158,14 +160,23 @@ pub fn park_all(
     wait_with_mwait: bool,
     x2apic: bool,
 ) -> Result<Parked, ParkError> {
-    if cpus.len() > MAX_PARKED_CPUS {
-        return Err(ParkError::TooManyCpus(cpus.len()));
+    let plan = SlotPlan::new(cpus, boot_apic_id, MAX_PARKED_CPUS);
+    let slot_count = plan.slotted.len();
+    if !plan.beyond_table.is_empty() {
+        log::warn!(
+            "the MADT lists {} CPUs, the park table has {} slots: {} CPUs beyond it are not \
+             started and not parked, and kernels do not get them: APIC IDs {}",
+            cpus.len(),
+            MAX_PARKED_CPUS,
+            plan.beyond_table.len(),
+            IdRanges(&plan.beyond_table)
+        );
     }
     let park_code = code::park_code();
     let trampoline = code::trampoline();
-    let table_bytes = core::mem::size_of::<ParkTable>() as u64;
+    let table_bytes = table_bytes(slot_count) as u64;
     let code_bytes = park_code.blob.bytes.len() as u64;
-    let size = ParkLayout::size_for(table_bytes, code_bytes, cpus.len() as u64);
+    let size = ParkLayout::size_for(table_bytes, code_bytes, slot_count as u64);
 
     let mailbox_address = memory
         .allocate(
@@ -200,7 +211,7 @@ pub fn park_all(
             Lifetime::Permanent,
         )
         .map_err(ParkError::Memory)?;
-    let layout = ParkLayout::new(base, table_bytes, code_bytes, cpus.len() as u64);
+    let layout = ParkLayout::new(base, table_bytes, code_bytes, slot_count as u64);
     // SAFETY: all three ranges were just reserved for parkboot.
     unsafe {
         zero(mailbox_address, PAGE_SIZE);
@@ -257,7 +268,11 @@ pub fn park_all(
     table.signature = PARK_TABLE_SIGNATURE;
     table.version = PARK_TABLE_VERSION;
     table.table_size = table_bytes as u32;
-    table.cpu_count = cpus.len() as u32;
+    table.slots_offset = PARK_TABLE_HEADER_SIZE as u32;
+    table.slot_size = core::mem::size_of::<CpuSlot>() as u32;
+    table.slot_count = slot_count as u32;
+    table.cpu_count = slot_count as u32;
+    table.cpus_beyond_table = plan.beyond_table.len() as u32;
     table.boot_apic_id = boot_apic_id;
     table.flags = if wait_with_mwait {
         flags::WAIT_MWAIT
@@ -271,7 +286,14 @@ pub fn park_all(
     table.park_region_base = layout.base;
     table.park_region_size = layout.size;
     let mut aps_expected = 0;
-    for (index, (slot, cpu)) in table.slots.iter_mut().zip(cpus).enumerate() {
+    for (index, cpu) in plan.slotted.iter().map(|&i| &cpus[i]).enumerate() {
+        // SAFETY: slot `index` < slot_count lies in the zeroed table memory reserved
+        // above (table_bytes), 128-byte aligned; nothing else references it yet.
+        let slot = unsafe {
+            &mut *((layout.table as usize
+                + PARK_TABLE_HEADER_SIZE
+                + index * table.slot_size as usize) as *mut CpuSlot)
+        };
         slot.apic_id = cpu.apic_id;
         slot.stack_top = layout.stack_top(index as u64);
         let state = if cpu.apic_id == boot_apic_id {
@@ -326,6 +348,7 @@ pub fn park_all(
         aps_parked: 0,
         park_all_ns: 0,
         init_tsc: 0,
+        beyond_table: plan.beyond_table,
     };
     start_aps(&mut parked, ap_timeout_ms, x2apic)?;
     Ok(parked)

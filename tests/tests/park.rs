@@ -138,6 +138,42 @@ fn parked_cpus_survive_nmis_and_stay_wakeable() {
     check_park_table(&outcome, 4, 5);
 }
 
+/// An uncorrected machine check whose MCG_STATUS has RIPV clear (MCIP only: the
+/// interrupted instruction cannot be resumed) on a parked CPU: the handler restarts
+/// the park loop on the slot's stack instead of returning, and the CPU stays parked
+/// and wakeable. (Under TCG the interrupted RIP is in fact resumable, so an IRETQ
+/// would survive too: this runs the restart path end to end, it cannot show the
+/// difference.)
+#[test]
+fn a_machine_check_without_ripv_restarts_the_park_loop() {
+    const MACHINE_CHECK: &str = "mce 2 1 0xb000000000000000 0x4 0 0";
+    let outcome = Boot::new(parkboot_image())
+        .smp(4)
+        .config_text(config(5, "nmi_test = on\n"))
+        .monitor(true)
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run_with(|line, ctl| {
+            if line.contains("NMI test: waiting for NMIs") {
+                // One NMI for the test's count, then the machine check on the CPU
+                // with index 2 (APIC ID 2).
+                ctl.monitor("nmi").expect("monitor nmi");
+                ctl.monitor(MACHINE_CHECK).expect("monitor mce");
+                ctl.send_serial(b"g").expect("go-ahead");
+            }
+        });
+    outcome.assert_pass();
+    let ap2 = outcome
+        .lines()
+        .find(|l| l.contains("APIC ID    2  parked") && l.contains(" starts "))
+        .unwrap_or_else(|| panic!("no park table row for APIC ID 2\n{}", outcome.report()));
+    assert!(
+        ap2.ends_with("machine checks 1"),
+        "the #MC was not counted: {ap2}"
+    );
+    check_park_table(&outcome, 4, 5);
+}
+
 #[test]
 fn parks_through_x2apic_mode() {
     let outcome = Boot::new(parkboot_image())
@@ -266,4 +302,77 @@ fn parked_cpus_wait_with_pause_without_monitor() {
         .run();
     outcome.assert_pass();
     assert_eq!(summary_field(&outcome, "park_wait"), "\"pause\"");
+}
+
+/// Parks a machine through the default loop (the test kernel, 2 iterations) with
+/// `qemu_smp` as QEMU's `-smp` and x2APIC, and checks the summary, that every AP with
+/// a slot is parked, woken by the test kernel and back, and 0 INIT IPIs after park.
+fn boot_many(qemu_smp: &str, cpus: u32) -> Outcome {
+    let config = "self_check = on\nself_check_rounds = 1\non_finish = qemu-exit\n\
+        [entry test-kernel]\nkernel = fw_cfg:opt/parkboot/kernel\niterations = 2\n";
+    let outcome = Boot::new(parkboot_image())
+        .smp(cpus)
+        .cpu("qemu64,+x2apic")
+        .args(["-smp", qemu_smp])
+        .config_text(config)
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_eq!(summary_field(&outcome, "iterations_failed"), "0");
+    let witness = outcome.init_ipis.as_ref().expect("INIT IPI witness");
+    assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
+    outcome
+}
+
+/// APIC IDs above 255 (two sockets of 75 CPUs whose topology puts the second socket
+/// at APIC ID 256 and up) are parked, woken by the test kernel through the mailbox
+/// and the doorbell, and handed back, like the others.
+#[test]
+fn apic_ids_above_255_are_parked() {
+    let outcome = boot_many("150,sockets=2,dies=5,cores=5,threads=3", 150);
+    assert_eq!(summary_field(&outcome, "aps_parked"), "149");
+    assert_eq!(summary_field(&outcome, "aps_beyond_table"), "0");
+    for apic_id in [256, 300, 402] {
+        let row = format!("APIC ID  {apic_id}  parked          starts 1  wakes 2  returns 2");
+        assert!(
+            outcome.find_line(&row).is_some(),
+            "no '{row}'\n{}",
+            outcome.report()
+        );
+    }
+    assert_eq!(summary_field(&outcome, "cpus_woken_min"), "149");
+}
+
+/// More CPUs than the park table has slots (256): the first 255 APs are parked and
+/// every kernel wakes them; APIC IDs 256-299 are named in the log and the summary, not
+/// started (no INIT at all after park, no slot), and the boot goes on.
+#[test]
+fn cpus_beyond_the_park_table_are_named_and_boot_goes_on() {
+    let outcome = boot_many("300", 300);
+    assert!(
+        outcome
+            .find_line(
+                "the MADT lists 300 CPUs, the park table has 256 slots: 44 CPUs beyond it are \
+                 not started and not parked, and kernels do not get them: APIC IDs 256-299"
+            )
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(summary_field(&outcome, "aps"), "255");
+    assert_eq!(summary_field(&outcome, "aps_parked"), "255");
+    assert_eq!(summary_field(&outcome, "aps_beyond_table"), "44");
+    assert_eq!(summary_field(&outcome, "beyond_table"), "\"256-299\"");
+    assert_eq!(summary_field(&outcome, "cpus_woken_min"), "255");
+    assert!(
+        outcome.find_line("APIC ID  256  ").is_some()
+            && !outcome.lines().any(|l| l.contains("APIC ID  256  parked")),
+        "{}",
+        outcome.report()
+    );
+    // Only the 255 APs with a slot got STARTUP IPIs (two each at most).
+    let witness = outcome.init_ipis.as_ref().expect("INIT IPI witness");
+    assert!(witness.park_sipis <= 2 * 255, "{witness:?}");
 }

@@ -11,8 +11,9 @@ use heapless::Vec;
 
 use super::{put, u16_at, u32_at, u64_at, u8_at, AcpiError, EntryProblem, SdtHeader, Signature};
 
-/// How many CPUs parkboot keeps track of (entries in [`Madt::cpus`]).
-pub const MAX_CPUS: usize = 256;
+/// How many CPUs parkboot keeps track of (entries in [`Madt::cpus`]). More than the park
+/// table has slots for (`park::table::MAX_PARKED_CPUS`): those are listed, not parked.
+pub const MAX_CPUS: usize = 1024;
 
 /// Interrupt Controller Structure type 0: Processor Local APIC (8-bit APIC IDs).
 pub const MADT_TYPE_LOCAL_APIC: u8 = 0;

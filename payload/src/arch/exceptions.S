@@ -14,6 +14,7 @@
 /* Vectors for which the CPU pushes an error code itself. */
 .macro exception_stub vector
     .balign STUB_ALIGN
+    endbr64                             /* a valid target should IBT still be on */
     .if (\vector == 8) || (\vector >= 10 && \vector <= 14) || (\vector == 17) || (\vector == 21) || (\vector == 29) || (\vector == 30)
     .else
     push    $0                          /* no error code: keep the frame shape */
@@ -30,6 +31,7 @@ exception_stubs:
 .irp vector, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
     .if \vector == NMI_VECTOR
     .balign STUB_ALIGN
+    endbr64
     jmp     nmi_entry
     .else
     exception_stub \vector

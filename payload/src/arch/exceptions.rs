@@ -23,7 +23,10 @@ extern "C" {
 
 const EXCEPTION_VECTORS: usize = 32;
 const STUB_STRIDE: u64 = 16;
-static mut IDT: [InterruptGate; IDT_ENTRIES] = [InterruptGate::MISSING; IDT_ENTRIES];
+/// The boot processor's IDT (also loaded by the re-entry vector, `reentry.S`).
+pub static mut IDT: [InterruptGate; IDT_ENTRIES] = [InterruptGate::MISSING; IDT_ENTRIES];
+/// Its LIDT limit.
+pub const IDT_LIMIT: u16 = (IDT_ENTRIES * core::mem::size_of::<InterruptGate>() - 1) as u16;
 
 /// Loads the IDT. Vectors above 31 stay not-present: with interrupts off none can
 /// arrive, and if one did the resulting #GP/#NP is reported like any exception.
@@ -36,7 +39,7 @@ pub fn init() {
             *gate = InterruptGate::new(stubs + vector as u64 * STUB_STRIDE, SEL_CODE64);
         }
         let pointer = x86_64::structures::DescriptorTablePointer {
-            limit: (core::mem::size_of_val(idt) - 1) as u16,
+            limit: IDT_LIMIT,
             base: x86_64::VirtAddr::new(idt.as_ptr() as u64),
         };
         x86_64::instructions::tables::lidt(&pointer);

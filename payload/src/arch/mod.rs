@@ -26,23 +26,21 @@ global_asm!(
     options(att_syntax)
 );
 
-/// parkboot's CR3 for the re-entry vector (and its PML5 wrapper for LA57 kernels).
-pub static REENTRY_CR3: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-pub static REENTRY_CR3_LA57: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
 global_asm!(
     include_str!("reentry.S"),
     rust_reentry = sym crate::entries::reentry,
-    firmware_cr3 = sym REENTRY_CR3,
-    firmware_cr3_la57 = sym REENTRY_CR3_LA57,
     SEL_CODE64 = const SEL_CODE64,
     SEL_DATA = const SEL_DATA,
     gdt_pointer = sym FLAT_GDT_POINTER,
+    idt = sym exceptions::IDT,
+    IDT_LIMIT = const exceptions::IDT_LIMIT,
     options(att_syntax)
 );
 
 extern "C" {
     static parkboot_reentry: u8;
+    static mut parkboot_reentry_cr3: u64;
+    static mut parkboot_reentry_cr3_la57: u64;
     #[link_name = "boot_stack_top"]
     static BOOT_STACK_TOP: u8;
 }
@@ -50,6 +48,18 @@ extern "C" {
 /// Address of the re-entry vector (`park::ParkTable::reentry_vector`).
 pub fn reentry_vector() -> u64 {
     core::ptr::addr_of!(parkboot_reentry) as u64
+}
+
+/// Sets parkboot's CR3 for the re-entry vector (and its PML5 wrapper for LA57
+/// kernels). They live in the vector's own page, the only page a kernel promises
+/// mapped, because the vector reads them before it switches CR3.
+pub fn set_reentry_cr3(pml4: u64, pml5: u64) {
+    // SAFETY: two u64 in parkboot's image; only the boot processor writes them, before
+    // it boots a kernel (the only code that can jump to the re-entry vector).
+    unsafe {
+        core::ptr::write_volatile(core::ptr::addr_of_mut!(parkboot_reentry_cr3), pml4);
+        core::ptr::write_volatile(core::ptr::addr_of_mut!(parkboot_reentry_cr3_la57), pml5);
+    }
 }
 
 /// Top of the boot stack, which is free whenever a kernel runs.

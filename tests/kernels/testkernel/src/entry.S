@@ -15,8 +15,9 @@
  *   {BOOTLOADER_MAGIC}  {TAG_CMDLINE} {TAG_MMAP} {TAG_ACPI_NEW_RSDP}  (multiboot2)
  *   {SEL_CODE32} {SEL_CODE64} {SEL_DATA}                            (GDT selectors)
  *   {COM1} {QEMU_DEBUG_EXIT_PORT} {QEMU_EXIT_FAIL}
- *   {TABLE_SLOTS} {TABLE_RESET_VECTOR} {SLOT_APIC_ID} {SLOT_SIZE_SHIFT}
- *   {MAX_PARKED_CPUS}                                               (park table ABI)
+ *   {TABLE_SLOTS_OFFSET} {TABLE_SLOT_SIZE} {TABLE_RESET_VECTOR} {SLOT_APIC_ID}
+ *                                                                   (park table ABI)
+ *   {MAX_CPUS}                                                      (AP_PROOFS entries)
  *   {PROOF_APIC_ID} {PROOF_TSC} {PROOF_SIZE_SHIFT}                  (ApProof layout)
  */
 
@@ -312,14 +313,24 @@ testkernel_ap_hold_entry:
     or      %rdx, %rax
     mov     %rax, %r8
 
-    /* Slot index = (slot - (table + TABLE_SLOTS)) / SLOT_SIZE; an out-of-range slot
-     * (a broken rdi) stamps nothing, so the boot processor times out and reports it. */
-    mov     %rdi, %rcx
-    sub     %rsi, %rcx
-    sub     ${TABLE_SLOTS}, %rcx
-    shr     ${SLOT_SIZE_SHIFT}, %rcx
-    cmp     ${MAX_PARKED_CPUS}, %rcx
+    /* Slot index = (slot - (table + slots_offset)) / slot_size, both from the table
+     * (park table version 2); a slot address that is not on a slot (a broken rdi)
+     * stamps nothing, so the boot processor times out and reports it. */
+    mov     %rdi, %rax
+    sub     %rsi, %rax
+    movl    {TABLE_SLOTS_OFFSET}(%rsi), %ecx
+    sub     %rcx, %rax
+    jb      12f
+    movl    {TABLE_SLOT_SIZE}(%rsi), %ecx
+    test    %ecx, %ecx
+    jz      12f
+    xor     %edx, %edx
+    div     %rcx
+    test    %rdx, %rdx
+    jnz     12f
+    cmp     ${MAX_CPUS}, %rax
     jae     12f
+    mov     %rax, %rcx
     shl     ${PROOF_SIZE_SHIFT}, %rcx
     lea     {ap_proofs}(%rip), %rdx
     add     %rdx, %rcx

@@ -16,7 +16,12 @@ use park::mailbox::{MailboxCommand, WakeupMailbox, MAILBOX_ALIGN, MAILBOX_SIZE};
 use park::reentry::{
     KernelReport, Multiboot2ParkbootTag, ReentryRequest, MULTIBOOT2_TAG_TYPE_PARKBOOT,
 };
-use park::table::{flags, offsets, CpuState, ParkTable, MAX_PARKED_CPUS, PARK_TABLE_VERSION};
+use park::table::{flags, offsets, CpuSlot, CpuState, ParkTable, PARK_TABLE_VERSION};
+
+/// CPUs this kernel keeps a proof of wakeup for. Its own limit, not the park table's:
+/// the table says how many slots it has (`slot_count`), and the kernel refuses a table
+/// with more CPUs than this instead of reading beyond `AP_PROOFS`.
+const MAX_CPUS: usize = 1024;
 
 use crate::acpi::{self, PhysicalMemory};
 use crate::bootinfo::{self, BootInfo, TAG_HEADER_SIZE};
@@ -89,12 +94,11 @@ impl ApProof {
     }
 }
 
-// The AP entry turns a slot address into an index and an index into a proof address
-// with shifts.
-const _: () = assert!(offsets::SLOT_SIZE.is_power_of_two());
+// The AP entry turns a slot address into an index with the table's own slots_offset
+// and slot_size, and an index into a proof address with a shift.
 const _: () = assert!(size_of::<ApProof>().is_power_of_two());
 
-static AP_PROOFS: [ApProof; MAX_PARKED_CPUS] = [const { ApProof::new() }; MAX_PARKED_CPUS];
+static AP_PROOFS: [ApProof; MAX_CPUS] = [const { ApProof::new() }; MAX_CPUS];
 
 /// The report parkboot reads at re-entry; in .bss, filled in at the end of the run.
 static mut REPORT: MaybeUninit<KernelReport> = MaybeUninit::zeroed();
@@ -115,16 +119,25 @@ global_asm!(
     COM1 = const COM1,
     QEMU_DEBUG_EXIT_PORT = const crate::serial::QEMU_DEBUG_EXIT_PORT,
     QEMU_EXIT_FAIL = const QEMU_EXIT_FAIL,
-    TABLE_SLOTS = const offsets::TABLE_SLOTS,
+    TABLE_SLOTS_OFFSET = const offsets::TABLE_SLOTS_OFFSET,
+    TABLE_SLOT_SIZE = const offsets::TABLE_SLOT_SIZE,
     TABLE_RESET_VECTOR = const offsets::TABLE_RESET_VECTOR,
     SLOT_APIC_ID = const offsets::SLOT_APIC_ID,
-    SLOT_SIZE_SHIFT = const offsets::SLOT_SIZE.trailing_zeros(),
-    MAX_PARKED_CPUS = const MAX_PARKED_CPUS,
+    MAX_CPUS = const MAX_CPUS,
     PROOF_APIC_ID = const offset_of!(ApProof, apic_id),
     PROOF_TSC = const offset_of!(ApProof, tsc),
     PROOF_SIZE_SHIFT = const size_of::<ApProof>().trailing_zeros(),
     options(att_syntax)
 );
+
+/// Slot `index`, one of the indexes the kernel took from `table.cpus()`.
+fn slot_at(table: &ParkTable, index: usize) -> &CpuSlot {
+    match table.cpus().get(index) {
+        Some(slot) => slot,
+        // The indexes come from enumerating those same slots.
+        None => unreachable!("slot index {index} beyond cpu_count"),
+    }
+}
 
 extern "C" {
     /// entry.S: where woken APs go (both doors).
@@ -300,7 +313,7 @@ struct Run {
     aps_expected: u32,
     aps_woken: u32,
     /// Mailbox wake latencies (ns), one per AP.
-    wake_ns: Vec<u64, MAX_PARKED_CPUS>,
+    wake_ns: Vec<u64, MAX_CPUS>,
     wake_all_ns: u64,
     /// `testkernel.stale-doorbell` was given.
     stale_doorbell: bool,
@@ -433,10 +446,24 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
     // SAFETY: mapped and aligned (checked above); parkboot keeps the table in reserved
     // memory for as long as CPUs are parked, and every field other CPUs write is atomic.
     let table: &'static ParkTable = unsafe { &*(table_address as *const ParkTable) };
-    if !table.is_valid() {
+    if let Err(problem) = table.check() {
         fail!(
             Check::ParkTable,
-            "no valid park table at {table_address:#x} (signature, version, size or CPU count)"
+            "no valid park table at {table_address:#x}: {problem}"
+        );
+    }
+    if !Identity::mapped(table_address, table.table_size as usize) {
+        fail!(
+            Check::ParkTable,
+            "park table at {table_address:#x}+{:#x} is not all mapped",
+            table.table_size
+        );
+    }
+    if table.cpu_count as usize > MAX_CPUS {
+        fail!(
+            Check::ParkTable,
+            "park table lists {} CPUs; this kernel keeps proofs for {MAX_CPUS}",
+            table.cpu_count
         );
     }
     // From here on the kernel can return to parkboot.
@@ -628,10 +655,10 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
 
     // ---- who is parked ----
     let parked_at_start = table.parked_count();
-    let mut expected: Vec<usize, MAX_PARKED_CPUS> = Vec::new();
+    let mut expected: Vec<usize, MAX_CPUS> = Vec::new();
     for (index, slot) in table.cpus().iter().enumerate() {
         if slot.state() == Some(CpuState::Parked) {
-            // Cannot overflow: cpus() has at most MAX_PARKED_CPUS slots.
+            // Cannot overflow: cpu_count <= MAX_CPUS was checked above.
             let _ = expected.push(index);
         }
     }
@@ -670,11 +697,11 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
 
     let vector = ap_entry();
     let timeout = table.tsc_hz.saturating_mul(WAIT_TIMEOUT_SECONDS);
-    let mut woken = [false; MAX_PARKED_CPUS];
+    let mut woken = [false; MAX_CPUS];
 
     // ---- the mailbox, one AP at a time ----
     for &index in &expected {
-        let slot = &table.slots[index];
+        let slot = slot_at(table, index);
         let proof = &AP_PROOFS[index];
         proof.reset();
         // ACPI order: APIC ID and vector first, the command last (release).
@@ -743,7 +770,7 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
     let mut last = rung;
     let mut ran = 0u32;
     for &index in &expected {
-        let slot = &table.slots[index];
+        let slot = slot_at(table, index);
         let Some(stamp) = AP_PROOFS[index].stamp() else {
             continue;
         };
@@ -817,7 +844,7 @@ fn stale_doorbell(
     parked_at_start: u32,
     timeout: u64,
 ) -> Result<(), Failure> {
-    let slot = &table.slots[held];
+    let slot = slot_at(table, held);
     let proof = &AP_PROOFS[held];
     proof.reset();
     AP_HOLD_RELEASE.store(0, Ordering::Release);
