@@ -267,8 +267,7 @@ struct TempFile(PathBuf);
 
 impl TempFile {
     fn new(name: &str, contents: &[u8]) -> TempFile {
-        let path =
-            std::env::temp_dir().join(format!("parkboot-rom-{}-{name}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("parkboot-rom-{}-{name}", std::process::id()));
         std::fs::write(&path, contents).unwrap();
         TempFile(path)
     }
@@ -330,7 +329,11 @@ fn rom_corrupt_or_missing_cbfs_files_are_named_and_the_next_entry_boots() {
     let rom = RomBuilder::new(base_rom(), parkboot_image())
         .config_text(config)
         // Stored as it is, so its bytes can be found in the image and one flipped.
-        .file_with_sha256("parkboot/corrupt", test_kernel("testkernel"), Compression::None)
+        .file_with_sha256(
+            "parkboot/corrupt",
+            test_kernel("testkernel"),
+            Compression::None,
+        )
         .file(KERNEL, test_kernel("testkernel"), Compression::Lzma)
         .build()
         .unwrap_or_else(|error| panic!("building the ROM: {error}"));
@@ -351,7 +354,11 @@ fn rom_corrupt_or_missing_cbfs_files_are_named_and_the_next_entry_boots() {
         .trace_init_ipis(true)
         .timeout(TIMEOUT)
         .run();
-    assert!(!outcome.passed(), "failed entries must fail the run\n{}", outcome.report());
+    assert!(
+        !outcome.passed(),
+        "failed entries must fail the run\n{}",
+        outcome.report()
+    );
     assert_real_coreboot_boot(&outcome, 2);
     let corrupt = outcome
         .find_line("entry 'corrupt' (iteration 1/1): CBFS file \"parkboot/corrupt\" at 0x")
