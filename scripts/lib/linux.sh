@@ -161,3 +161,11 @@ ensure_initramfs() {
     ensure_linux_kernel || return 1
     PARKBOOT_LINUX_INITRD="$out"
 }
+
+# ensure_single_boot_initramfs: the initramfs without /kernel (single boots, small
+# enough for a 16 MiB flash beside the kernel); sets PARKBOOT_LINUX_INITRD_SINGLE.
+ensure_single_boot_initramfs() {
+    local out="$PARKBOOT_ROOT/target/linux/initramfs-single.cpio.gz"
+    "$PARKBOOT_ROOT/scripts/initramfs" --without-kernel --out "$out" || return 1
+    PARKBOOT_LINUX_INITRD_SINGLE="$out"
+}

@@ -25,6 +25,7 @@
 //! assert_eq!(outcome.init_ipis.unwrap().inits_after_park, Some(0));
 //! ```
 
+pub mod cbmem;
 pub mod json;
 mod outcome;
 mod qemu;

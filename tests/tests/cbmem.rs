@@ -8,7 +8,10 @@
 //! in (`memory-backend-file`, readable after QEMU has exited) or, while Linux runs,
 //! through the monitor's `pmemsave`.
 
-use parkboot_tests::{parkboot_image, test_kernel, Boot, ExitStatusKind, Outcome};
+use parkboot_tests::cbmem::{
+    console_from_line, console_from_serial, decode, parkboot_serial_lines, HEADER_BYTES,
+};
+use parkboot_tests::{parkboot_image, test_kernel, Boot, ExitStatusKind};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -18,9 +21,6 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 const LINUX_TIMEOUT: Duration = Duration::from_secs(900);
 const MEMORY_MIB: u32 = 512;
 const LINUX_MEMORY_MIB: u32 = 1024;
-const HEADER_BYTES: usize = 8;
-const CURSOR_MASK: u32 = (1 << 28) - 1;
-const OVERFLOW: u32 = 1 << 31;
 /// How cbshim's own line starts; the address in it is the console header's.
 const CBSHIM_LINE: &str = "cbshim: CBMEM console at 0x";
 /// cbshim's console header is 16-byte aligned.
@@ -65,32 +65,6 @@ fn ram_in_file(boot: Boot, file: &Path) -> Boot {
     ])
 }
 
-/// The text of a CBMEM console (header and body), oldest first, as coreboot's readers
-/// decode it.
-fn decode(console: &[u8]) -> Result<String, String> {
-    let word = |at: usize| u32::from_le_bytes(console[at..at + 4].try_into().unwrap());
-    if console.len() < HEADER_BYTES {
-        return Err(format!("{} bytes: no header", console.len()));
-    }
-    let (size, cursor) = (word(0) as usize, word(4));
-    let position = (cursor & CURSOR_MASK) as usize;
-    let body = console
-        .get(HEADER_BYTES..HEADER_BYTES + size)
-        .ok_or(format!(
-            "size {size:#x} past the {} bytes read",
-            console.len()
-        ))?;
-    if position >= size {
-        return Err(format!("cursor {cursor:#x} not below size {size:#x}"));
-    }
-    let mut text = Vec::new();
-    if cursor & OVERFLOW != 0 {
-        text.extend_from_slice(&body[position..]);
-    }
-    text.extend_from_slice(&body[..position]);
-    String::from_utf8(text).map_err(|e| format!("not UTF-8: {e}"))
-}
-
 fn read_at(file: &mut File, at: u64, len: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; len];
     file.seek(SeekFrom::Start(at)).unwrap();
@@ -133,39 +107,6 @@ fn find_console(ram: &Path) -> Option<(u64, String)> {
         base += CHUNK as u64;
     }
     None
-}
-
-/// `(address, size)` from parkboot's "CBMEM console at 0x..., N bytes" serial line.
-fn console_from_serial(outcome: &Outcome) -> (u64, usize) {
-    let line = outcome
-        .find_line("] CBMEM console at 0x")
-        .unwrap_or_else(|| {
-            panic!(
-                "parkboot did not log its CBMEM console\n{}",
-                outcome.report()
-            )
-        });
-    let rest = &line[line.find("at 0x").unwrap() + 5..];
-    let (addr, rest) = rest.split_once(", ").unwrap();
-    let size = rest.split_once(' ').unwrap().0;
-    (
-        u64::from_str_radix(addr, 16).unwrap(),
-        size.parse().unwrap(),
-    )
-}
-
-/// parkboot's log lines on the serial port: from its first line on, those with its
-/// `[seconds.micros] ` timestamp.
-fn parkboot_serial_lines(outcome: &Outcome) -> Vec<&str> {
-    let is_parkboot = |line: &&str| {
-        let bytes = line.as_bytes();
-        bytes.len() > 15 && bytes[0] == b'[' && bytes[6] == b'.' && &bytes[13..15] == b"] "
-    };
-    outcome
-        .lines()
-        .skip_while(|line| !line.contains("started from its coreboot entry"))
-        .filter(is_parkboot)
-        .collect()
 }
 
 /// cbshim's line first, then parkboot's first line.
@@ -333,12 +274,7 @@ fn debian_kernel_runs_and_parkboot_log_survives_in_the_cbmem_console() {
         .timeout(LINUX_TIMEOUT)
         .run_with(|line, ctl| {
             if line.contains("] CBMEM console at 0x") {
-                let rest = &line[line.find("at 0x").unwrap() + 5..];
-                let (addr, rest) = rest.split_once(", ").unwrap();
-                console = Some((
-                    u64::from_str_radix(addr, 16).unwrap(),
-                    rest.split_once(' ').unwrap().0.parse().unwrap(),
-                ));
+                console = console_from_line(line);
             }
             // Linux is up and its init ran: read the console out of guest memory now,
             // while Linux owns the machine.

@@ -388,3 +388,106 @@ fn rom_corrupt_or_missing_cbfs_files_are_named_and_the_next_entry_boots() {
         outcome.report()
     );
 }
+
+/// The initramfs without the kernel inside (single boots; scripts/test builds it).
+fn linux_single_boot_initrd() -> PathBuf {
+    let path = std::env::var_os("PARKBOOT_LINUX_INITRD_SINGLE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/linux/initramfs-single.cpio.gz"));
+    assert!(
+        path.is_file(),
+        "no single-boot initramfs at {}: scripts/test builds it",
+        path.display()
+    );
+    path
+}
+
+/// A board's case: the configuration, Debian's kernel and an initramfs all come from
+/// the flash, nothing from fw_cfg. While Linux runs, the CBMEM console read out of
+/// guest memory holds coreboot's log and then parkboot's, line for line as on serial.
+#[test]
+fn rom_everything_from_flash_and_the_log_in_the_cbmem_console_under_linux() {
+    // Without `quiet`, so that Linux says when it starts /init: parkboot is long done.
+    const CMDLINE: &str = "console=ttyS0 panic=-1 parkboot.qemu_exit=on";
+    const INIT_STARTS: &str = "Run /init as init process";
+    let config = format!(
+        "self_check = on\non_finish = qemu-exit\n[entry linux]\nkernel = cbfs:{KERNEL}\ninitrd = cbfs:parkboot/initrd\nformat = linux\ncmdline = \"{CMDLINE}\"\niterations = 1\n"
+    );
+    let rom = RomBuilder::new(base_rom(), parkboot_image())
+        .config_text(config)
+        .file(KERNEL, linux_kernel(), Compression::None)
+        // gzip already: stored as it is.
+        .file(
+            "parkboot/initrd",
+            linux_single_boot_initrd(),
+            Compression::None,
+        )
+        .build()
+        .unwrap_or_else(|error| panic!("building the ROM: {error}"));
+    let dump = TempFile::new("cbmem-console", b"");
+    let mut console = None;
+    let mut dumped: Option<Result<String, String>> = None;
+    let outcome = Boot::rom(&rom.path)
+        .smp(LINUX_CPUS)
+        .memory_mib(LINUX_MEMORY_MIB)
+        .trace_init_ipis(true)
+        .monitor(true)
+        .timeout(LINUX_TIMEOUT)
+        .run_with(|line, ctl| {
+            if line.contains("] CBMEM console at 0x") {
+                console = parkboot_tests::cbmem::console_from_line(line);
+            }
+            if line.contains(INIT_STARTS) && dumped.is_none() {
+                let Some((addr, size)) = console else { return };
+                // Paused, so the guest cannot run on (or exit) during the read.
+                let saved = ctl.monitor("stop").and_then(|_| {
+                    ctl.monitor(&format!(
+                        "pmemsave {addr:#x} {} \"{}\"",
+                        parkboot_tests::cbmem::HEADER_BYTES + size,
+                        dump.0.display()
+                    ))
+                });
+                dumped = Some(saved.map_err(|e| e.to_string()));
+                let _ = ctl.monitor("cont");
+            }
+        });
+    outcome.assert_pass();
+    assert_real_coreboot_boot(&outcome, LINUX_CPUS);
+    linux_iterations_from_the_mailbox(&outcome, 1);
+    assert!(
+        outcome.find_line("fw_cfg: opt/").is_none(),
+        "nothing may come from fw_cfg\n{}",
+        outcome.report()
+    );
+    let parkboot_summary = outcome
+        .find_line("] parkboot: summary: ")
+        .unwrap_or_else(|| panic!("no summary from parkboot\n{}", outcome.report()));
+    assert!(
+        parkboot_summary.contains("\"config_source\":\"cbfs:parkboot/config\""),
+        "{parkboot_summary}"
+    );
+
+    let answer = dumped.unwrap_or_else(|| panic!("Linux never ran /init\n{}", outcome.report()));
+    assert_eq!(answer.as_deref().map(str::trim), Ok(""), "pmemsave failed");
+    let text = parkboot_tests::cbmem::decode(&std::fs::read(&dump.0).unwrap())
+        .unwrap_or_else(|e| panic!("CBMEM console: {e}"));
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.contains("] parkboot ") && l.contains("started from its coreboot entry"))
+        .unwrap_or_else(|| panic!("parkboot's first line is not in the CBMEM console:\n{text}"));
+    assert!(
+        lines[..first]
+            .iter()
+            .any(|l| l.contains("ramstage starting")),
+        "coreboot's own log must come before parkboot's:\n{text}"
+    );
+    // parkboot's lines, from its first to its last before Linux (its summary so far),
+    // exactly as on the serial port.
+    let serial = parkboot_tests::cbmem::parkboot_serial_lines(&outcome);
+    let last = serial
+        .iter()
+        .rposition(|l| l.contains("] parkboot: summary: "))
+        .unwrap_or_else(|| panic!("no summary line\n{}", outcome.report()));
+    assert_eq!(lines[first..], serial[..=last], "{text}");
+}

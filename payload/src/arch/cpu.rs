@@ -121,10 +121,35 @@ pub fn has_x2apic() -> bool {
     cpuid(1, 0).ecx & X2APIC != 0
 }
 
-/// Measures the TSC against PIT channel 2 (gated through port 0x61) for 10 ms.
-/// Boards without a PIT fall back to CPUID leaf 0x15/0x16, then to a guess that is
-/// logged as such.
+/// TSC ticks per second: the median of three 10 ms measurements against PIT channel 2
+/// (one measurement is off when the host deschedules the CPU inside it, which happens
+/// under emulation on a busy machine). Boards without a PIT fall back to CPUID leaf
+/// 0x15, then to a guess that is logged as such.
 pub fn calibrate_tsc() -> (u64, &'static str) {
+    const MEASUREMENTS: usize = 3;
+    let mut measured = [0u64; MEASUREMENTS];
+    for m in measured.iter_mut() {
+        *m = measure_tsc_against_pit().unwrap_or(0);
+    }
+    measured.sort_unstable();
+    let mut hz = measured[MEASUREMENTS / 2];
+    let mut source = "PIT";
+    if hz == 0 {
+        let leaf15 = cpuid(0x15, 0);
+        if leaf15.eax != 0 && leaf15.ecx != 0 {
+            hz = leaf15.ecx as u64 * leaf15.ebx as u64 / leaf15.eax as u64;
+            source = "CPUID 0x15";
+        } else {
+            hz = 1_000_000_000;
+            source = "a guess (no PIT, no CPUID 0x15)";
+        }
+    }
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    (hz, source)
+}
+
+/// TSC ticks per second over one 10 ms PIT channel 2 countdown; `None` without a PIT.
+fn measure_tsc_against_pit() -> Option<u64> {
     const PIT_HZ: u64 = 1_193_182;
     const CALIBRATION_MS: u64 = 10;
     const PIT_COMMAND: u16 = 0x43;
@@ -144,11 +169,11 @@ pub fn calibrate_tsc() -> (u64, &'static str) {
     outb(PIT_CHANNEL2, (count >> 8) as u8);
     outb(PIT_GATE, (gate & !SPEAKER_ENABLE) | GATE_ENABLE);
     let start = rdtsc();
-    let mut hz = 0;
+    let mut hz = None;
     loop {
         let now = rdtsc();
         if inb(PIT_GATE) & OUT2_HIGH != 0 {
-            hz = (now - start) * 1000 / CALIBRATION_MS;
+            hz = Some((now - start) * 1000 / CALIBRATION_MS);
             break;
         }
         if now - start > GIVE_UP_TICKS {
@@ -156,19 +181,7 @@ pub fn calibrate_tsc() -> (u64, &'static str) {
         }
     }
     outb(PIT_GATE, gate);
-    let mut source = "PIT";
-    if hz == 0 {
-        let leaf15 = cpuid(0x15, 0);
-        if leaf15.eax != 0 && leaf15.ecx != 0 {
-            hz = leaf15.ecx as u64 * leaf15.ebx as u64 / leaf15.eax as u64;
-            source = "CPUID 0x15";
-        } else {
-            hz = 1_000_000_000;
-            source = "a guess (no PIT, no CPUID 0x15)";
-        }
-    }
-    TSC_HZ.store(hz, Ordering::Relaxed);
-    (hz, source)
+    hz
 }
 
 pub fn halt_forever() -> ! {
