@@ -491,3 +491,80 @@ fn rom_everything_from_flash_and_the_log_in_the_cbmem_console_under_linux() {
         .unwrap_or_else(|| panic!("no summary line\n{}", outcome.report()));
     assert_eq!(lines[first..], serial[..=last], "{text}");
 }
+
+/// `scripts/rom --into`, the way an image for a board is prepared (here into the q35
+/// base ROM): a kernel that does not fit is refused with the number of bytes missing
+/// and nothing is written; with one that fits, the image it writes boots.
+#[test]
+fn scripts_rom_into_refuses_what_does_not_fit_and_its_image_boots() {
+    const ITERATIONS: u32 = 2;
+    let script = workspace_root().join("scripts/rom");
+    let base = base_rom();
+    let config = TempFile::new(
+        "into.cfg",
+        format!(
+            "on_finish = qemu-exit\n[entry test-kernel]\nkernel = cbfs:{KERNEL}\nformat = multiboot2\niterations = {ITERATIONS}\n"
+        )
+        .as_bytes(),
+    );
+    // 17 MiB that no compression shrinks: more than a 16 MiB flash holds.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..17 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let too_big = TempFile::new("too-big", &noise);
+    let out = TempFile::new("into.rom", b"");
+    std::fs::remove_file(&out.0).unwrap();
+    let rom_into = |kernel: &std::path::Path| {
+        std::process::Command::new(&script)
+            .arg("--into")
+            .arg(&base)
+            .arg("--config")
+            .arg(&config.0)
+            .arg("--add")
+            .arg(format!("{KERNEL}={}", kernel.display()))
+            .arg("-o")
+            .arg(&out.0)
+            .output()
+            .expect("scripts/rom starts")
+    };
+
+    let refused = rom_into(&too_big.0);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    let missing_line = stderr
+        .lines()
+        .find(|l| l.contains("does not fit") && l.ends_with("bytes missing"))
+        .unwrap_or_else(|| panic!("no byte count in:\n{stderr}"));
+    let missing: u64 = missing_line
+        .rsplit(": ")
+        .next()
+        .and_then(|tail| tail.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{missing_line}"));
+    assert!(missing > 0, "{missing_line}");
+    assert!(!out.0.exists(), "a refused image must not be written");
+
+    let made = rom_into(&test_kernel("testkernel"));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let layout = String::from_utf8_lossy(&made.stdout);
+    assert!(layout.contains(KERNEL), "the layout is printed:\n{layout}");
+    let outcome = Boot::rom(&out.0)
+        .smp(2)
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_real_coreboot_boot(&outcome, 2);
+    assert_summary_from_cbfs(&outcome);
+    assert_eq!(field(&outcome, "iterations_done"), ITERATIONS.to_string());
+}
