@@ -20,6 +20,8 @@ use parkboot::{coreboot, pvh};
 
 const BIOS_AREA: (u64, u64) = (0xE_0000, 0x10_0000);
 const CONFIG_BYTES: usize = 8192;
+/// Room for one AP's entry in the summary's `per_ap` list (about 110 bytes at most).
+pub const PER_AP_JSON_BYTES: usize = 128;
 
 /// End of what the current page tables identity-map: the first 4 GiB until the
 /// firmware map of all RAM is loaded.
@@ -396,7 +398,7 @@ fn log_wake_latency(
     parked: &Parked,
     rounds: usize,
     samples: &[WakeSample],
-    per_ap: &mut impl Write,
+    per_ap: &mut heapless::String<{ PER_AP_JSON_BYTES * MAX_PARKED_CPUS }>,
 ) -> Option<Spread> {
     let mut medians: heapless::Vec<u64, MAX_PARKED_CPUS> = heapless::Vec::new();
     let aps = parked
@@ -425,8 +427,10 @@ fn log_wake_latency(
         let _ = medians.push(ack.median);
         let first_park = slot.first_park_tsc.load(Ordering::Acquire);
         let start_ns = cpu::ticks_to_ns(first_park.saturating_sub(parked.init_tsc));
+        // Each entry whole or not at all, so the summary stays JSON whatever the count.
+        let mut entry: heapless::String<PER_AP_JSON_BYTES> = heapless::String::new();
         let _ = write!(
-            per_ap,
+            entry,
             "{}{{\"apic_id\":{},\"init_sipi_start_ns\":{},\"sipi_start_ns\":{},\"mailbox_wake_ns\":{}}}",
             if medians.len() > 1 { "," } else { "" },
             slot.apic_id,
@@ -434,6 +438,7 @@ fn log_wake_latency(
             cpu::ticks_to_ns(first_park.saturating_sub(slot.sipi_tsc.load(Ordering::Relaxed))),
             ack.median
         );
+        let _ = per_ap.push_str(&entry);
     }
     Spread::of(&mut medians)
 }
@@ -734,7 +739,8 @@ pub fn main(source: u32, boot_info: u32) -> ! {
     }
 
     let mut wake_spread = None;
-    let mut per_ap: heapless::String<{ 96 * MAX_PARKED_CPUS }> = heapless::String::new();
+    let mut per_ap: heapless::String<{ PER_AP_JSON_BYTES * MAX_PARKED_CPUS }> =
+        heapless::String::new();
     if config.self_check && parked.aps_parked > 0 {
         let rounds = config.self_check_rounds;
         log::info!(

@@ -35,7 +35,8 @@ const RETURN_TIMEOUT_NS: u64 = 1_000_000_000;
 const MAX_CBFS_NAMES: usize = 128;
 /// Loop report rows printed in full; longer loops show the first and last half.
 const REPORT_ROWS: usize = 20;
-pub const SUMMARY_CAPACITY: usize = 2048 + 128 * MAX_PARKED_CPUS;
+/// Everything but `per_ap` fits in a few KiB; `per_ap` has its own bound.
+pub const SUMMARY_CAPACITY: usize = 4096 + crate::boot::PER_AP_JSON_BYTES * MAX_PARKED_CPUS;
 
 /// A kernel or initrd as loaded once from its source: the pristine copy every
 /// iteration reloads from.

@@ -366,6 +366,10 @@ fn cpus_beyond_the_park_table_are_named_and_boot_goes_on() {
     assert_eq!(summary_field(&outcome, "aps_beyond_table"), "44");
     assert_eq!(summary_field(&outcome, "beyond_table"), "\"256-299\"");
     assert_eq!(summary_field(&outcome, "cpus_woken_min"), "255");
+    // Every parked AP has its entry, each whole: the summary stays JSON at this count.
+    let per_ap = summary_field(&outcome, "per_ap");
+    assert_eq!(per_ap.matches("{\"apic_id\":").count(), 255, "{per_ap}");
+    assert!(per_ap.starts_with('[') && per_ap.ends_with(']'), "{per_ap}");
     assert!(
         outcome.find_line("APIC ID  256  ").is_some()
             && !outcome.lines().any(|l| l.contains("APIC ID  256  parked")),
