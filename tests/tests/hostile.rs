@@ -1,0 +1,149 @@
+//! Hostile kernel images through `scripts/run`'s runner: every one ends the run with the
+//! guest's failure code, a named error in the `--json` line and QEMU gone, never a
+//! triple fault and never a run that sits out its timeout.
+
+use parkboot_tests::{json, parkboot_image, workspace_root};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Upper bound on each run; a run that reaches it fails the test (`"exit":"timeout"`).
+const TIMEOUT_SECS: &str = "120";
+
+/// Deterministic bytes that are no kernel format (xorshift64*).
+fn garbage(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+        })
+        .collect()
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("parkboot-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The Debian kernel scripts/lib/linux.sh unpacks (or `$PARKBOOT_LINUX_KERNEL`).
+fn debian_kernel() -> PathBuf {
+    if let Some(path) = std::env::var_os("PARKBOOT_LINUX_KERNEL") {
+        return path.into();
+    }
+    let kernels = workspace_root().join("target/linux/kernel");
+    std::fs::read_dir(&kernels)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|package| {
+            std::fs::read_dir(package.path().join("boot"))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-6.12"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no Debian 6.12 kernel under {}: scripts/test downloads it",
+                kernels.display()
+            )
+        })
+}
+
+/// The JSON members of the last line of a `parkboot-run --json` run with `args`.
+fn run_json(config: &Path, kernel: &Path, args: &[&str]) -> (json::Members, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_parkboot-run"))
+        .arg("--image")
+        .arg(parkboot_image())
+        .arg("--config")
+        .arg(config)
+        .arg("--kernel")
+        .arg(kernel)
+        .args(["--json", "--trace-init-ipis", "--timeout", TIMEOUT_SECS])
+        .args(args)
+        .output()
+        .expect("parkboot-run starts");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(!output.status.success(), "the run must fail:\n{stdout}");
+    let last = stdout.lines().last().unwrap_or("");
+    let members = json::object_members(last)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}):\n{stdout}"));
+    (members, stdout)
+}
+
+fn member<'a>(members: &'a json::Members, key: &str) -> Option<&'a str> {
+    members
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `"ok":false`, the guest's own failure exit (not a reset, not the timeout) and an
+/// `error` that contains `named`.
+fn assert_refused(members: &json::Members, stdout: &str, named: &str) {
+    assert_eq!(member(members, "ok"), Some("false"), "{stdout}");
+    assert_eq!(member(members, "exit"), Some("\"fail\""), "{stdout}");
+    let error = member(members, "error").unwrap_or_else(|| panic!("no error member:\n{stdout}"));
+    assert!(error.contains(named), "error {error} should name {named}");
+    // The parked CPUs were never disturbed by the refused image.
+    assert_eq!(
+        member(members, "init_ipis_after_park"),
+        Some("0"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn garbage_as_the_multiboot2_kernel_is_refused_by_name() {
+    let kernel = temp_file("garbage-mb2", &garbage(3000, 0x1234_5678_9abc_def1));
+    let config = workspace_root().join("configs/default.cfg");
+    let (members, stdout) = run_json(&config, &kernel, &[]);
+    assert_refused(&members, &stdout, "no multiboot2 header");
+}
+
+#[test]
+fn garbage_as_the_linux_kernel_is_refused_by_name() {
+    let kernel = temp_file("garbage-linux", &garbage(3000, 0x0fed_cba9_8765_4321));
+    let config = workspace_root().join("configs/linux.cfg");
+    let initrd = temp_file("small-initrd", &[0u8; 512]);
+    let (members, stdout) = run_json(
+        &config,
+        &kernel,
+        &[
+            "--memory",
+            "1024",
+            "--initrd",
+            initrd.to_str().expect("UTF-8 temp path"),
+        ],
+    );
+    assert_refused(&members, &stdout, "not a bzImage");
+}
+
+/// The reproduction: Debian's vmlinuz cut to 1 MB was entered and
+/// triple-faulted; its header's syssize now refuses it before anything is copied.
+#[test]
+fn debian_kernel_cut_to_one_megabyte_is_refused_by_name() {
+    let kernel = std::fs::read(debian_kernel()).unwrap();
+    let cut = temp_file("vmlinuz-1mb", &kernel[..1_000_000]);
+    let config = workspace_root().join("configs/linux.cfg");
+    let initrd = temp_file("small-initrd", &[0u8; 512]);
+    let (members, stdout) = run_json(
+        &config,
+        &cut,
+        &[
+            "--memory",
+            "1024",
+            "--initrd",
+            initrd.to_str().expect("UTF-8 temp path"),
+        ],
+    );
+    assert_refused(&members, &stdout, "truncated bzImage");
+}
