@@ -391,7 +391,8 @@ fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image,
     }
     let mut image = load_source(s, &entry.kernel, "kernel image (pristine copy)")?;
     if multiboot2::is_gzip(image.bytes()) {
-        let size = multiboot2::gzip_size(image.bytes()).unwrap_or(0) as u64;
+        // Sized by a first pass over the stream, never by the trailer alone.
+        let size = multiboot2::gzip_inflated_size(image.bytes())? as u64;
         let addr = s.memory.allocate(
             size.max(1),
             PAGE,

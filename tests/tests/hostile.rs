@@ -2,7 +2,7 @@
 //! guest's failure code, a named error in the `--json` line and QEMU gone, never a
 //! triple fault and never a run that sits out its timeout.
 
-use parkboot_tests::{json, parkboot_image, workspace_root};
+use parkboot_tests::{json, parkboot_image, test_kernel, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -146,4 +146,39 @@ fn debian_kernel_cut_to_one_megabyte_is_refused_by_name() {
         ],
     );
     assert_refused(&members, &stdout, "truncated bzImage");
+}
+
+/// The park-aware test kernel, gzip-compressed by the host's `gzip`.
+fn gzip_test_kernel() -> Vec<u8> {
+    let out = Command::new("gzip")
+        .arg("-9c")
+        .arg(test_kernel("testkernel"))
+        .output()
+        .expect("gzip runs");
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// A truncated gzip kernel once sized its buffer from whatever bytes ended the file
+/// ("no free 0x2a1da462 bytes"); the stream itself now says it is cut short.
+#[test]
+fn truncated_gzip_kernel_is_refused_by_name() {
+    let packed = gzip_test_kernel();
+    let kernel = temp_file("truncated.gz", &packed[..packed.len() * 2 / 3]);
+    let config = workspace_root().join("configs/default.cfg");
+    let (members, stdout) = run_json(&config, &kernel, &[]);
+    assert_refused(&members, &stdout, "gzip data corrupt or truncated");
+}
+
+/// Two flipped bytes once read as "output buffer too small"; they are corruption.
+#[test]
+fn gzip_kernel_with_flipped_bytes_says_corrupt() {
+    let mut packed = gzip_test_kernel();
+    let at = packed.len() / 2;
+    packed[at] ^= 0x10;
+    packed[at + 1] ^= 0x01;
+    let kernel = temp_file("flipped.gz", &packed);
+    let config = workspace_root().join("configs/default.cfg");
+    let (members, stdout) = run_json(&config, &kernel, &[]);
+    assert_refused(&members, &stdout, "gzip data corrupt");
 }
