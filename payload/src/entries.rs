@@ -12,7 +12,9 @@ use park::reentry::{
     KernelReport, Multiboot2ParkbootTag, ReentryRequest, MULTIBOOT2_TAG_TYPE_PARKBOOT,
 };
 use park::table::{CpuState, MAX_PARKED_CPUS, PARK_TABLE_VERSION};
-use parkboot::boot_loop::{IterationRecord, LoopLog, Next, Request, Schedule};
+use parkboot::boot_loop::{
+    IterationRecord, LoopLog, Next, ReportRow, Request, Schedule, REPORT_HEADER,
+};
 use parkboot::config::{Config, Entry, Format, Source};
 use parkboot::fw_cfg::{FwCfg, FwCfgError, IoPorts};
 use parkboot::memory::{
@@ -763,6 +765,7 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         wake_ns_min: wake_min,
         wake_ns_max: wake_max,
         passed,
+        ran: true,
     });
     let next = if !passed {
         s.schedule.entry_failed()
@@ -794,7 +797,7 @@ fn finish() -> ! {
             log.iterations_requested,
             log.iterations_failed
         );
-        log::info!("  entry                iteration   cycle        parkboot load  APs woken  AP wake (kernel: min / median / max)");
+        log::info!("  {}", REPORT_HEADER);
         let rows = log.records.len();
         for (i, r) in log.records.iter().enumerate() {
             if rows > REPORT_ROWS && i == REPORT_ROWS / 2 {
@@ -809,18 +812,7 @@ fn finish() -> ! {
                 .get(r.entry as usize)
                 .map(|e| e.name.as_str())
                 .unwrap_or("?");
-            log::info!(
-                "  {:20} {:9}   {:12} {:14} {:9}  {} / {} / {}{}",
-                name,
-                r.iteration,
-                Duration(r.cycle_ns),
-                Duration(r.load_ns),
-                r.cpus_woken,
-                Duration(r.wake_ns_min),
-                Duration(r.wake_ns_median),
-                Duration(r.wake_ns_max),
-                if r.passed { "" } else { "  FAILED" }
-            );
+            log::info!("  {}", ReportRow { name, record: r });
         }
     }
     // SAFETY: as for `loop_log`.

@@ -107,6 +107,16 @@ fn garbage_as_the_multiboot2_kernel_is_refused_by_name() {
     let config = workspace_root().join("configs/default.cfg");
     let (members, stdout) = run_json(&config, &kernel, &[]);
     assert_refused(&members, &stdout, "no multiboot2 header");
+    // The loop report shows nothing measured for the refused entry, not zeros.
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("  test-kernel ") && l.ends_with("FAILED"))
+        .unwrap_or_else(|| panic!("no report row for the refused entry:\n{stdout}"));
+    assert!(
+        row.contains("1   -            -              -          - / - / -  FAILED"),
+        "{row}"
+    );
+    assert!(!row.contains("0 ns"), "{row}");
 }
 
 #[test]
