@@ -724,6 +724,72 @@ impl<'a> KernelVersion<'a> {
     }
 }
 
+/// The first Linux release that hands CPUs woken from the ACPI mailbox back through
+/// the mailbox's ResetVector (on kexec and CPU offline). Older kernels (5.19 to 6.10)
+/// take the parked CPUs and keep them in their own halt loop; the kernel they kexec
+/// then waits forever in `acpi_wakeup_cpu` for a CPU that no longer answers.
+pub const MAILBOX_HANDBACK_RELEASE: Release = Release {
+    major: 6,
+    minor: 11,
+};
+
+/// A Linux release, `major.minor`, as its version string starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Release {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl Release {
+    /// `major.minor` from the start of a version string ("6.12.117+deb12-amd64 (...)").
+    pub fn parse(text: &str) -> Option<Release> {
+        let mut parts = text.splitn(3, '.');
+        let major = leading_number(parts.next()?)?;
+        let minor = leading_number(parts.next()?)?;
+        Some(Release { major, minor })
+    }
+}
+
+/// The decimal number at the start of `text` (at least one digit).
+fn leading_number(text: &str) -> Option<u32> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    text.get(..digits)?.parse().ok()
+}
+
+/// Whether a kernel hands woken CPUs back through the ResetVector, as far as its
+/// version string tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailboxHandback {
+    /// 6.11 or newer.
+    Yes(Release),
+    /// Older: its kexec successor will hang waiting for the CPUs.
+    No(Release),
+    /// No readable release in the version string.
+    Unknown,
+}
+
+impl KernelVersion<'_> {
+    /// The release at the start of the version string, if it has one.
+    pub fn release(&self) -> Option<Release> {
+        self.0.and_then(Release::parse)
+    }
+
+    /// Whether this kernel hands the parked CPUs back on kexec.
+    pub fn mailbox_handback(&self) -> MailboxHandback {
+        match self.release() {
+            Some(r) if r >= MAILBOX_HANDBACK_RELEASE => MailboxHandback::Yes(r),
+            Some(r) => MailboxHandback::No(r),
+            None => MailboxHandback::Unknown,
+        }
+    }
+}
+
 impl fmt::Display for KernelVersion<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -1848,6 +1914,43 @@ mod tests {
                 len: 0x26a,
                 needed: 0x26c
             })
+        );
+    }
+
+    #[test]
+    fn release_and_mailbox_handback_from_the_version_string() {
+        let version = |text| KernelVersion(Some(text));
+        let release = |major, minor| Release { major, minor };
+        for (text, expected) in [
+            (
+                "6.12.117+deb12-amd64 (debian-kernel@lists.debian.org) #1 SMP",
+                MailboxHandback::Yes(release(6, 12)),
+            ),
+            ("6.11.0", MailboxHandback::Yes(release(6, 11))),
+            ("7.0-rc1 (x@y)", MailboxHandback::Yes(release(7, 0))),
+            (
+                "6.1.0-28-amd64 (debian-kernel@lists.debian.org)",
+                MailboxHandback::No(release(6, 1)),
+            ),
+            ("6.10.14", MailboxHandback::No(release(6, 10))),
+            ("5.19.0", MailboxHandback::No(release(5, 19))),
+            ("", MailboxHandback::Unknown),
+            ("linux", MailboxHandback::Unknown),
+            ("6", MailboxHandback::Unknown),
+            ("6.x", MailboxHandback::Unknown),
+            ("99999999999.1", MailboxHandback::Unknown),
+        ] {
+            assert_eq!(version(text).mailbox_handback(), expected, "{text}");
+        }
+        assert_eq!(
+            KernelVersion(None).mailbox_handback(),
+            MailboxHandback::Unknown
+        );
+        assert_eq!(release(6, 11).to_string(), "6.11");
+        // The synthetic image's string.
+        assert_eq!(
+            parse(&image()).unwrap().kernel_version.release(),
+            Some(release(6, 12))
         );
     }
 

@@ -2,7 +2,7 @@
 //! guest's failure code, a named error in the `--json` line and QEMU gone, never a
 //! triple fault and never a run that sits out its timeout.
 
-use parkboot_tests::{json, parkboot_image, test_kernel, workspace_root};
+use parkboot_tests::{json, parkboot_image, test_kernel, workspace_root, Boot};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -191,4 +191,79 @@ fn gzip_kernel_with_flipped_bytes_says_corrupt() {
     let config = workspace_root().join("configs/default.cfg");
     let (members, stdout) = run_json(&config, &kernel, &[]);
     assert_refused(&members, &stdout, "gzip data corrupt");
+}
+
+/// Debian's 6.12 kernel with its version string rewritten to `release` (same length)
+/// and its command-line limit cut to a few bytes, so that parkboot reads the version,
+/// then refuses the entry at once instead of spending a whole Linux boot.
+fn kernel_claiming(release: &[u8; 9]) -> PathBuf {
+    const KERNEL_VERSION_POINTER: usize = 0x20e;
+    const CMDLINE_SIZE: usize = 0x238;
+    let mut kernel = std::fs::read(debian_kernel()).unwrap();
+    let pointer = u16::from_le_bytes([
+        kernel[KERNEL_VERSION_POINTER],
+        kernel[KERNEL_VERSION_POINTER + 1],
+    ]) as usize
+        + 0x200;
+    assert_eq!(
+        &kernel[pointer..pointer + 5],
+        b"6.12.",
+        "a Debian 6.12 kernel"
+    );
+    kernel[pointer..pointer + release.len()].copy_from_slice(release);
+    kernel[CMDLINE_SIZE..CMDLINE_SIZE + 4].copy_from_slice(&8u32.to_le_bytes());
+    temp_file(
+        &format!("vmlinuz-{}", String::from_utf8_lossy(release)),
+        &kernel,
+    )
+}
+
+fn boot_linux_entry(kernel: PathBuf, park: bool) -> parkboot_tests::Outcome {
+    let config = format!(
+        "park = {}\nself_check = off\non_finish = qemu-exit\n\
+         [entry linux]\nkernel = fw_cfg:opt/parkboot/kernel\nformat = linux\ncmdline = \"console=ttyS0\"\n",
+        if park { "on" } else { "off" }
+    );
+    let outcome = Boot::new(parkboot_image())
+        .smp(2)
+        .memory_mib(1024)
+        .config_text(config)
+        .fw_cfg_file("opt/parkboot/kernel", kernel)
+        .timeout(std::time::Duration::from_secs(120))
+        .run();
+    // The entry was read, then refused for its command line: the run ends at once.
+    assert!(
+        outcome.find_line("command line is").is_some(),
+        "{}",
+        outcome.report()
+    );
+    outcome
+}
+
+/// A Linux older than 6.11 never hands the parked CPUs back, so its kexec successor
+/// hangs in acpi_wakeup_cpu: parkboot says so when it boots one with parking on.
+#[test]
+fn pre_6_11_linux_with_parking_gets_a_warning() {
+    const WARNING: &str = "does not hand the parked CPUs back";
+    let old = boot_linux_entry(kernel_claiming(b"6.1.0-117"), true);
+    let line = old
+        .find_line(WARNING)
+        .unwrap_or_else(|| panic!("no warning for Linux 6.1:\n{}", old.report()));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("Linux 6.1 is older than 6.11"), "{line}");
+    assert!(line.contains("acpi_wakeup_cpu"), "{line}");
+
+    let without_parking = boot_linux_entry(kernel_claiming(b"6.1.0-117"), false);
+    assert!(
+        without_parking.find_line(WARNING).is_none(),
+        "{}",
+        without_parking.report()
+    );
+    let new = boot_linux_entry(kernel_claiming(b"6.12.117+"), true);
+    assert!(new.find_line(WARNING).is_none(), "{}", new.report());
+    assert!(
+        new.find_line("no Linux release").is_none(),
+        "{}",
+        new.report()
+    );
 }
