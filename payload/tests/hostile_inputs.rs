@@ -721,3 +721,40 @@ fn config_parser_never_panics() {
         },
     );
 }
+
+/// Writes the valid samples above as the fuzzers' seed corpora (fuzz/corpus/TARGET/):
+/// `PARKBOOT_WRITE_FUZZ_SEEDS=1 cargo test -p parkboot --test hostile_inputs -- --ignored`.
+#[test]
+#[ignore = "writes fuzz/corpus; run when the samples change"]
+fn write_fuzz_seeds() {
+    if std::env::var_os("PARKBOOT_WRITE_FUZZ_SEEDS").is_none() {
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let mut acpi_only_rsdp = acpi_sample();
+    acpi_only_rsdp.truncate(36);
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("coreboot_table", coreboot_sample()),
+        ("pvh_start_info", pvh_sample()),
+        ("fw_cfg_directory", fw_cfg_directory_sample()),
+        ("acpi_tables", acpi_sample()),
+        ("acpi_tables", acpi_only_rsdp),
+        ("madt", madt_sample()),
+        ("bzimage", bzimage_sample()),
+        ("multiboot2_plan", multiboot2_samples().remove(0)),
+        ("gzip", gzip_sample()),
+        (
+            "config_text",
+            include_bytes!("../../configs/default.cfg").to_vec(),
+        ),
+        (
+            "config_text",
+            include_bytes!("../../configs/linux.cfg").to_vec(),
+        ),
+    ];
+    for (i, (target, bytes)) in seeds.iter().enumerate() {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{i}")), bytes).unwrap();
+    }
+}
