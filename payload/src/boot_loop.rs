@@ -2,6 +2,10 @@
 //! the returning kernel asked for, and the per-iteration records for the loop report.
 //! Pure bookkeeping, host-tested; `main.rs`'s boot flow does the booting.
 
+use core::fmt::{self, Write};
+
+use crate::park_layout::Duration;
+
 /// Iterations whose details are kept for the report (all are counted).
 pub const MAX_RECORDED_ITERATIONS: usize = 4096;
 
@@ -121,6 +125,72 @@ pub struct IterationRecord {
     pub wake_ns_min: u64,
     pub wake_ns_max: u64,
     pub passed: bool,
+    /// Whether the kernel was entered and came back, so that `cycle_ns`, `load_ns`
+    /// and `cpus_woken` were measured. False for an entry refused before booting.
+    pub ran: bool,
+}
+
+impl IterationRecord {
+    /// The kernel's own wake figures, when it gave any.
+    fn kernel_wake(&self) -> Option<(u64, u64, u64)> {
+        (self.ran && self.wake_ns_median > 0).then_some((
+            self.wake_ns_min,
+            self.wake_ns_median,
+            self.wake_ns_max,
+        ))
+    }
+}
+
+/// The loop report's column titles, aligned with [`ReportRow`].
+pub const REPORT_HEADER: &str =
+    "entry                iteration   cycle        parkboot load  APs woken  AP wake (kernel: min / median / max)";
+
+/// One line of the loop report: `-` where nothing was measured (an entry refused
+/// before it ran, a kernel that gave no wake figures), never a zero that reads like a
+/// measurement.
+pub struct ReportRow<'a> {
+    pub name: &'a str,
+    pub record: &'a IterationRecord,
+}
+
+/// A report cell: the value, or `-` when it was not measured; honours width.
+struct Cell<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for Cell<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text: heapless::String<32> = heapless::String::new();
+        match &self.0 {
+            // A longer value is cut rather than failing the whole line.
+            Some(value) => {
+                let _ = write!(text, "{value}");
+            }
+            None => {
+                let _ = text.push('-');
+            }
+        }
+        f.pad(&text)
+    }
+}
+
+impl fmt::Display for ReportRow<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.record;
+        let ran = |value| r.ran.then_some(value);
+        let wake = r.kernel_wake();
+        write!(
+            f,
+            "{:20} {:9}   {:12} {:14} {:9}  {} / {} / {}{}",
+            self.name,
+            r.iteration,
+            Cell(ran(Duration(r.cycle_ns))),
+            Cell(ran(Duration(r.load_ns))),
+            Cell(r.ran.then_some(r.cpus_woken)),
+            Cell(wake.map(|w| Duration(w.0))),
+            Cell(wake.map(|w| Duration(w.1))),
+            Cell(wake.map(|w| Duration(w.2))),
+            if r.passed { "" } else { "  FAILED" }
+        )
+    }
 }
 
 /// Counters over the whole loop plus the first `MAX_RECORDED_ITERATIONS` records.
@@ -194,6 +264,77 @@ mod tests {
         assert_eq!(s.entry_failed(), boot(2, 1, 1));
         assert_eq!(s.entry_failed(), Next::Finish);
         assert_eq!(Schedule::new(&[]).first(), Next::Finish);
+    }
+
+    extern crate std;
+    use std::format;
+
+    #[test]
+    fn report_rows_show_dashes_where_nothing_was_measured() {
+        let refused = IterationRecord {
+            entry: 1,
+            iteration: 1,
+            passed: false,
+            ..Default::default()
+        };
+        assert_eq!(
+            format!(
+                "{}",
+                ReportRow {
+                    name: "bad",
+                    record: &refused
+                }
+            ),
+            "bad                          1   -            -              -          - / - / -  FAILED"
+        );
+        let ran = IterationRecord {
+            entry: 0,
+            iteration: 12,
+            cycle_ns: 42_000_000,
+            load_ns: 1_500_000,
+            cpus_woken: 3,
+            wake_ns_min: 900,
+            wake_ns_median: 1_200,
+            wake_ns_max: 25_000,
+            passed: true,
+            ran: true,
+        };
+        assert_eq!(
+            format!(
+                "{}",
+                ReportRow {
+                    name: "test-kernel",
+                    record: &ran
+                }
+            ),
+            "test-kernel                 12   42.0 ms      1500.0 us      3          900 ns / 1200 ns / 25.0 us"
+        );
+        // A kernel that ran but gave no wake figures (Linux): measured zeros stay
+        // zeros, the missing figures are dashes.
+        let quiet = IterationRecord {
+            cpus_woken: 0,
+            wake_ns_min: 0,
+            wake_ns_median: 0,
+            wake_ns_max: 0,
+            passed: false,
+            ..ran
+        };
+        let line = format!(
+            "{}",
+            ReportRow {
+                name: "linux",
+                record: &quiet
+            }
+        );
+        assert!(
+            line.ends_with("us      0          - / - / -  FAILED"),
+            "{line}"
+        );
+        // The header's columns line up with the row's.
+        let cycle_column = REPORT_HEADER.find("cycle").unwrap();
+        assert_eq!(line.find("42.0 ms"), Some(cycle_column));
+        let wake_column = REPORT_HEADER.find("AP wake").unwrap();
+        assert_eq!(line.find("- / -"), Some(wake_column));
     }
 
     #[test]

@@ -12,7 +12,9 @@ use park::reentry::{
     KernelReport, Multiboot2ParkbootTag, ReentryRequest, MULTIBOOT2_TAG_TYPE_PARKBOOT,
 };
 use park::table::{CpuState, MAX_PARKED_CPUS, PARK_TABLE_VERSION};
-use parkboot::boot_loop::{IterationRecord, LoopLog, Next, Request, Schedule};
+use parkboot::boot_loop::{
+    IterationRecord, LoopLog, Next, ReportRow, Request, Schedule, REPORT_HEADER,
+};
 use parkboot::cbfs::{Cbfs, CbfsError, Compression};
 use parkboot::config::{Config, Entry, Format, Source, MAX_SOURCE_NAME};
 use parkboot::fw_cfg::{FwCfg, FwCfgError, IoPorts};
@@ -514,7 +516,8 @@ fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image,
     }
     let mut image = load_source(s, &entry.kernel, "kernel image (pristine copy)")?;
     if multiboot2::is_gzip(image.bytes()) {
-        let size = multiboot2::gzip_size(image.bytes()).unwrap_or(0) as u64;
+        // Sized by a first pass over the stream, never by the trailer alone.
+        let size = multiboot2::gzip_inflated_size(image.bytes())? as u64;
         let addr = s.memory.allocate(
             size.max(1),
             PAGE,
@@ -919,6 +922,7 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         wake_ns_min: wake_min,
         wake_ns_max: wake_max,
         passed,
+        ran: true,
     });
     let next = if !passed {
         s.schedule.entry_failed()
@@ -950,7 +954,7 @@ fn finish() -> ! {
             log.iterations_requested,
             log.iterations_failed
         );
-        log::info!("  entry                iteration   cycle        parkboot load  APs woken  AP wake (kernel: min / median / max)");
+        log::info!("  {}", REPORT_HEADER);
         let rows = log.records.len();
         for (i, r) in log.records.iter().enumerate() {
             if rows > REPORT_ROWS && i == REPORT_ROWS / 2 {
@@ -965,18 +969,7 @@ fn finish() -> ! {
                 .get(r.entry as usize)
                 .map(|e| e.name.as_str())
                 .unwrap_or("?");
-            log::info!(
-                "  {:20} {:9}   {:12} {:14} {:9}  {} / {} / {}{}",
-                name,
-                r.iteration,
-                Duration(r.cycle_ns),
-                Duration(r.load_ns),
-                r.cpus_woken,
-                Duration(r.wake_ns_min),
-                Duration(r.wake_ns_median),
-                Duration(r.wake_ns_max),
-                if r.passed { "" } else { "  FAILED" }
-            );
+            log::info!("  {}", ReportRow { name, record: r });
         }
     }
     // SAFETY: as for `loop_log`.

@@ -104,6 +104,9 @@ pub const DEFAULT_SETUP_SECTS: u8 = 4;
 /// after `setup_sects` plus this many sectors.
 const BOOT_SECTOR_COUNT: usize = 1;
 
+/// `syssize` counts the protected-mode kernel in 16-byte paragraphs.
+const PARAGRAPH_SIZE: u64 = 16;
+
 /// `kernel_version` is stored "less 0x200": the version string is at this much plus the
 /// field's value in the image.
 const KERNEL_VERSION_BASE: usize = 0x200;
@@ -525,8 +528,28 @@ pub enum LinuxError {
     No64BitEntry,
     /// The setup code claims to reach the end of the file or beyond.
     NoProtectedModeKernel { setup_bytes: usize, len: usize },
+    /// `syssize` is zero: the header declares no protected-mode kernel.
+    ZeroSyssize,
+    /// The file ends before the protected-mode kernel the header declares (`syssize`
+    /// paragraphs) does: a truncated image.
+    Truncated {
+        /// Bytes of protected-mode kernel `syssize` declares.
+        declared: u64,
+        /// Bytes that follow the setup code in the file.
+        present: usize,
+    },
+    /// The compressed payload (`payload_offset`, `payload_length`) does not lie inside
+    /// the protected-mode kernel the header declares.
+    PayloadOutsideKernel {
+        offset: u32,
+        length: u32,
+        kernel: u64,
+    },
     /// `init_size` is zero, so there is nothing to size the load area by.
     ZeroInitSize,
+    /// `init_size` is smaller than the protected-mode kernel it must hold while the
+    /// kernel decompresses itself: a corrupt header.
+    InitSizeTooSmall { init_size: u32, kernel: u64 },
     /// `kernel_alignment` is zero or not a power of two.
     BadKernelAlignment { alignment: u32 },
     /// A non-relocatable kernel's address is not free.
@@ -592,7 +615,28 @@ impl fmt::Display for LinuxError {
                 f,
                 "setup code and boot sector take {setup_bytes:#x} bytes, but the image is only {len:#x} bytes: no protected-mode kernel"
             ),
+            LinuxError::ZeroSyssize => write!(
+                f,
+                "setup header gives syssize 0 at {:#x}: no protected-mode kernel",
+                hdr_offset!(syssize)
+            ),
+            LinuxError::Truncated { declared, present } => write!(
+                f,
+                "truncated bzImage: syssize declares a {declared:#x}-byte protected-mode kernel, but only {present:#x} bytes follow the setup code"
+            ),
+            LinuxError::PayloadOutsideKernel {
+                offset,
+                length,
+                kernel,
+            } => write!(
+                f,
+                "compressed payload at {offset:#x} ({length:#x} bytes, payload_offset/payload_length) does not lie inside the {kernel:#x}-byte protected-mode kernel"
+            ),
             LinuxError::ZeroInitSize => write!(f, "kernel gives init_size 0"),
+            LinuxError::InitSizeTooSmall { init_size, kernel } => write!(
+                f,
+                "init_size {init_size:#x} is smaller than the {kernel:#x}-byte protected-mode kernel it must hold"
+            ),
             LinuxError::BadKernelAlignment { alignment } => {
                 write!(f, "kernel_alignment {alignment:#x} is not a power of two")
             }
@@ -677,6 +721,72 @@ impl<'a> KernelVersion<'a> {
     /// The string, or [`KernelVersion::UNKNOWN`], for logs.
     pub fn as_str(&self) -> &'a str {
         self.0.unwrap_or(Self::UNKNOWN)
+    }
+}
+
+/// The first Linux release that hands CPUs woken from the ACPI mailbox back through
+/// the mailbox's ResetVector (on kexec and CPU offline). Older kernels (5.19 to 6.10)
+/// take the parked CPUs and keep them in their own halt loop; the kernel they kexec
+/// then waits forever in `acpi_wakeup_cpu` for a CPU that no longer answers.
+pub const MAILBOX_HANDBACK_RELEASE: Release = Release {
+    major: 6,
+    minor: 11,
+};
+
+/// A Linux release, `major.minor`, as its version string starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Release {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl Release {
+    /// `major.minor` from the start of a version string ("6.12.117+deb12-amd64 (...)").
+    pub fn parse(text: &str) -> Option<Release> {
+        let mut parts = text.splitn(3, '.');
+        let major = leading_number(parts.next()?)?;
+        let minor = leading_number(parts.next()?)?;
+        Some(Release { major, minor })
+    }
+}
+
+/// The decimal number at the start of `text` (at least one digit).
+fn leading_number(text: &str) -> Option<u32> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    text.get(..digits)?.parse().ok()
+}
+
+/// Whether a kernel hands woken CPUs back through the ResetVector, as far as its
+/// version string tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailboxHandback {
+    /// 6.11 or newer.
+    Yes(Release),
+    /// Older: its kexec successor will hang waiting for the CPUs.
+    No(Release),
+    /// No readable release in the version string.
+    Unknown,
+}
+
+impl KernelVersion<'_> {
+    /// The release at the start of the version string, if it has one.
+    pub fn release(&self) -> Option<Release> {
+        self.0.and_then(Release::parse)
+    }
+
+    /// Whether this kernel hands the parked CPUs back on kexec.
+    pub fn mailbox_handback(&self) -> MailboxHandback {
+        match self.release() {
+            Some(r) if r >= MAILBOX_HANDBACK_RELEASE => MailboxHandback::Yes(r),
+            Some(r) => MailboxHandback::No(r),
+            None => MailboxHandback::Unknown,
+        }
     }
 }
 
@@ -819,8 +929,33 @@ pub fn parse(image: &[u8]) -> Result<Kernel<'_>, LinuxError> {
             len: image.len(),
         });
     }
+    // Every size the header declares must hold against the file: a cut or corrupted
+    // image is refused here rather than entered.
+    let present = image.len() - setup_bytes;
+    if setup.syssize == 0 {
+        return Err(LinuxError::ZeroSyssize);
+    }
+    let declared = u64::from(setup.syssize) * PARAGRAPH_SIZE;
+    // A signed image carries its signature after the declared kernel: more is fine.
+    if declared > present as u64 {
+        return Err(LinuxError::Truncated { declared, present });
+    }
+    let payload_end = u64::from(setup.payload_offset) + u64::from(setup.payload_length);
+    if payload_end > declared {
+        return Err(LinuxError::PayloadOutsideKernel {
+            offset: setup.payload_offset,
+            length: setup.payload_length,
+            kernel: declared,
+        });
+    }
     if setup.init_size == 0 {
         return Err(LinuxError::ZeroInitSize);
+    }
+    if u64::from(setup.init_size) < declared {
+        return Err(LinuxError::InitSizeTooSmall {
+            init_size: setup.init_size,
+            kernel: declared,
+        });
     }
     let alignment = setup.kernel_alignment;
     if !alignment.is_power_of_two() {
@@ -1298,6 +1433,10 @@ mod tests {
         protected_mode_len: usize,
         version_string: Option<&'static [u8]>,
         version_pointer: u16,
+        /// `syssize`; `None` declares exactly the protected-mode part built.
+        syssize: Option<u32>,
+        payload_offset: u32,
+        payload_length: u32,
     }
 
     impl Default for TestImage {
@@ -1317,6 +1456,9 @@ mod tests {
                 protected_mode_len: 0x3000,
                 version_string: Some(b"6.12.0-test (parkboot@test) #1 SMP"),
                 version_pointer: 0x300,
+                syssize: None,
+                payload_offset: 0x2cc,
+                payload_length: 0x2000,
             }
         }
     }
@@ -1341,7 +1483,12 @@ mod tests {
                 *b = 0xcc;
             }
             w8(&mut image, 0x1f1, self.setup_sects);
-            w32(&mut image, 0x1f4, (self.protected_mode_len / 16) as u32);
+            let syssize = self
+                .syssize
+                .unwrap_or((self.protected_mode_len / 16) as u32);
+            w32(&mut image, 0x1f4, syssize);
+            w32(&mut image, 0x248, self.payload_offset);
+            w32(&mut image, 0x24c, self.payload_length);
             w16(&mut image, 0x1fa, 0xffff);
             w16(&mut image, 0x1fe, 0xaa55);
             w8(&mut image, 0x200, 0xeb);
@@ -1467,9 +1614,13 @@ mod tests {
 
     #[test]
     fn memory_size_covers_the_larger_of_image_and_init_size() {
+        // init_size covers the declared kernel, but the file carries more after it (a
+        // signature): the copy of the whole file must fit too.
         let t = TestImage {
             init_size: 0x1000,
             protected_mode_len: 0x2345,
+            syssize: Some(0x80),
+            payload_length: 0x400,
             ..TestImage::default()
         };
         let bytes = t.build();
@@ -1578,7 +1729,6 @@ mod tests {
                 len: 0xa00
             }
         );
-        assert!(parse(&bytes[..0xa01]).is_ok());
         // Setup code claiming 255 sectors in a small file.
         let mut bytes = image();
         w8(&mut bytes, 0x1f1, 255);
@@ -1589,6 +1739,111 @@ mod tests {
                 len: bytes.len()
             })
         );
+    }
+
+    #[test]
+    fn a_truncated_image_is_refused_by_name() {
+        let bytes = image();
+        // One byte short of what syssize declares, and cut in half.
+        for cut in [bytes.len() - 1, 0xa00 + 0x1800, 0xa01] {
+            let err = parse(&bytes[..cut]).unwrap_err();
+            assert_eq!(
+                err,
+                LinuxError::Truncated {
+                    declared: 0x3000,
+                    present: cut - 0xa00
+                }
+            );
+            assert!(err.to_string().starts_with("truncated bzImage"), "{err}");
+        }
+        // Bytes after the declared kernel (a signature) are fine.
+        let mut signed = image();
+        signed.extend_from_slice(&[0x5a; 0x5c0]);
+        let k = parse(&signed).unwrap();
+        assert_eq!(k.protected_mode, 0xa00..signed.len());
+        // syssize larger than the file, as a corrupted header would say.
+        let t = TestImage {
+            syssize: Some(0x0bc_0000),
+            ..TestImage::default()
+        };
+        assert_eq!(
+            parse(&t.build()).unwrap_err().to_string(),
+            "truncated bzImage: syssize declares a 0xbc00000-byte protected-mode kernel, but only 0x3000 bytes follow the setup code"
+        );
+        let t = TestImage {
+            syssize: Some(0),
+            ..TestImage::default()
+        };
+        assert_eq!(parse(&t.build()), Err(LinuxError::ZeroSyssize));
+    }
+
+    /// A header shaped like Debian's 6.12 kernel (40 sectors of setup, a signature
+    /// after the declared kernel) cut to 1 MB: refused by name, never entered.
+    #[test]
+    fn a_real_shaped_kernel_cut_to_one_megabyte_is_refused() {
+        let t = TestImage {
+            setup_sects: 39,
+            protected_mode_len: 0xb8_1000,
+            syssize: Some(0xb8_0a00 / 16),
+            payload_offset: 0x2cc,
+            payload_length: 0xb4_a230,
+            init_size: 0x37e_e000,
+            ..TestImage::default()
+        };
+        let bytes = t.build();
+        assert!(parse(&bytes).is_ok());
+        let err = parse(&bytes[..1_000_000]).unwrap_err();
+        assert_eq!(
+            err,
+            LinuxError::Truncated {
+                declared: 0xb8_0a00,
+                present: 1_000_000 - 40 * 512
+            }
+        );
+    }
+
+    #[test]
+    fn payload_and_init_size_must_fit_the_declared_kernel() {
+        // The payload ends exactly at the declared end: fine; one byte more is not.
+        let t = TestImage {
+            payload_offset: 0x1000,
+            payload_length: 0x2000,
+            ..TestImage::default()
+        };
+        assert!(parse(&t.build()).is_ok());
+        for (offset, length) in [(0x1000, 0x2001), (0x3001, 0), (u32::MAX, u32::MAX)] {
+            let t = TestImage {
+                payload_offset: offset,
+                payload_length: length,
+                ..TestImage::default()
+            };
+            let err = parse(&t.build()).unwrap_err();
+            assert_eq!(
+                err,
+                LinuxError::PayloadOutsideKernel {
+                    offset,
+                    length,
+                    kernel: 0x3000
+                }
+            );
+            assert!(err.to_string().contains("payload_offset"), "{err}");
+        }
+        let t = TestImage {
+            init_size: 0x2fff,
+            ..TestImage::default()
+        };
+        assert_eq!(
+            parse(&t.build()),
+            Err(LinuxError::InitSizeTooSmall {
+                init_size: 0x2fff,
+                kernel: 0x3000
+            })
+        );
+        let t = TestImage {
+            init_size: 0x3000,
+            ..TestImage::default()
+        };
+        assert!(parse(&t.build()).is_ok());
     }
 
     #[test]
@@ -1659,6 +1914,43 @@ mod tests {
                 len: 0x26a,
                 needed: 0x26c
             })
+        );
+    }
+
+    #[test]
+    fn release_and_mailbox_handback_from_the_version_string() {
+        let version = |text| KernelVersion(Some(text));
+        let release = |major, minor| Release { major, minor };
+        for (text, expected) in [
+            (
+                "6.12.117+deb12-amd64 (debian-kernel@lists.debian.org) #1 SMP",
+                MailboxHandback::Yes(release(6, 12)),
+            ),
+            ("6.11.0", MailboxHandback::Yes(release(6, 11))),
+            ("7.0-rc1 (x@y)", MailboxHandback::Yes(release(7, 0))),
+            (
+                "6.1.0-28-amd64 (debian-kernel@lists.debian.org)",
+                MailboxHandback::No(release(6, 1)),
+            ),
+            ("6.10.14", MailboxHandback::No(release(6, 10))),
+            ("5.19.0", MailboxHandback::No(release(5, 19))),
+            ("", MailboxHandback::Unknown),
+            ("linux", MailboxHandback::Unknown),
+            ("6", MailboxHandback::Unknown),
+            ("6.x", MailboxHandback::Unknown),
+            ("99999999999.1", MailboxHandback::Unknown),
+        ] {
+            assert_eq!(version(text).mailbox_handback(), expected, "{text}");
+        }
+        assert_eq!(
+            KernelVersion(None).mailbox_handback(),
+            MailboxHandback::Unknown
+        );
+        assert_eq!(release(6, 11).to_string(), "6.11");
+        // The synthetic image's string.
+        assert_eq!(
+            parse(&image()).unwrap().kernel_version.release(),
+            Some(release(6, 12))
         );
     }
 
@@ -2317,5 +2609,12 @@ mod tests {
         assert_eq!(&page[0x202..0x206], b"HdrS");
         assert_eq!(r8(&page, 0x210), 0xff);
         assert_eq!(r32(&page, 0x260) as u64, k.init_size);
+
+        // The same kernel cut to 1 MB (the reproduction) is refused by name.
+        let err = parse(&bytes[..1_000_000]).unwrap_err();
+        assert!(
+            matches!(err, LinuxError::Truncated { declared, .. } if declared > 1_000_000),
+            "{err}"
+        );
     }
 }

@@ -25,6 +25,9 @@ pub fn boot_linux(
 ) -> Result<Infallible, EntryError> {
     let bytes = image.bytes();
     let kernel = linux::parse(bytes)?;
+    if s.parked.is_some() {
+        warn_if_no_handback(entry, &kernel);
+    }
     let load = linux::place_kernel(&kernel, &s.memory)?;
     let pm = &bytes[kernel.protected_mode.clone()];
     let need = kernel.init_size.max(pm.len() as u64);
@@ -136,6 +139,28 @@ pub fn boot_linux(
             in("rsi") params,
             options(noreturn)
         )
+    }
+}
+
+/// A kernel older than 6.11 takes the parked CPUs from the mailbox and never hands
+/// them back: the kernel it kexecs (any version) then spins forever in
+/// `acpi_wakeup_cpu`. parkboot boots it anyway (a single boot works) and says so.
+fn warn_if_no_handback(entry: &Entry, kernel: &linux::Kernel) {
+    match kernel.kernel_version.mailbox_handback() {
+        linux::MailboxHandback::Yes(_) => {}
+        linux::MailboxHandback::No(release) => log::warn!(
+            "entry '{}': Linux {} is older than {} and does not hand the parked CPUs back: \
+             its kexec successor will hang in acpi_wakeup_cpu (CPU offline/online too); \
+             use 6.11+ for kexec loops, or park = off",
+            entry.name,
+            release,
+            linux::MAILBOX_HANDBACK_RELEASE
+        ),
+        linux::MailboxHandback::Unknown => log::warn!(
+            "entry '{}': no Linux release in the kernel's version string: if it is older than {}, its kexec successor will hang in acpi_wakeup_cpu",
+            entry.name,
+            linux::MAILBOX_HANDBACK_RELEASE
+        ),
     }
 }
 

@@ -8,8 +8,10 @@
 //!   which physical address, how much to zero after them, the 32-bit entry point, and
 //!   the boot information the kernel asked for. The bare-metal side checks the exact
 //!   ranges against its memory map, copies, and enters the kernel.
-//! * [`inflate_gzip`] unpacks a gzip-compressed kernel (Debian ships Xen as
-//!   `xen-*.gz`) into a caller's buffer, checking its CRC32 and size.
+//! * [`gzip_inflated_size`] checks a gzip-compressed kernel (Debian ships Xen as
+//!   `xen-*.gz`) in a first pass that keeps no output and says how large it inflates;
+//!   [`inflate_gzip`] then unpacks it into a buffer of that size, checking its CRC32 and
+//!   size again. No buffer is ever sized from the trailer alone.
 //! * [`InfoBuilder`] lays out the boot information the kernel gets in `ebx`.
 //!
 //! Every structure read from or written to the wire is a `#[repr(C)]` struct whose
@@ -593,6 +595,11 @@ pub enum Mb2Error {
     GzipReservedFlags { flags: u8 },
     /// Gzip: the data ends inside `what`.
     GzipTruncated { what: &'static str },
+    /// Gzip: the deflate stream runs to the end of the data (`len` bytes) without its
+    /// last block: the data is cut short or corrupt.
+    GzipStreamUnfinished { len: usize },
+    /// Gzip: the data inflates to more than [`GZIP_MAX_INFLATED`] bytes.
+    GzipTooLarge { limit: u64 },
     /// Gzip: the header CRC16 (FHCRC) does not match.
     GzipHeaderCrc { stored: u16, computed: u16 },
     /// Gzip: the deflate stream is damaged at this byte of the gzip data.
@@ -600,9 +607,10 @@ pub enum Mb2Error {
     /// Gzip: the inflated data's CRC32 differs from the trailer's.
     GzipCrcMismatch { stored: u32, computed: u32 },
     /// Gzip: the inflated size differs from the trailer's ISIZE.
-    GzipSizeMismatch { stored: u32, actual: usize },
-    /// Gzip: the output buffer is too small; `needed` is the trailer's ISIZE.
-    GzipOutputTooSmall { needed: u32, available: usize },
+    GzipSizeMismatch { stored: u32, actual: u64 },
+    /// Gzip: the data inflates to more than the output buffer holds (size the buffer
+    /// with [`gzip_inflated_size`]).
+    GzipOutputTooSmall { available: usize },
     /// Boot information: the buffer is too small.
     InfoBufferTooSmall {
         tag_type: u32,
@@ -816,19 +824,27 @@ impl fmt::Display for Mb2Error {
                 f,
                 "gzip header CRC 0x{stored:04x} does not match the header (0x{computed:04x})"
             ),
+            Mb2Error::GzipStreamUnfinished { len } => write!(
+                f,
+                "gzip data corrupt or truncated: the deflate stream runs to the end of the {len} bytes without its last block"
+            ),
+            Mb2Error::GzipTooLarge { limit } => write!(
+                f,
+                "gzip data inflates to more than {limit} bytes, more than any kernel parkboot boots"
+            ),
             Mb2Error::GzipCorrupt { at } => write!(f, "gzip data corrupt at byte {at}"),
             Mb2Error::GzipCrcMismatch { stored, computed } => write!(
                 f,
-                "gzip CRC mismatch: the trailer says 0x{stored:08x}, the inflated data has \
+                "gzip data corrupt: CRC mismatch: the trailer says 0x{stored:08x}, the inflated data has \
                  0x{computed:08x}"
             ),
             Mb2Error::GzipSizeMismatch { stored, actual } => write!(
                 f,
-                "gzip size mismatch: the trailer says {stored} bytes, inflating gave {actual}"
+                "gzip data corrupt: the stream inflates to {actual} bytes, the trailer's ISIZE says {stored}"
             ),
-            Mb2Error::GzipOutputTooSmall { needed, available } => write!(
+            Mb2Error::GzipOutputTooSmall { available } => write!(
                 f,
-                "gzip output buffer too small: {available} bytes, the data inflates to {needed}"
+                "gzip data inflates to more than the {available}-byte output buffer"
             ),
             Mb2Error::InfoBufferTooSmall { tag_type, needed, available } => write!(
                 f,
@@ -1602,12 +1618,16 @@ const CRC32_TABLE: [u32; 256] = {
 
 /// The CRC-32 gzip stores in its trailer (and, truncated to 16 bits, in FHCRC).
 pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
+    !crc32_update(!0, data)
+}
+
+/// Feeds `data` into a running CRC-32 register (start with `!0`, finish with `!`).
+fn crc32_update(mut crc: u32, data: &[u8]) -> u32 {
     for &byte in data {
         let index = ((crc ^ u32::from(byte)) & 0xff) as usize;
         crc = CRC32_TABLE.get(index).copied().unwrap_or(0) ^ (crc >> u8::BITS);
     }
-    !crc
+    crc
 }
 
 /// Whether `bytes` start like gzip data.
@@ -1615,14 +1635,92 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
     bytes.get(..2) == Some(&[GZIP_ID1, GZIP_ID2][..])
 }
 
-/// The uncompressed size gzip data announces (ISIZE, its last four bytes): the size of
-/// buffer [`inflate_gzip`] needs. `None` when `bytes` are not gzip.
-pub fn gzip_size(bytes: &[u8]) -> Option<u32> {
-    if !is_gzip(bytes) {
-        return None;
+/// Most bytes parkboot inflates a gzip kernel to: far above any kernel (Xen is a few
+/// MiB), and a bound on the time a hostile stream can take ("zip bomb").
+pub const GZIP_MAX_INFLATED: u64 = 1 << 30;
+
+/// The deflate window (RFC 1951: back-references reach at most 32 KiB). The counting
+/// pass inflates into a wrapping buffer of this size and keeps nothing else.
+const DEFLATE_WINDOW: usize = 32 * 1024;
+
+/// Checks a whole gzip member in a first pass that keeps no output, and returns the
+/// number of bytes it inflates to: the size of buffer [`inflate_gzip`] needs.
+///
+/// The size comes from the stream, not from the trailer: the deflate stream must end
+/// with its last block, and the trailer after it must agree with what the stream
+/// produced (CRC32 and ISIZE). A cut or corrupted file is refused here, before any
+/// memory is sized from it. Stack use: the deflate state (about 11 KiB) and the 32 KiB
+/// window.
+pub fn gzip_inflated_size(compressed: &[u8]) -> Result<usize, Mb2Error> {
+    let body_start = gzip_body_start(compressed)?;
+    let body = compressed
+        .get(body_start..)
+        .ok_or(Mb2Error::GzipTruncated { what: "header" })?;
+    let mut state = DecompressorOxide::new();
+    let mut window = [0u8; DEFLATE_WINDOW];
+    let mut in_pos = 0usize;
+    let mut out_pos = 0usize;
+    let mut total = 0u64;
+    let mut crc = !0u32;
+    loop {
+        let input = body.get(in_pos..).unwrap_or(&[]);
+        // The whole input is present (no HAS_MORE_INPUT); the window wraps.
+        let (status, consumed, written) = decompress(&mut state, input, &mut window, out_pos, 0);
+        in_pos = in_pos.saturating_add(consumed);
+        let produced = window
+            .get(out_pos..out_pos.saturating_add(written))
+            .unwrap_or(&[]);
+        crc = crc32_update(crc, produced);
+        total = total.saturating_add(written as u64);
+        out_pos = (out_pos + written) & (DEFLATE_WINDOW - 1);
+        if total > GZIP_MAX_INFLATED {
+            return Err(Mb2Error::GzipTooLarge {
+                limit: GZIP_MAX_INFLATED,
+            });
+        }
+        match status {
+            TINFLStatus::Done => break,
+            TINFLStatus::HasMoreOutput => {}
+            TINFLStatus::FailedCannotMakeProgress | TINFLStatus::NeedsMoreInput => {
+                return Err(Mb2Error::GzipStreamUnfinished {
+                    len: compressed.len(),
+                })
+            }
+            _ => {
+                return Err(Mb2Error::GzipCorrupt {
+                    at: body_start.saturating_add(in_pos),
+                })
+            }
+        }
     }
-    let trailer = bytes.len().checked_sub(GzipTrailer::SIZE)?;
-    GzipTrailer::read_at(bytes, trailer).map(|t| t.isize)
+    check_gzip_trailer(compressed, body_start.saturating_add(in_pos), !crc, total)?;
+    // At most GZIP_MAX_INFLATED: fits in usize.
+    Ok(total as usize)
+}
+
+/// Checks the trailer at `at` against what the stream inflated to.
+fn check_gzip_trailer(
+    compressed: &[u8],
+    at: usize,
+    computed: u32,
+    inflated: u64,
+) -> Result<(), Mb2Error> {
+    let trailer =
+        GzipTrailer::read_at(compressed, at).ok_or(Mb2Error::GzipTruncated { what: "trailer" })?;
+    if computed != trailer.crc32 {
+        return Err(Mb2Error::GzipCrcMismatch {
+            stored: trailer.crc32,
+            computed,
+        });
+    }
+    // ISIZE is the size mod 2^32.
+    if inflated as u32 != trailer.isize || inflated >= FOUR_GIB {
+        return Err(Mb2Error::GzipSizeMismatch {
+            stored: trailer.isize,
+            actual: inflated,
+        });
+    }
+    Ok(())
 }
 
 /// Parses a gzip member header; returns the offset of the deflate stream.
@@ -1673,7 +1771,8 @@ fn gzip_body_start(bytes: &[u8]) -> Result<usize, Mb2Error> {
 }
 
 /// Inflates one gzip member (RFC 1952) into `out`, without allocating, and checks its
-/// CRC32 and size. Returns the number of bytes written. Use [`gzip_size`] to size `out`.
+/// CRC32 and size. Returns the number of bytes written. Use [`gzip_inflated_size`] to
+/// size `out`.
 ///
 /// The deflate state (about 11 KiB) lives on the stack; parkboot's boot stack is
 /// large enough.
@@ -1697,34 +1796,18 @@ pub fn inflate_gzip(compressed: &[u8], out: &mut [u8]) -> Result<usize, Mb2Error
         TINFLStatus::Done => {}
         TINFLStatus::HasMoreOutput => {
             return Err(Mb2Error::GzipOutputTooSmall {
-                needed: gzip_size(compressed).unwrap_or(0),
                 available: out.len(),
             })
         }
         TINFLStatus::FailedCannotMakeProgress | TINFLStatus::NeedsMoreInput => {
-            return Err(Mb2Error::GzipTruncated {
-                what: "deflate stream",
+            return Err(Mb2Error::GzipStreamUnfinished {
+                len: compressed.len(),
             })
         }
         _ => return Err(Mb2Error::GzipCorrupt { at }),
     }
-    let trailer =
-        GzipTrailer::read_at(compressed, at).ok_or(Mb2Error::GzipTruncated { what: "trailer" })?;
     let inflated = out.get(..written).unwrap_or(&[]);
-    let computed = crc32(inflated);
-    if computed != trailer.crc32 {
-        return Err(Mb2Error::GzipCrcMismatch {
-            stored: trailer.crc32,
-            computed,
-        });
-    }
-    // ISIZE is the size mod 2^32.
-    if written as u32 != trailer.isize || written as u64 >= FOUR_GIB {
-        return Err(Mb2Error::GzipSizeMismatch {
-            stored: trailer.isize,
-            actual: written,
-        });
-    }
+    check_gzip_trailer(compressed, at, crc32(inflated), written as u64)?;
     Ok(written)
 }
 
@@ -3005,7 +3088,7 @@ mod tests {
     #[test]
     fn multiboot2_gzip_vector_from_the_gzip_command() {
         assert!(is_gzip(&GZIP_VECTOR));
-        assert_eq!(gzip_size(&GZIP_VECTOR), Some(GZIP_VECTOR_TEXT.len() as u32));
+        assert_eq!(gzip_inflated_size(&GZIP_VECTOR), Ok(GZIP_VECTOR_TEXT.len()));
         let mut out = vec![0u8; GZIP_VECTOR_TEXT.len()];
         assert_eq!(
             inflate_gzip(&GZIP_VECTOR, &mut out),
@@ -3054,14 +3137,104 @@ mod tests {
         let data = kernel_like_data();
         for level in [1, 6, 10] {
             let gz = gzip_member(&data, level);
-            assert_eq!(gzip_size(&gz), Some(data.len() as u32));
+            assert_eq!(gzip_inflated_size(&gz), Ok(data.len()));
             let mut out = vec![0u8; data.len()];
             assert_eq!(inflate_gzip(&gz, &mut out), Ok(data.len()));
             assert_eq!(out, data);
         }
         // Empty data.
         let gz = gzip_member(&[], 6);
+        assert_eq!(gzip_inflated_size(&gz), Ok(0));
         assert_eq!(inflate_gzip(&gz, &mut []), Ok(0));
+        // Larger than the counting pass's window many times over, and a trailing byte
+        // after the member (padding) is ignored.
+        let big: Vec<u8> = kernel_like_data().repeat(6);
+        let mut gz = gzip_member(&big, 6);
+        gz.push(0);
+        assert_eq!(gzip_inflated_size(&gz), Ok(big.len()));
+    }
+
+    /// The counting pass's answer for a damaged member; inflating it into a buffer of
+    /// the intact size is refused too (perhaps for a different reason: a corrupt
+    /// stream may run past a buffer sized for the intact data).
+    fn both(gz: &[u8], out: &mut [u8]) -> Result<usize, Mb2Error> {
+        let counted = gzip_inflated_size(gz);
+        let inflated = inflate_gzip(gz, out);
+        assert_eq!(
+            counted.is_ok(),
+            inflated.is_ok(),
+            "{counted:?} / {inflated:?}"
+        );
+        counted
+    }
+
+    /// The issue's reproduction: a truncated gzip kernel sized a buffer from the bytes
+    /// that happened to sit where its trailer should be.
+    #[test]
+    fn multiboot2_gzip_truncated_stream_sizes_nothing() {
+        let data = kernel_like_data();
+        let gz = gzip_member(&data, 6);
+        let body = gzip_body_start(&gz).unwrap();
+        let mut out = vec![0u8; data.len()];
+        // Every cut inside the deflate stream: refused by name, and no size comes out.
+        for len in (body..gz.len() - GzipTrailer::SIZE).step_by(1021) {
+            let err = both(&gz[..len], &mut out).unwrap_err();
+            assert_eq!(err, Mb2Error::GzipStreamUnfinished { len }, "cut at {len}");
+            assert!(err.to_string().contains("truncated"), "{err}");
+        }
+        // Cut in the trailer: the stream ended, the trailer is missing.
+        for len in gz.len() - GzipTrailer::SIZE..gz.len() {
+            assert_eq!(
+                both(&gz[..len], &mut out),
+                Err(Mb2Error::GzipTruncated { what: "trailer" })
+            );
+        }
+    }
+
+    /// The issue's second row: flipped bytes said "output buffer too small"; they are
+    /// corruption and say so.
+    #[test]
+    fn multiboot2_gzip_flipped_bytes_say_corrupt() {
+        let data = kernel_like_data();
+        let gz = gzip_member(&data, 6);
+        let body = gzip_body_start(&gz).unwrap();
+        let mut out = vec![0u8; data.len()];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut corrupt = 0;
+        for _ in 0..200 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let a = body + (seed as usize % (gz.len() - body));
+            let b = body + ((seed >> 32) as usize % (gz.len() - body));
+            let mut bad = gz.clone();
+            bad[a] ^= 1 << (seed % 8);
+            bad[b] ^= 1 << ((seed >> 8) % 8);
+            if bad == gz {
+                continue;
+            }
+            let err = both(&bad, &mut out).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("corrupt"), "flip at {a}, {b}: {text}");
+            assert!(
+                !matches!(err, Mb2Error::GzipOutputTooSmall { .. }),
+                "{text}"
+            );
+            corrupt += 1;
+        }
+        assert!(corrupt > 190);
+        // A buffer sized by the counting pass is never too small for a corrupt stream
+        // that inflates to more than its trailer says: the counting pass refuses it.
+        let mut longer = gzip_member(&data, 6);
+        let isize_at = longer.len() - size_of::<u32>();
+        longer[isize_at..].copy_from_slice(&(data.len() as u32 - 1).to_le_bytes());
+        assert_eq!(
+            gzip_inflated_size(&longer),
+            Err(Mb2Error::GzipSizeMismatch {
+                stored: data.len() as u32 - 1,
+                actual: data.len() as u64
+            })
+        );
     }
 
     #[test]
@@ -3114,9 +3287,7 @@ mod tests {
         );
         assert_eq!(
             inflate_gzip(&gz[..body + 100], &mut out),
-            Err(Mb2Error::GzipTruncated {
-                what: "deflate stream"
-            })
+            Err(Mb2Error::GzipStreamUnfinished { len: body + 100 })
         );
         assert_eq!(
             inflate_gzip(&gz[..5], &mut out),
@@ -3149,11 +3320,10 @@ mod tests {
         assert_eq!(
             err,
             Mb2Error::GzipOutputTooSmall {
-                needed: data.len() as u32,
                 available: data.len() - 1
             }
         );
-        assert!(err.to_string().contains("200000"));
+        assert!(err.to_string().contains("199999"));
 
         let mut bad = gz.clone();
         bad[body - 1] ^= 1; // the header CRC
@@ -3167,8 +3337,14 @@ mod tests {
             Err(Mb2Error::GzipBadMagic)
         );
         assert!(!is_gzip(b"\x1f"));
-        assert_eq!(gzip_size(b"\x7fELF...."), None);
-        assert_eq!(gzip_size(&GZIP_VECTOR[..6]), None);
+        assert_eq!(
+            gzip_inflated_size(b"\x7fELF...."),
+            Err(Mb2Error::GzipBadMagic)
+        );
+        assert_eq!(
+            gzip_inflated_size(&GZIP_VECTOR[..6]),
+            Err(Mb2Error::GzipTruncated { what: "header" })
+        );
 
         let mut bad = gz.clone();
         bad[offset_of!(GzipHeader, method)] = 0;
@@ -3188,7 +3364,7 @@ mod tests {
     fn multiboot2_gzip_kernel_then_plan() {
         let image = elf(false, &two_segments(), 0x10_0020, &standard_header());
         let gz = gzip_member(&image, 9);
-        let mut out = vec![0u8; gzip_size(&gz).unwrap() as usize];
+        let mut out = vec![0u8; gzip_inflated_size(&gz).unwrap()];
         let len = inflate_gzip(&gz, &mut out).unwrap();
         assert_eq!(plan(&out[..len]).unwrap().segments, expected_two_segments());
     }

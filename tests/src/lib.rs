@@ -50,6 +50,8 @@ pub const EXIT_FAIL: u8 = 0x11;
 /// I/O port of the isa-debug-exit device that every run adds.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 
+/// What the guest's console puts before every error-level log message.
+pub const ERROR_MARKER: &str = "ERROR: ";
 /// Serial marker of a passing run.
 pub const PASS_MARKER: &str = "parkboot: result: pass";
 /// Serial marker of a failing run, followed by the reason.

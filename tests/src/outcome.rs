@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::witness::InitIpiWitness;
 use crate::{
-    debug_exit_status, EXIT_FAIL, EXIT_PASS, FAIL_MARKER, PASS_MARKER, STOPPED_MARKER,
-    SUMMARY_MARKER,
+    debug_exit_status, ERROR_MARKER, EXIT_FAIL, EXIT_PASS, FAIL_MARKER, PASS_MARKER,
+    STOPPED_MARKER, SUMMARY_MARKER,
 };
 
 /// How QEMU ended.
@@ -128,6 +128,13 @@ impl Outcome {
     /// The reason of the first `parkboot: stopped: <why>` line.
     pub fn stopped_reason(&self) -> Option<&str> {
         self.text_after(STOPPED_MARKER)
+    }
+
+    /// The first error the guest logged (the text after `ERROR: ` on the first line
+    /// that has it): the named cause of a failed run, e.g. `entry 'linux' (iteration
+    /// 1/5): truncated bzImage: ...`.
+    pub fn first_error(&self) -> Option<&str> {
+        self.text_after(ERROR_MARKER)
     }
 
     /// The serial lines.

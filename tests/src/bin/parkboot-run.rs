@@ -412,6 +412,9 @@ fn json_line(outcome: &Outcome) -> String {
     }
     if !outcome.passed() {
         extra.push(("reason".to_string(), json::quote(&outcome.verdict())));
+        if let Some(error) = outcome.first_error() {
+            extra.push(("error".to_string(), json::quote(error)));
+        }
     }
     // parkboot's own summary (entry, config_source, park figures) and a later one from
     // the kernel it booted (the Linux init's): the later one's members win.
@@ -703,6 +706,18 @@ mod tests {
             json_line(&two),
             r#"{"entry":"coreboot","cpus":4,"entry_kind":"linux","iterations_done":3,"ok":true,"exit":"pass","seconds":1.234}"#
         );
+        // A failed entry's named error is carried into the JSON.
+        let refused = outcome(
+            ExitStatusKind::Fail,
+            "[    0.1] ERROR: entry 'linux' (iteration 1/5): truncated bzImage: syssize declares more\n[    0.2] ERROR: parkboot: stopped: 1 of 1 iterations failed\n",
+        );
+        let members = json::object_members(&json_line(&refused)).unwrap();
+        assert!(
+            members.iter().any(|(k, v)| k == "error"
+                && v == "\"entry 'linux' (iteration 1/5): truncated bzImage: syssize declares more\""),
+            "{members:?}"
+        );
+        assert!(!json_line(&run).contains("\"error\""));
 
         let broken = outcome(ExitStatusKind::Fail, "parkboot: summary: {\"cpus\":\n");
         let line = json_line(&broken);
