@@ -142,6 +142,60 @@ pub fn test_kernel(name: &str) -> PathBuf {
     path
 }
 
+/// Debian's 6.12 kernel: `PARKBOOT_LINUX_KERNEL`, else the one scripts/lib/linux.sh
+/// unpacked under target/linux/kernel.
+pub fn linux_kernel() -> PathBuf {
+    if let Some(path) = std::env::var_os("PARKBOOT_LINUX_KERNEL") {
+        return path.into();
+    }
+    let kernels = workspace_root().join("target/linux/kernel");
+    std::fs::read_dir(&kernels)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|package| {
+            std::fs::read_dir(package.path().join("boot"))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-6.12"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no Debian 6.12 kernel under {}: scripts/test downloads it",
+                kernels.display()
+            )
+        })
+}
+
+/// An initramfs scripts/test builds: from the environment variable `env`, else
+/// target/linux/`file`.
+fn built_initramfs(env: &str, file: &str) -> PathBuf {
+    let path = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/linux").join(file));
+    assert!(
+        path.is_file(),
+        "no initramfs at {}: scripts/test builds it",
+        path.display()
+    );
+    path
+}
+
+/// The kexec loop's initramfs (it carries the kernel for the next kexec).
+pub fn linux_initrd() -> PathBuf {
+    built_initramfs("PARKBOOT_LINUX_INITRD", "initramfs.cpio.gz")
+}
+
+/// The initramfs without the kernel inside, for single boots.
+pub fn linux_single_boot_initrd() -> PathBuf {
+    built_initramfs("PARKBOOT_LINUX_INITRD_SINGLE", "initramfs-single.cpio.gz")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

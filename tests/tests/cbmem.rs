@@ -11,7 +11,9 @@
 use parkboot_tests::cbmem::{
     console_from_line, console_from_serial, decode, parkboot_serial_lines, HEADER_BYTES,
 };
-use parkboot_tests::{parkboot_image, test_kernel, Boot, ExitStatusKind};
+use parkboot_tests::{
+    linux_initrd, linux_kernel, parkboot_image, test_kernel, Boot, ExitStatusKind,
+};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -214,46 +216,6 @@ fn without_a_serial_port_parkboot_reaches_the_end_and_logs_to_cbmem() {
         lines.last().unwrap().ends_with("parkboot: result: pass"),
         "{text}"
     );
-}
-
-fn linux_kernel() -> PathBuf {
-    if let Some(path) = std::env::var_os("PARKBOOT_LINUX_KERNEL") {
-        return path.into();
-    }
-    let kernels = parkboot_tests::workspace_root().join("target/linux/kernel");
-    std::fs::read_dir(&kernels)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .flat_map(|package| {
-            std::fs::read_dir(package.path().join("boot"))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-6.12"))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no Debian 6.12 kernel under {}: scripts/test downloads it",
-                kernels.display()
-            )
-        })
-}
-
-fn linux_initrd() -> PathBuf {
-    let path = std::env::var_os("PARKBOOT_LINUX_INITRD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| parkboot_tests::workspace_root().join("target/linux/initramfs.cpio.gz"));
-    assert!(
-        path.is_file(),
-        "no initramfs at {}: scripts/test builds it",
-        path.display()
-    );
-    path
 }
 
 #[test]

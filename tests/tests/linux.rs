@@ -4,7 +4,9 @@
 //! (scripts/lib/linux.sh); their paths can also be given with PARKBOOT_LINUX_KERNEL and
 //! PARKBOOT_LINUX_INITRD.
 
-use parkboot_tests::{json, parkboot_image, test_kernel, workspace_root, Boot, Outcome};
+use parkboot_tests::{
+    json, linux_initrd, linux_kernel, parkboot_image, test_kernel, Boot, Outcome,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,46 +14,6 @@ const TIMEOUT: Duration = Duration::from_secs(900);
 const CPUS: u32 = 4;
 const LOOPS: u32 = 5;
 const MEMORY_MIB: u32 = 1024;
-
-fn linux_kernel() -> PathBuf {
-    if let Some(path) = std::env::var_os("PARKBOOT_LINUX_KERNEL") {
-        return path.into();
-    }
-    let kernels = workspace_root().join("target/linux/kernel");
-    std::fs::read_dir(&kernels)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .flat_map(|package| {
-            std::fs::read_dir(package.path().join("boot"))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-6.12"))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no Debian 6.12 kernel under {}: scripts/test downloads it",
-                kernels.display()
-            )
-        })
-}
-
-fn linux_initrd() -> PathBuf {
-    let path = std::env::var_os("PARKBOOT_LINUX_INITRD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/linux/initramfs.cpio.gz"));
-    assert!(
-        path.is_file(),
-        "no initramfs at {}: scripts/test builds it",
-        path.display()
-    );
-    path
-}
 
 fn config(park: bool) -> String {
     format!(

@@ -11,7 +11,10 @@
 //! the witness counts only those after parkboot's park.
 
 use parkboot_tests::rom::{base_rom, Compression, Rom, RomBuilder};
-use parkboot_tests::{json, parkboot_image, test_kernel, workspace_root, Boot, Outcome};
+use parkboot_tests::{
+    json, linux_initrd, linux_kernel, linux_single_boot_initrd, parkboot_image, test_kernel,
+    workspace_root, Boot, Outcome,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,46 +25,6 @@ const LINUX_CPUS: u32 = 4;
 const LINUX_LOOPS: u32 = 3;
 const KERNEL: &str = "parkboot/kernel";
 const LINUX_CMDLINE: &str = "console=ttyS0 panic=-1 quiet loglevel=4 parkboot.qemu_exit=on";
-
-fn linux_kernel() -> PathBuf {
-    if let Some(path) = std::env::var_os("PARKBOOT_LINUX_KERNEL") {
-        return path.into();
-    }
-    let kernels = workspace_root().join("target/linux/kernel");
-    std::fs::read_dir(&kernels)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .flat_map(|package| {
-            std::fs::read_dir(package.path().join("boot"))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .map(|entry| entry.path())
-        .find(|path| {
-            path.file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with("vmlinuz-6.12"))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no Debian 6.12 kernel under {}: scripts/test downloads it",
-                kernels.display()
-            )
-        })
-}
-
-fn linux_initrd() -> PathBuf {
-    let path = std::env::var_os("PARKBOOT_LINUX_INITRD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/linux/initramfs.cpio.gz"));
-    assert!(
-        path.is_file(),
-        "no initramfs at {}: scripts/test builds it",
-        path.display()
-    );
-    path
-}
 
 fn rom(config: &str, kernel: PathBuf, compression: Compression) -> Rom {
     RomBuilder::new(base_rom(), parkboot_image())
@@ -387,19 +350,6 @@ fn rom_corrupt_or_missing_cbfs_files_are_named_and_the_next_entry_boots() {
         "{}",
         outcome.report()
     );
-}
-
-/// The initramfs without the kernel inside (single boots; scripts/test builds it).
-fn linux_single_boot_initrd() -> PathBuf {
-    let path = std::env::var_os("PARKBOOT_LINUX_INITRD_SINGLE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/linux/initramfs-single.cpio.gz"));
-    assert!(
-        path.is_file(),
-        "no single-boot initramfs at {}: scripts/test builds it",
-        path.display()
-    );
-    path
 }
 
 /// A board's case: the configuration, Debian's kernel and an initramfs all come from
