@@ -2,15 +2,18 @@
 //! kexec loop driven by parkboot.
 //!
 //! The kernel jumps to [`crate::ParkTable::reentry_vector`] on the boot processor in
-//! 64-bit mode, CPL0, interrupts off, with page tables that identity-map the vector's
-//! page (parkboot's image; it loads its own CR3, GDT, IDT and stack first), and:
+//! 64-bit mode, CPL0, interrupts off, with page tables that identity-map (virtual =
+//! physical) the vector's page (parkboot's image; it loads its own CR3, CR4, GDT, IDT
+//! and stack first), and:
 //!
 //! * `rdi` = a [`ReentryRequest`] value,
 //! * `rsi` = physical address of a [`KernelReport`] (or 0 for none); parkboot copies
 //!   it before touching any memory the kernel owned.
 //!
 //! Every AP must be parked again (handed back through the ResetVector) before the
-//! kernel re-enters: parkboot checks `parked_count` and reports any that are missing.
+//! kernel re-enters: parkboot waits up to 1 s for `parked_count` to be back to what it
+//! was when the kernel was booted, and fails the iteration, naming each AP that is not
+//! parked, if it is not. park/README.md has the whole re-entry ABI.
 
 /// What the kernel asks parkboot to do next (`rdi` at the re-entry vector).
 #[repr(u64)]

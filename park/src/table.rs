@@ -120,8 +120,9 @@ pub struct CpuSlot {
     pub sipi_tsc: AtomicU64,
     /// TSC when it first reached the park loop (start latency = this - `sipi_tsc`).
     pub first_park_tsc: AtomicU64,
-    /// Free for the code a CPU was woken into: parkboot only writes it from its own
-    /// self-check vector (APIC ID and TSC as proof the CPU ran).
+    /// Free for the code a CPU was woken into: parkboot only writes it in its own
+    /// self-check, before the first kernel (a round's sequence number, then
+    /// `(sequence << 32) | APIC ID` and the TSC as proof the CPU ran).
     pub kernel_scratch: [AtomicU64; 2],
     pub reserved: [u64; 2],
 }
@@ -164,9 +165,11 @@ pub struct ParkTable {
     pub signature: [u8; 8],
     /// [`PARK_TABLE_VERSION`].
     pub version: u32,
-    /// `size_of::<ParkTable>()`: readers check it before trusting the slots.
+    /// Bytes of the whole table, header and slots: readers check that the slots
+    /// (`slots_offset + slot_count * slot_size`) end within it before trusting them.
     pub table_size: u32,
-    /// Slots in use (every CPU the MADT lists, the boot processor included).
+    /// Slots in use (the boot processor's included); equal to `slot_count` in tables
+    /// parkboot builds. CPUs the MADT lists beyond the slots are `cpus_beyond_table`.
     pub cpu_count: u32,
     /// CPUs in the park loop right now. A kernel that wakes CPUs knows it has woken
     /// them all when this reaches 0, and that all are back when it is back to the
@@ -182,9 +185,11 @@ pub struct ParkTable {
     /// 64-bit mode, interrupts off, to hand a CPU back.
     pub reset_vector: u64,
     /// Where CPUs jump when woken by the doorbell below; identity-mapped, long mode.
+    /// 0 = stay parked; parkboot clears it before it boots each kernel.
     pub wake_all_vector: AtomicU64,
-    /// The wake-all doorbell: write `wake_all_vector`, then increment this (release).
-    /// Every parked CPU whose `wake_all_seen` differs jumps to `wake_all_vector` once.
+    /// The wake-all doorbell: write `wake_all_vector`, then increment this, then write
+    /// the mailbox's `wake_all_signal` (what [`ParkTable::wake_all`] does). Every parked
+    /// CPU whose `wake_all_seen` differs jumps to `wake_all_vector` once.
     pub wake_all_generation: AtomicU64,
     /// TSC ticks per second, as parkboot measured them.
     pub tsc_hz: u64,
@@ -193,7 +198,8 @@ pub struct ParkTable {
     /// Physical base and size of the park region (mailbox, table, code, stacks).
     pub park_region_base: u64,
     pub park_region_size: u64,
-    /// Kernels parkboot has booted since the CPUs were parked.
+    /// Kernels parkboot has booted (multiboot2 and Linux) since the CPUs were parked;
+    /// Linux's own kexecs do not count.
     pub boots: AtomicU64,
     /// Byte offset of slot 0 from the start of the table (128 in version 2).
     pub slots_offset: u32,

@@ -1,7 +1,7 @@
 /*
- * Leaving long mode: the one place parkboot does it. Multiboot2 kernels (and any
- * other 32-bit protected-mode entry) expect 32-bit protected mode with paging off, so
- * this drops from 64-bit mode to compatibility mode (needs a 32-bit code segment),
+ * Leaving long mode: the one place parkboot does it. Multiboot2 kernels (the only
+ * 32-bit entry parkboot boots) expect 32-bit protected mode with paging off, so this
+ * drops from 64-bit mode to compatibility mode (needs a 32-bit code segment),
  * clears CR4.PCIDE (clearing CR0.PG with it set is a #GP), turns paging off (which
  * clears EFER.LMA), clears EFER.LME, then clears CR4.PAE and CR4.LA57 (a kernel that
  * re-entered with 5-level paging leaves LA57 set, and it can only change with paging

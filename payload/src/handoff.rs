@@ -1,9 +1,10 @@
-//! Hand-off to code that expects 32-bit protected mode with paging off (multiboot2
-//! kernels, coreboot-style payload entries). `handoff.S` is the only place parkboot
-//! leaves long mode.
+//! Hand-off to code that expects 32-bit protected mode with paging off: multiboot2
+//! kernels, the only such entry parkboot boots (Linux is entered in 64-bit mode by
+//! `linux_boot.rs`). `handoff.S` is the only place parkboot leaves long mode.
 
 use crate::park_layout::PARK_GDT;
-/// parkboot's GDT selectors: the same in its own GDT, the park GDT and every hand-off.
+/// parkboot's GDT selectors: the same in its own GDT, the park GDT, the multiboot2
+/// hand-off and the Linux 64-bit entry.
 pub use park::code::{SEL_CODE32, SEL_CODE64, SEL_DATA};
 
 /// parkboot's one flat GDT (null, 32-bit code, 64-bit code, data), loaded by the entry
