@@ -899,6 +899,18 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         ),
         None => {}
     }
+    // An unknown request is the kernel's failure, recorded as such.
+    let request_value = request;
+    let request = ReentryRequest::from_raw(request_value);
+    if request.is_none() {
+        passed = false;
+        log::error!(
+            "entry '{}' iteration {}: unknown re-entry request {}; going on with the next entry",
+            name,
+            current.iteration,
+            request_value
+        );
+    }
     let cycle_ns = cpu::ticks_to_ns(back_tsc - current.start_tsc);
     let load_ns = cpu::ticks_to_ns(current.handoff_tsc.saturating_sub(current.start_tsc));
     log::info!(
@@ -924,22 +936,12 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         passed,
         ran: true,
     });
-    let next = if !passed {
-        s.schedule.entry_failed()
-    } else {
-        match ReentryRequest::from_raw(request) {
-            Some(ReentryRequest::SameEntry) => s.schedule.after(Request::SameEntry),
-            Some(ReentryRequest::NextEntry) => s.schedule.after(Request::NextEntry),
-            Some(ReentryRequest::Stop) => s.schedule.after(Request::Stop),
-            None => {
-                log::error!(
-                    "entry '{}': unknown re-entry request {}; going on with the next entry",
-                    name,
-                    request
-                );
-                s.schedule.entry_failed()
-            }
-        }
+    let next = match request {
+        _ if !passed => s.schedule.entry_failed(),
+        Some(ReentryRequest::SameEntry) => s.schedule.after(Request::SameEntry),
+        Some(ReentryRequest::NextEntry) => s.schedule.after(Request::NextEntry),
+        Some(ReentryRequest::Stop) => s.schedule.after(Request::Stop),
+        None => s.schedule.entry_failed(),
     };
     run(next)
 }
