@@ -16,6 +16,10 @@ pub const SEL_CODE32: u16 = 0x08;
 pub const SEL_CODE64: u16 = 0x10;
 pub const SEL_DATA: u16 = 0x18;
 
+/// The lowest non-canonical address with 4-level paging: a vector limit never goes
+/// above it.
+pub const CANONICAL_LIMIT: u64 = 1 << 47;
+
 /// The park code's data block, filled in by parkboot in the copy.
 #[repr(C, align(64))]
 pub struct ParkCodeData {
@@ -29,7 +33,9 @@ pub struct ParkCodeData {
     pub mailbox: u64,
     /// `park::table::flags` bits (WAIT_MWAIT).
     pub flags: u32,
-    pub reserved: u32,
+    /// Slots in the park table: FIND_SLOT searches this many, whatever the table's
+    /// `cpu_count` says (a kernel can write the table, not this page).
+    pub cpu_count: u32,
     gdt_padding: [u8; 6],
     /// GDT pointer in LGDT's memory format (limit, then base).
     pub gdt_limit: u16,
@@ -38,6 +44,9 @@ pub struct ParkCodeData {
     /// IDT pointer in LIDT's memory format.
     pub idt_limit: u16,
     pub idt_base: u64,
+    /// A wakeup vector must be below this (the end of parkboot's identity map, at most
+    /// 2^47): parked CPUs refuse 0 and anything at or above it.
+    pub vector_limit: u64,
 }
 
 const _: () = {
@@ -46,12 +55,15 @@ const _: () = {
 };
 
 impl ParkCodeData {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         firmware_cr3: u64,
         firmware_cr3_la57: u64,
         table: u64,
         mailbox: u64,
         flags: u32,
+        cpu_count: u32,
+        vector_limit: u64,
         gdt: (u64, u16),
         idt: (u64, u16),
     ) -> Self {
@@ -61,13 +73,14 @@ impl ParkCodeData {
             table,
             mailbox,
             flags,
-            reserved: 0,
+            cpu_count,
             gdt_padding: [0; 6],
             gdt_limit: gdt.1,
             gdt_base: gdt.0,
             idt_padding: [0; 6],
             idt_limit: idt.1,
             idt_base: idt.0,
+            vector_limit: vector_limit.min(CANONICAL_LIMIT),
         }
     }
 }
@@ -89,11 +102,12 @@ global_asm!(
     DATA_TABLE = const offset_of!(ParkCodeData, table),
     DATA_MAILBOX = const offset_of!(ParkCodeData, mailbox),
     DATA_FLAGS = const offset_of!(ParkCodeData, flags),
+    DATA_CPU_COUNT = const offset_of!(ParkCodeData, cpu_count),
+    DATA_VECTOR_LIMIT = const offset_of!(ParkCodeData, vector_limit),
     DATA_GDT_LIMIT = const offset_of!(ParkCodeData, gdt_limit),
     DATA_IDT_LIMIT = const offset_of!(ParkCodeData, idt_limit),
     DATA_SIZE = const core::mem::size_of::<ParkCodeData>(),
     FLAG_WAIT_MWAIT = const flags::WAIT_MWAIT,
-    TABLE_CPU_COUNT = const offsets::TABLE_CPU_COUNT,
     TABLE_PARKED_COUNT = const offsets::TABLE_PARKED_COUNT,
     TABLE_RESET_VECTOR = const offsets::TABLE_RESET_VECTOR,
     TABLE_WAKE_ALL_VECTOR = const offsets::TABLE_WAKE_ALL_VECTOR,
@@ -115,6 +129,8 @@ global_asm!(
     SLOT_STACK_TOP = const offsets::SLOT_STACK_TOP,
     SLOT_FIRST_PARK_TSC = const offsets::SLOT_FIRST_PARK_TSC,
     SLOT_KERNEL_SCRATCH = const offsets::SLOT_KERNEL_SCRATCH,
+    SLOT_REFUSED_VECTOR = const offsets::SLOT_REFUSED_VECTOR,
+    SLOT_REFUSED_COUNT = const offsets::SLOT_REFUSED_COUNT,
     MAILBOX_COMMAND = const MAILBOX_COMMAND_OFFSET,
     MAILBOX_APIC_ID = const MAILBOX_APIC_ID_OFFSET,
     MAILBOX_WAKEUP_VECTOR = const MAILBOX_WAKEUP_VECTOR_OFFSET,

@@ -2,6 +2,8 @@
 //!
 //! * [`mailbox`]: the ACPI Multiprocessor Wakeup mailbox (ACPI 6.6 §5.2.12.19), the
 //!   standard door unmodified Linux uses.
+//! * [`integrity`]: the checksum over the park table fields only parkboot writes, and
+//!   parkboot's verification and repair of them.
 //! * [`table`]: the park table, parkboot's documented superset: one slot per CPU with
 //!   its state and counters, the parked count, and the wake-all doorbell.
 //! * [`reentry`]: how a park-aware kernel gives control back to parkboot, and the
@@ -13,6 +15,7 @@
 //! meaning of every field is documented in `park/README.md`.
 #![no_std]
 
+pub mod integrity;
 pub mod mailbox;
 pub mod reentry;
 pub mod table;

@@ -80,7 +80,9 @@
     mov     %ebx, %r14d
 .Lhave_id\@:
     mov     park_code_data + {DATA_TABLE}(%rip), %r13
-    mov     {TABLE_CPU_COUNT}(%r13), %ecx
+    /* The slot count from parkboot's own copy, not the table's cpu_count: a kernel
+     * may have written anything into the table. */
+    mov     park_code_data + {DATA_CPU_COUNT}(%rip), %ecx
     lea     {TABLE_SLOTS}(%r13), %r12
 .Lnext_slot\@:
     test    %ecx, %ecx
@@ -256,6 +258,25 @@
     or      %rdx, %rax
 .endm
 
+/* A wakeup vector is followed only if it is nonzero and below the end of parkboot's
+ * identity map (park_code_data's vector_limit, at most 2^47, so this also refuses
+ * every non-canonical address): anything else would fault, or run whatever sits at
+ * address 0, on a CPU that is then lost. rbp = the vector; jumps to \refused if it
+ * is not followed. */
+.macro CHECK_VECTOR refused
+    test    %rbp, %rbp
+    jz      \refused
+    cmp     park_code_data + {DATA_VECTOR_LIMIT}(%rip), %rbp
+    jae     \refused
+.endm
+
+/* A refused vector: recorded in the slot (the last one, and a count) for parkboot
+ * and the kernel to see; the CPU stays Parked and parked_count is unchanged. */
+.macro RECORD_REFUSED_VECTOR
+    mov     %rbp, {SLOT_REFUSED_VECTOR}(%r12)
+    lock incl {SLOT_REFUSED_COUNT}(%r12)
+.endm
+
 /* Before a CPU leaves for a vector: LINT1 masked again (the next kernel's first code,
  * e.g. Linux's trampoline, runs with an empty IDT, where a platform NMI routed
  * through LINT1 would shut the CPU down; the kernel programs LINT1 itself), then
@@ -401,9 +422,17 @@ park_mailbox_wakeup:
      * sees this CPU counted as running (parked_count already lower); nothing of the
      * mailbox is read after the acknowledgement. */
     mov     {MAILBOX_WAKEUP_VECTOR}(%rbx), %rbp
+    CHECK_VECTOR park_mailbox_refused
     LEAVE_BOOKKEEPING
     movw    ${COMMAND_NOOP}, {MAILBOX_COMMAND}(%rbx)
     jmp     park_jump
+
+/* A bad vector through the mailbox: recorded, then acknowledged all the same (an OS
+ * such as Linux waits for the Noop without a timeout), and the CPU keeps parking. */
+park_mailbox_refused:
+    RECORD_REFUSED_VECTOR
+    movw    ${COMMAND_NOOP}, {MAILBOX_COMMAND}(%rbx)
+    jmp     park_loop
 
 park_mailbox_test:
     cmp     {MAILBOX_APIC_ID}(%rbx), %r14d
@@ -415,8 +444,14 @@ park_wake_all:
     mov     %rax, {SLOT_WAKE_ALL_SEEN}(%r12)
     mov     {TABLE_WAKE_ALL_VECTOR}(%r13), %rbp
     test    %rbp, %rbp
-    jz      park_loop
+    jz      park_loop                           /* 0: stay parked, by design */
+    CHECK_VECTOR park_wake_all_refused
     LEAVE_BOOKKEEPING
+    jmp     park_jump
+
+park_wake_all_refused:
+    RECORD_REFUSED_VECTOR
+    jmp     park_loop
 
 /* Leave for the vector in rbp: long mode, this identity map, interrupts off, flat
  * selectors. rdi = this CPU's slot and rsi = the park table, for park-aware kernels. */

@@ -84,6 +84,10 @@ pub mod flags {
     /// `--no-park` baseline: the mailbox entry was not added to the MADT and the APs
     /// were left for the kernel to start with INIT/SIPI; the slots are all empty.
     pub const BASELINE_NO_PARK: u32 = 1 << 1;
+    /// `ParkTable::checksum` holds [`super::ParkTable::compute_checksum`] of the fields
+    /// only parkboot writes (see the README); parkboot recomputes it whenever it
+    /// changes one of them.
+    pub const CHECKSUM: u32 = 1 << 2;
 }
 
 /// One CPU. 128 bytes, so two CPUs never share a cache line pair.
@@ -124,7 +128,12 @@ pub struct CpuSlot {
     /// self-check, before the first kernel (a round's sequence number, then
     /// `(sequence << 32) | APIC ID` and the TSC as proof the CPU ran).
     pub kernel_scratch: [AtomicU64; 2],
-    pub reserved: [u64; 2],
+    /// The last wakeup vector this CPU refused (mailbox or wake-all): 0, non-canonical,
+    /// or at or above the end of parkboot's identity map. It stayed parked instead.
+    pub refused_vector: AtomicU64,
+    /// How many vectors it refused since it was first parked.
+    pub refused_count: AtomicU32,
+    pub reserved: u32,
 }
 
 const _: () = {
@@ -146,7 +155,9 @@ const _: () = {
     assert!(offset_of!(CpuSlot, sipi_tsc) == 80);
     assert!(offset_of!(CpuSlot, first_park_tsc) == 88);
     assert!(offset_of!(CpuSlot, kernel_scratch) == 96);
-    assert!(offset_of!(CpuSlot, reserved) == 112);
+    assert!(offset_of!(CpuSlot, refused_vector) == 112);
+    assert!(offset_of!(CpuSlot, refused_count) == 120);
+    assert!(offset_of!(CpuSlot, reserved) == 124);
 };
 
 impl CpuSlot {
@@ -211,7 +222,10 @@ pub struct ParkTable {
     /// CPUs the platform's MADT lists as usable that did not fit in the table: never
     /// started, not in any slot, and left out of (not enabled in) the kernels' MADT.
     pub cpus_beyond_table: u32,
-    pub reserved: u64,
+    /// With flag [`flags::CHECKSUM`]: [`ParkTable::compute_checksum`] over the fields
+    /// only parkboot writes (header fields and each slot's `apic_id` and `stack_top`).
+    pub checksum: u32,
+    pub reserved: u32,
 }
 
 const _: () = {
@@ -236,7 +250,8 @@ const _: () = {
     assert!(offset_of!(ParkTable, slot_size) == 108);
     assert!(offset_of!(ParkTable, slot_count) == 112);
     assert!(offset_of!(ParkTable, cpus_beyond_table) == 116);
-    assert!(offset_of!(ParkTable, reserved) == 120);
+    assert!(offset_of!(ParkTable, checksum) == 120);
+    assert!(offset_of!(ParkTable, reserved) == 124);
     assert!(size_of::<ParkTable>() == 128);
 };
 
@@ -274,6 +289,8 @@ pub mod offsets {
     pub const SLOT_STACK_TOP: usize = offset_of!(CpuSlot, stack_top);
     pub const SLOT_FIRST_PARK_TSC: usize = offset_of!(CpuSlot, first_park_tsc);
     pub const SLOT_KERNEL_SCRATCH: usize = offset_of!(CpuSlot, kernel_scratch);
+    pub const SLOT_REFUSED_VECTOR: usize = offset_of!(CpuSlot, refused_vector);
+    pub const SLOT_REFUSED_COUNT: usize = offset_of!(CpuSlot, refused_count);
 }
 
 /// What is wrong with a park table header ([`ParkTable::check`]).

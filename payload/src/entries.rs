@@ -66,6 +66,8 @@ struct Current {
     /// APs parked (and so advertised in the MADT) when this kernel was booted: how
     /// many must be parked again when it gives the boot processor back.
     aps_parked: u32,
+    /// Slot states and refusal counts when this kernel was booted.
+    before: Option<crate::misbehaviour::BeforeBoot>,
 }
 
 /// Everything parkboot keeps while kernels run (its stack does not survive them).
@@ -91,6 +93,9 @@ pub struct BootState {
     initrds: [Option<Image>; 8],
     schedule: Schedule,
     current: Option<Current>,
+    /// Park table fields, slot states and counts parkboot found wrong and repaired
+    /// after kernels re-entered.
+    table_repairs: u64,
 }
 
 static mut STATE: MaybeUninit<BootState> = MaybeUninit::uninit();
@@ -153,6 +158,7 @@ impl BootState {
             initrds: [None; 8],
             schedule: Schedule::new(&[]),
             current: None,
+            table_repairs: 0,
         }
     }
 }
@@ -630,6 +636,7 @@ fn try_boot(
         handoff_tsc: 0,
         wake_counts,
         aps_parked,
+        before: s.parked.as_ref().map(crate::misbehaviour::BeforeBoot::of),
     });
     match kind {
         Kind::Multiboot2 => boot_multiboot2(s, &entry, image, initrd, iteration, iterations),
@@ -823,11 +830,23 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
     exceptions::init();
     let back_tsc = cpu::rdtsc();
     let s = state();
-    let report = (report_addr != 0).then(|| {
-        // SAFETY: the kernel passed it; a bad address is at worst a page fault, which
-        // the exception handler reports.
-        unsafe { core::ptr::read_unaligned(report_addr as *const KernelReport) }
-    });
+    // The report is copied first, before anything is written into memory the kernel
+    // owned, and only from RAM: an address in a hole, MMIO or beyond RAM is refused
+    // by name instead of faulting (or reading a device register).
+    let report_size = core::mem::size_of::<KernelReport>() as u64;
+    let report = if report_addr == 0 {
+        None
+    } else if s.memory.is_ram(report_addr, report_size) {
+        // SAFETY: the whole report lies in RAM, which parkboot's identity map covers.
+        Some(unsafe { core::ptr::read_unaligned(report_addr as *const KernelReport) })
+    } else {
+        log::warn!(
+            "the kernel's report at {:#x} ({} bytes) is not in RAM: ignored, nothing read there",
+            report_addr,
+            report_size
+        );
+        None
+    };
     let Some(current) = s.current.take() else {
         stop(format_args!(
             "a kernel re-entered parkboot, but no kernel was running"
@@ -847,6 +866,20 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         let deadline = back_tsc + cpu::ns_to_ticks(RETURN_TIMEOUT_NS);
         cpu::wait_until(deadline, || table.parked_count() >= current.aps_parked);
         aps_parked = table.parked_count();
+        if let Some(before) = &current.before {
+            let findings = crate::misbehaviour::inspect(
+                parked,
+                before,
+                format_args!("entry '{}' iteration {}", name, current.iteration),
+            );
+            let repairs = findings.table_damage + findings.states_corrected;
+            if repairs > 0 {
+                passed = false;
+                s.table_repairs += repairs as u64;
+            }
+            aps_parked = table.parked_count();
+        }
+        // After the repair: a kernel that broke the header hides no slot from this.
         cpus_woken = table
             .cpus()
             .iter()
@@ -862,42 +895,49 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
                 aps_parked,
                 current.aps_parked
             );
-            for slot in table
-                .cpus()
-                .iter()
-                .filter(|s| s.state() != Some(CpuState::Parked) && s.apic_id != table.boot_apic_id)
-            {
-                log::error!(
-                    "  APIC ID {} is {}",
-                    slot.apic_id,
-                    slot.state().map(CpuState::name).unwrap_or("?")
-                );
-            }
         }
     }
     let (mut wake_min, mut wake_median, mut wake_max) = (0, 0, 0);
-    match report {
-        Some(r) if r.is_valid() => {
-            wake_min = r.wake_ns_min;
-            wake_median = r.wake_ns_median;
-            wake_max = r.wake_ns_max;
-            if r.status != 0 {
-                passed = false;
-                log::error!(
+    let cpu_count = s.parked.as_ref().map_or(0, |p| p.owned_slots.len() as u32);
+    if let Some(r) = report {
+        match r.check(cpu_count) {
+            Ok(()) => {
+                wake_min = r.wake_ns_min;
+                wake_median = r.wake_ns_median;
+                wake_max = r.wake_ns_max;
+            }
+            Err(problem) => log::warn!(
+                "entry '{}' iteration {}: the kernel's report at {:#x}: {}: {}",
+                name,
+                current.iteration,
+                report_addr,
+                problem,
+                if r.is_valid() {
+                    "its measurements are ignored"
+                } else {
+                    "ignored"
+                }
+            ),
+        }
+        if r.is_valid() && r.status != 0 {
+            passed = false;
+            match r.checked_message() {
+                Ok(message) => log::error!(
                     "entry '{}' iteration {}: the kernel reports failure {}: {}",
                     name,
                     current.iteration,
                     r.status,
-                    r.message()
-                );
+                    message
+                ),
+                Err(problem) => log::error!(
+                    "entry '{}' iteration {}: the kernel reports failure {}, and its {}",
+                    name,
+                    current.iteration,
+                    r.status,
+                    problem
+                ),
             }
         }
-        Some(_) => log::warn!(
-            "entry '{}': the kernel's report at {:#x} has no valid signature",
-            name,
-            report_addr
-        ),
-        None => {}
     }
     // An unknown request is the kernel's failure, recorded as such.
     let request_value = request;
@@ -995,6 +1035,14 @@ fn finish() -> ! {
         );
     }
     let summary = summary();
+    if let Some(parked) = &s.parked {
+        let _ = write!(
+            summary,
+            r#","aps_not_back":{},"table_repairs":{}"#,
+            crate::misbehaviour::running(parked.table),
+            s.table_repairs
+        );
+    }
     let _ = write!(
         summary,
         ",\"iterations_requested\":{},\"iterations_done\":{},\"iterations_failed\":{},\"cpus_woken_min\":{}",

@@ -13,6 +13,8 @@ mod kernel_tables;
 #[cfg(target_os = "none")]
 mod linux_boot;
 #[cfg(target_os = "none")]
+mod misbehaviour;
+#[cfg(target_os = "none")]
 mod parking;
 
 #[cfg(not(target_os = "none"))]

@@ -482,6 +482,20 @@ impl MemoryMap {
         &self.platform
     }
 
+    /// Whether `[start, start + len)` is non-empty and lies entirely in one usable RAM
+    /// range of the platform map (reserved by parkboot or not): memory parkboot's
+    /// identity map covers and reading has no side effect, unlike a hole or MMIO.
+    pub fn is_ram(&self, start: u64, len: u64) -> bool {
+        let Some(end) = start.checked_add(len) else {
+            return false;
+        };
+        len > 0
+            && self
+                .platform
+                .iter()
+                .any(|r| r.kind.is_usable() && r.start <= start && end <= r.end())
+    }
+
     /// Every current reservation, sorted by start address.
     pub fn reservations(&self) -> impl Iterator<Item = &Reservation> {
         self.reservations.iter()
@@ -909,6 +923,21 @@ mod tests {
         assert!(view(&map).contains(&(16 * MIB, MIB, ReportAs::Reserved)));
         // Nothing left to keep the second time.
         assert_eq!(map.keep_boot_reservations(), 0);
+    }
+
+    #[test]
+    fn ram_is_only_usable_platform_memory() {
+        let map = pc_map();
+        assert!(map.is_ram(16 * MIB, 120));
+        assert!(map.is_ram(0x1000, 0x1000));
+        assert!(!map.is_ram(0, 0), "empty");
+        assert!(!map.is_ram(0xa0000 - 8, 16), "runs past low RAM");
+        assert!(!map.is_ram(0xf0000, 8), "reserved");
+        assert!(!map.is_ram(2 * GIB, 8), "ACPI");
+        assert!(!map.is_ram(3 * GIB, 8), "hole");
+        assert!(!map.is_ram(1 << 45, 120), "beyond RAM");
+        assert!(!map.is_ram(u64::MAX - 8, 120), "wraps");
+        assert!(map.is_ram(5 * GIB, 120));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::arch::apic::{self, LocalApic};
 use crate::arch::cpu::{self, rdtsc, wait_until};
 use core::sync::atomic::Ordering;
 use park::code::{self, ParkCodeData};
+use park::integrity::{OwnedFields, SlotOwned};
 use park::table::{
     flags, table_bytes, CpuSlot, CpuState, ParkTable, MAX_PARKED_CPUS, PARK_TABLE_HEADER_SIZE,
     PARK_TABLE_SIGNATURE, PARK_TABLE_VERSION,
@@ -50,6 +51,11 @@ pub struct Parked {
     /// (`table.slot_for_apic_id` is `None`), the table counts them in
     /// `cpus_beyond_table`, and the kernels' MADT must not advertise them.
     pub beyond_table: heapless::Vec<u32, MAX_CPUS>,
+    /// parkboot's private copy of the table fields only it writes (header and each
+    /// slot's APIC ID and stack): what it verifies the table against, and repairs it
+    /// from, whenever a kernel gives control back.
+    pub owned_header: OwnedFields,
+    pub owned_slots: heapless::Vec<SlotOwned, MAX_PARKED_CPUS>,
 }
 
 #[derive(Debug)]
@@ -252,6 +258,8 @@ pub fn park_all(
             layout.table,
             mailbox_address,
             wait_flags,
+            slot_count as u32,
+            map.end,
             (layout.gdt, (PARK_GDT.len() * 8 - 1) as u16),
             (layout.idt, (IDT_ENTRIES * 16 - 1) as u16),
         );
@@ -274,11 +282,12 @@ pub fn park_all(
     table.cpu_count = slot_count as u32;
     table.cpus_beyond_table = plan.beyond_table.len() as u32;
     table.boot_apic_id = boot_apic_id;
-    table.flags = if wait_with_mwait {
-        flags::WAIT_MWAIT
-    } else {
-        0
-    };
+    table.flags = flags::CHECKSUM
+        | if wait_with_mwait {
+            flags::WAIT_MWAIT
+        } else {
+            0
+        };
     table.mailbox_address = mailbox_address;
     table.reset_vector = code_base + park_code.reset_vector as u64;
     table.reentry_vector = crate::arch::reentry_vector();
@@ -286,6 +295,7 @@ pub fn park_all(
     table.park_region_base = layout.base;
     table.park_region_size = layout.size;
     let mut aps_expected = 0;
+    let mut owned_slots = heapless::Vec::new();
     for (index, cpu) in plan.slotted.iter().map(|&i| &cpus[i]).enumerate() {
         // SAFETY: slot `index` < slot_count lies in the zeroed table memory reserved
         // above (table_bytes), 128-byte aligned; nothing else references it yet.
@@ -296,6 +306,11 @@ pub fn park_all(
         };
         slot.apic_id = cpu.apic_id;
         slot.stack_top = layout.stack_top(index as u64);
+        // Cannot overflow: slot_count <= MAX_PARKED_CPUS.
+        let _ = owned_slots.push(SlotOwned {
+            apic_id: slot.apic_id,
+            stack_top: slot.stack_top,
+        });
         let state = if cpu.apic_id == boot_apic_id {
             CpuState::BootProcessor
         } else if !cpu.is_usable() {
@@ -306,6 +321,9 @@ pub fn park_all(
         };
         slot.state.store(state as u32, Ordering::Relaxed);
     }
+    // parkboot's private copy of what only it writes, and the checksum over it.
+    let owned_header = OwnedFields::of(table);
+    table.checksum = owned_header.checksum(owned_slots.iter().copied());
     let table: &'static ParkTable = table;
 
     // The start trampoline, below 1 MiB.
@@ -349,6 +367,8 @@ pub fn park_all(
         park_all_ns: 0,
         init_tsc: 0,
         beyond_table: plan.beyond_table,
+        owned_header,
+        owned_slots,
     };
     start_aps(&mut parked, ap_timeout_ms, x2apic)?;
     Ok(parked)

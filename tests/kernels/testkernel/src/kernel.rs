@@ -61,6 +61,59 @@ static AP_HOLD_RELEASE: AtomicU32 = AtomicU32::new(0);
 /// MADT's Multiprocessor Wakeup entry in place, as Linux does when it cannot hand CPUs
 /// back (`acpi_mp_disable_offlining`). The next kernel must still find it intact.
 const CLOBBER_ACPI_OPTION: &str = "testkernel.clobber-acpi";
+/// Command line option: misbehave on purpose, to test how parkboot copes.
+const MISBEHAVE_OPTION: &str = "testkernel.misbehave=";
+
+/// The ways `testkernel.misbehave=` can misbehave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Misbehave {
+    /// `keep-aps`: after the checks, wake every parked AP into the hold entry and
+    /// return to parkboot without releasing them: they never come back.
+    KeepAps,
+    /// `corrupt-table`: before returning, write garbage into park table fields only
+    /// parkboot owns, a slot's APIC ID and state, the boot processor's state and
+    /// `parked_count`.
+    CorruptTable,
+    /// `bad-vector`: after the checks, wake the first parked AP through the mailbox
+    /// with vector 0, a non-canonical one and one beyond RAM, then ring the doorbell
+    /// with a non-canonical vector: every CPU must refuse, record it and stay parked.
+    BadVector,
+    /// `report-signature`, `report-message`, `report-counts`, `report-unmapped`: return
+    /// a report with a bad signature; a failure whose message has no NUL and is not
+    /// text; counts and latencies that contradict each other; or at an address with
+    /// no RAM behind it.
+    ReportSignature,
+    ReportMessage,
+    ReportCounts,
+    ReportUnmapped,
+}
+
+impl Misbehave {
+    fn parse(value: &str) -> Option<Misbehave> {
+        Some(match value {
+            "keep-aps" => Misbehave::KeepAps,
+            "corrupt-table" => Misbehave::CorruptTable,
+            "bad-vector" => Misbehave::BadVector,
+            "report-signature" => Misbehave::ReportSignature,
+            "report-message" => Misbehave::ReportMessage,
+            "report-counts" => Misbehave::ReportCounts,
+            "report-unmapped" => Misbehave::ReportUnmapped,
+            _ => return None,
+        })
+    }
+}
+
+/// Wakeup vectors parked CPUs must refuse: zero, non-canonical, canonical but far
+/// beyond any RAM this kernel is given.
+const NON_CANONICAL_VECTOR: u64 = 0x8000_0000_0000_1000;
+const BEYOND_RAM_VECTOR: u64 = 1 << 46;
+const BAD_VECTORS: [u64; 3] = [0, NON_CANONICAL_VECTOR, BEYOND_RAM_VECTOR];
+/// Where `report-unmapped` says its report is: no RAM and not identity-mapped.
+const UNMAPPED_REPORT: u64 = 1 << 45;
+/// What `corrupt-table` writes.
+const GARBAGE_APIC_ID: u32 = 0xdead;
+const GARBAGE_STATE: u32 = 0x77;
+const GARBAGE_COUNT_EXTRA: u32 = 5;
 
 /// What an AP leaves behind when it ran the kernel's AP entry, one per park slot
 /// (indexed like the slots). A cache line each, so APs stamping at the same time do not
@@ -254,6 +307,16 @@ enum Check {
     /// `testkernel.stale-doorbell`: an AP kept running in the kernel while the doorbell
     /// rang parks again on return and never answers that old ring.
     StaleDoorbell,
+    /// The table's checksum (flag CHECKSUM) matches its fields: parkboot wrote them
+    /// and nobody else changed them (or parkboot repaired them).
+    TableChecksum,
+    /// `testkernel.misbehave=bad-vector`: each bad vector is acknowledged, recorded in
+    /// the slot as refused, and the CPU stays parked.
+    BadVectorRefused,
+    /// `testkernel.misbehave=keep-aps`: every parked AP ran the hold entry.
+    KeepAps,
+    /// `testkernel.misbehave=` names a known misbehaviour.
+    MisbehaveOption,
 }
 
 /// Text of at most `MESSAGE_BYTES - 1` bytes (cut at a character boundary), for the
@@ -319,6 +382,8 @@ struct Run {
     stale_doorbell: bool,
     /// Where `testkernel.clobber-acpi` writes zero before returning to parkboot.
     clobber_at: Option<u64>,
+    /// `testkernel.misbehave=`.
+    misbehave: Option<Misbehave>,
 }
 
 impl Run {
@@ -347,6 +412,7 @@ extern "C" fn kernel_main(magic: u32, boot_info: u32) -> ! {
         wake_all_ns: 0,
         stale_doorbell: false,
         clobber_at: None,
+        misbehave: None,
     };
     let result = run_checks(magic, u64::from(boot_info), &mut run);
     finish(&run, result)
@@ -488,6 +554,14 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
             "waiting with PAUSE"
         }
     );
+    if table.flags & flags::CHECKSUM != 0 && !table.checksum_matches() {
+        fail!(
+            Check::TableChecksum,
+            "park table checksum {:#010x}, the fields give {:#010x?}",
+            table.checksum,
+            table.compute_checksum()
+        );
+    }
     if table.tsc_hz == 0 {
         fail!(Check::ParkTable, "park table has no TSC rate (tsc_hz 0)");
     }
@@ -515,6 +589,12 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
     for option in cmdline.split_ascii_whitespace() {
         if option == STALE_DOORBELL_OPTION {
             run.stale_doorbell = true;
+        }
+        if let Some(value) = option.strip_prefix(MISBEHAVE_OPTION) {
+            match Misbehave::parse(value) {
+                Some(misbehave) => run.misbehave = Some(misbehave),
+                None => fail!(Check::MisbehaveOption, "unknown {MISBEHAVE_OPTION}{value}"),
+            }
         }
         if let Some(value) = option.strip_prefix(REQUEST_OPTION) {
             run.request = match value {
@@ -809,7 +889,165 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
             stale_doorbell(table, mailbox, held, parked_at_start, timeout)?;
         }
     }
+    match run.misbehave {
+        Some(Misbehave::BadVector) => bad_vectors(table, mailbox, &expected, timeout)?,
+        Some(Misbehave::KeepAps) => keep_aps(table, mailbox, &expected, timeout)?,
+        _ => {}
+    }
     Ok(())
+}
+
+/// `testkernel.misbehave=bad-vector`: see [`Misbehave::BadVector`].
+fn bad_vectors(
+    table: &ParkTable,
+    mailbox: &WakeupMailbox,
+    expected: &[usize],
+    timeout: u64,
+) -> Result<(), Failure> {
+    let parked = table.parked_count();
+    let Some(&first) = expected.first() else {
+        return Ok(());
+    };
+    let slot = slot_at(table, first);
+    for vector in BAD_VECTORS {
+        let refused = slot.refused_count.load(Ordering::Acquire);
+        if !mailbox_command(
+            mailbox,
+            slot.apic_id,
+            MailboxCommand::Wakeup,
+            vector,
+            timeout,
+        ) {
+            fail!(
+                Check::BadVectorRefused,
+                "APIC ID {}: no acknowledgement of a Wakeup to {vector:#x}",
+                slot.apic_id
+            );
+        }
+        let now = slot.refused_count.load(Ordering::Acquire);
+        let recorded = slot.refused_vector.load(Ordering::Acquire);
+        let state = slot.state.load(Ordering::Acquire);
+        if now != refused + 1 || recorded != vector || state != CpuState::Parked as u32 {
+            fail!(
+                Check::BadVectorRefused,
+                "APIC ID {}: Wakeup to {vector:#x}: refused {refused} -> {now}, last {recorded:#x}, state {}",
+                slot.apic_id,
+                state_name(state)
+            );
+        }
+        say!(
+            "bad vector: APIC ID {} refused a mailbox Wakeup to {vector:#x} and stayed parked",
+            slot.apic_id
+        );
+    }
+    let refused: Vec<u32, MAX_CPUS> = expected
+        .iter()
+        .map(|&i| slot_at(table, i).refused_count.load(Ordering::Acquire))
+        .collect();
+    table.wake_all(mailbox, NON_CANONICAL_VECTOR);
+    for (&index, &before) in expected.iter().zip(refused.iter()) {
+        let slot = slot_at(table, index);
+        // Two Test answers: the second comes after a full look at the doorbell.
+        for _ in 0..2 {
+            if !mailbox_command(mailbox, slot.apic_id, MailboxCommand::Test, 0, timeout) {
+                fail!(
+                    Check::BadVectorRefused,
+                    "APIC ID {} does not answer Test after a doorbell to {NON_CANONICAL_VECTOR:#x}",
+                    slot.apic_id
+                );
+            }
+        }
+        let now = slot.refused_count.load(Ordering::Acquire);
+        if now != before + 1 || slot.state() != Some(CpuState::Parked) {
+            fail!(
+                Check::BadVectorRefused,
+                "APIC ID {}: doorbell to {NON_CANONICAL_VECTOR:#x}: refused {before} -> {now}",
+                slot.apic_id
+            );
+        }
+    }
+    if table.parked_count() != parked {
+        fail!(
+            Check::BadVectorRefused,
+            "parked_count {} after the bad vectors, {parked} before",
+            table.parked_count()
+        );
+    }
+    say!(
+        "bad vector: {} APs refused a doorbell to {NON_CANONICAL_VECTOR:#x} and stayed parked",
+        expected.len()
+    );
+    Ok(())
+}
+
+/// `testkernel.misbehave=keep-aps`: see [`Misbehave::KeepAps`].
+fn keep_aps(
+    table: &ParkTable,
+    mailbox: &WakeupMailbox,
+    expected: &[usize],
+    timeout: u64,
+) -> Result<(), Failure> {
+    AP_HOLD_RELEASE.store(0, Ordering::Release);
+    for &index in expected {
+        let slot = slot_at(table, index);
+        AP_PROOFS[index].reset();
+        if !mailbox_command(
+            mailbox,
+            slot.apic_id,
+            MailboxCommand::Wakeup,
+            ap_hold_entry(),
+            timeout,
+        ) || !wait_until(timeout, || AP_PROOFS[index].stamp().is_some())
+        {
+            fail!(
+                Check::KeepAps,
+                "APIC ID {} did not run the hold entry",
+                slot.apic_id
+            );
+        }
+        say!(
+            "keep-aps: APIC ID {} held in the kernel, never handed back",
+            slot.apic_id
+        );
+    }
+    Ok(())
+}
+
+/// `testkernel.misbehave=corrupt-table`: see [`Misbehave::CorruptTable`].
+fn corrupt_table(table: &ParkTable) {
+    let header = table as *const ParkTable as *mut ParkTable;
+    // SAFETY: the park table parkboot gave this kernel, mapped (checked at start);
+    // writing garbage into it is the point. Only fields within the header and the
+    // first two slots (cpu_count >= 2 checked by the caller) are written.
+    unsafe {
+        let slot_count = (*header).slot_count;
+        core::ptr::addr_of_mut!((*header).cpu_count).write_volatile(slot_count + 7);
+        core::ptr::addr_of_mut!((*header).mailbox_address).write_volatile(0);
+        let boot = table.boot_apic_id;
+        core::ptr::addr_of_mut!((*header).boot_apic_id).write_volatile(boot ^ 0x55);
+        let first = header
+            .cast::<u8>()
+            .add(table.slots_offset as usize)
+            .cast::<CpuSlot>();
+        let second = first
+            .cast::<u8>()
+            .add(table.slot_size as usize)
+            .cast::<CpuSlot>();
+        let apic_id = (*second).apic_id;
+        core::ptr::addr_of_mut!((*second).apic_id).write_volatile(GARBAGE_APIC_ID);
+        (*second).state.store(GARBAGE_STATE, Ordering::Release);
+        (*first)
+            .state
+            .store(CpuState::Parked as u32, Ordering::Release);
+        table
+            .parked_count
+            .fetch_add(GARBAGE_COUNT_EXTRA, Ordering::AcqRel);
+        say!(
+            "corrupt-table: cpu_count {}, mailbox_address 0, boot_apic_id {}, slot 1 (APIC ID {apic_id}) apic_id {GARBAGE_APIC_ID:#x} state {GARBAGE_STATE:#x}, slot 0 state parked, parked_count +{GARBAGE_COUNT_EXTRA}",
+            slot_count + 7,
+            boot ^ 0x55
+        );
+    }
 }
 
 /// Sends `command` to `apic_id` through the mailbox and waits for the Noop.
@@ -948,7 +1186,19 @@ fn finish(run: &Run, result: Result<(), Failure>) -> ! {
             false
         }
     };
-    let report_address = core::ptr::addr_of_mut!(REPORT).cast::<KernelReport>();
+    match run.misbehave {
+        Some(Misbehave::ReportSignature) => report.signature = *b"GARBAGE!",
+        Some(Misbehave::ReportMessage) => {
+            report.status = u32::MAX;
+            report.message = [0xff; MESSAGE_BYTES];
+        }
+        Some(Misbehave::ReportCounts) => {
+            report.aps_woken = report.aps_expected + 1000;
+            report.wake_ns_min = u64::MAX;
+        }
+        _ => {}
+    }
+    let mut report_address = core::ptr::addr_of_mut!(REPORT).cast::<KernelReport>();
     // SAFETY: the report lives in the kernel's .bss and only this CPU touches it.
     unsafe { report_address.write(report) };
 
@@ -966,6 +1216,12 @@ fn finish(run: &Run, result: Result<(), Failure>) -> ! {
         } else {
             QEMU_EXIT_FAIL
         });
+    }
+    if run.misbehave == Some(Misbehave::CorruptTable) && table.cpu_count >= 2 {
+        corrupt_table(table);
+    }
+    if run.misbehave == Some(Misbehave::ReportUnmapped) {
+        report_address = UNMAPPED_REPORT as *mut KernelReport;
     }
     if let Some(field) = run.clobber_at {
         // SAFETY: the MailBoxAddress field of the MADT parkboot gave this kernel,
