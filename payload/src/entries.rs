@@ -343,6 +343,8 @@ fn default_entries(s: &mut BootState) {
         cmdline: heapless::String::new(),
         format: Format::Auto,
         iterations: 1,
+        kernel_sha256: None,
+        initrd_sha256: None,
     });
 }
 
@@ -380,6 +382,8 @@ fn default_cbfs_entry(s: &BootState) -> Option<Entry> {
         cmdline,
         format: Format::Auto,
         iterations: 1,
+        kernel_sha256: None,
+        initrd_sha256: None,
     })
 }
 
