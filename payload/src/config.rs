@@ -180,6 +180,14 @@ impl Sha256Pin {
     }
 }
 
+impl Sha256Pin {
+    /// The SHA-256 of `bytes`, to compare with a pin.
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        Sha256Pin(Sha256::digest(bytes).into())
+    }
+}
+
 impl fmt::Display for Sha256Pin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for byte in self.0 {
@@ -1324,6 +1332,11 @@ iterations = 10        # how many times to boot this entry in a loop (>= 1)
         // Upper case reads the same, and the digest prints as sha256sum does.
         assert_eq!(pinned.initrd_sha256, Some(Sha256Pin(expected)));
         assert_eq!(Sha256Pin(expected).to_string(), EMPTY_SHA256);
+        assert_eq!(Sha256Pin::of(b""), Sha256Pin(expected));
+        assert_eq!(
+            Sha256Pin::of(b"abc").to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         let loose = c.entry("loose").unwrap();
         assert_eq!((loose.kernel_sha256, loose.initrd_sha256), (None, None));
         // Quoted, with a comment after it.
@@ -1352,12 +1365,13 @@ iterations = 10        # how many times to boot this entry in a loop (>= 1)
             "line 4: kernel_sha256 must be 64 hexadecimal digits (a SHA-256 as sha256sum prints it), found 'g' at position 10"
         );
         // A sha256sum line pasted whole: the file name makes it too long.
-        assert!(err(&format!("{entry}kernel_sha256 = {EMPTY_SHA256}  vmlinuz"))
-            .contains("found 73 characters"));
+        assert!(
+            err(&format!("{entry}kernel_sha256 = {EMPTY_SHA256}  vmlinuz"))
+                .contains("found 73 characters")
+        );
         // Multi-byte characters are counted as characters, never split.
         let wide = "é".repeat(64);
-        assert!(err(&format!("{entry}kernel_sha256 = {wide}"))
-            .ends_with("found 'é' at position 1"));
+        assert!(err(&format!("{entry}kernel_sha256 = {wide}")).ends_with("found 'é' at position 1"));
         assert_eq!(
             err(&format!("{entry}kernel_sha256 = ")),
             "line 4: kernel_sha256 must be 64 hexadecimal digits (a SHA-256 as sha256sum prints it), found 0 characters"
@@ -1377,7 +1391,9 @@ iterations = 10        # how many times to boot this entry in a loop (>= 1)
             "line 1: 'kernel_sha256' belongs in an [entry NAME] section"
         );
         assert_eq!(
-            err(&format!("[entry e]\nkernel = module:0\nsha256 = {EMPTY_SHA256}")),
+            err(&format!(
+                "[entry e]\nkernel = module:0\nsha256 = {EMPTY_SHA256}"
+            )),
             "line 3: unknown key 'sha256' in [entry e]"
         );
     }

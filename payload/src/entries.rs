@@ -14,7 +14,7 @@ use park::reentry::{
 use park::table::{CpuState, MAX_PARKED_CPUS, PARK_TABLE_VERSION};
 use parkboot::boot_loop::{IterationRecord, LoopLog, Next, Request, Schedule};
 use parkboot::cbfs::{Cbfs, CbfsError, Compression};
-use parkboot::config::{Config, Entry, Format, Source, MAX_SOURCE_NAME};
+use parkboot::config::{Config, Entry, Format, Sha256Pin, Source, MAX_SOURCE_NAME};
 use parkboot::fw_cfg::{FwCfg, FwCfgError, IoPorts};
 use parkboot::memory::{
     Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE,
@@ -170,6 +170,13 @@ pub enum EntryError {
     ModuleMissing(u32),
     BootInfo(Mb2Error),
     KernelTables(parkboot::acpi::AcpiError),
+    /// An image whose SHA-256 is not the one the configuration pins.
+    PinMismatch {
+        image: &'static str,
+        source: Source,
+        found: Sha256Pin,
+        pinned: Sha256Pin,
+    },
 }
 
 impl fmt::Display for EntryError {
@@ -194,6 +201,15 @@ impl fmt::Display for EntryError {
             EntryError::ModuleMissing(n) => write!(f, "there is no boot module {n}"),
             EntryError::BootInfo(e) => write!(f, "building the boot information: {e}"),
             EntryError::KernelTables(e) => write!(f, "emitting the kernels' ACPI tables: {e}"),
+            EntryError::PinMismatch {
+                image,
+                source,
+                found,
+                pinned,
+            } => write!(
+                f,
+                "{image} {source}: SHA-256 is {found}, the configuration pins {pinned}; not booted"
+            ),
         }
     }
 }
@@ -510,13 +526,76 @@ fn load_source(
     }
 }
 
+/// Names of the pristine copies' reservations.
+const KERNEL_COPY: &str = "kernel image (pristine copy)";
+const INITRD_COPY: &str = "initrd (pristine copy)";
+
+/// Checks a freshly loaded image against the entry's pin for it, if any: once per
+/// entry, on the bytes as read from the source (a gzip kernel before inflating), so
+/// the digest is the one `sha256sum` prints for the file. A mismatch frees the copy
+/// (a boot module stays where the VMM put it) and refuses the entry.
+fn check_pin(
+    s: &mut BootState,
+    entry: &Entry,
+    what: &'static str,
+    source: &Source,
+    pin: Option<Sha256Pin>,
+    image: Image,
+    copy_name: &'static str,
+) -> Result<(), EntryError> {
+    let Some(pinned) = pin else {
+        return Ok(());
+    };
+    let start = cpu::rdtsc();
+    let found = Sha256Pin::of(image.bytes());
+    let took = Duration(cpu::ticks_to_ns(cpu::rdtsc() - start));
+    if found == pinned {
+        log::info!(
+            "entry '{}': {} {}: SHA-256 {} as pinned ({} bytes hashed in {})",
+            entry.name,
+            what,
+            source,
+            found,
+            image.len,
+            took
+        );
+        return Ok(());
+    }
+    log::info!(
+        "entry '{}': {} {}: {} bytes hashed in {}",
+        entry.name,
+        what,
+        source,
+        image.len,
+        took
+    );
+    if !matches!(source, Source::Module(_)) {
+        s.memory.release(image.addr, copy_name);
+    }
+    Err(EntryError::PinMismatch {
+        image: what,
+        source: source.clone(),
+        found,
+        pinned,
+    })
+}
+
 /// The entry's kernel as a pristine (and, if it was gzip-compressed, inflated) copy,
 /// loaded from its source the first time only.
 fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image, EntryError> {
     if let Some(image) = s.images[index] {
         return Ok(image);
     }
-    let mut image = load_source(s, &entry.kernel, "kernel image (pristine copy)")?;
+    let mut image = load_source(s, &entry.kernel, KERNEL_COPY)?;
+    check_pin(
+        s,
+        entry,
+        "kernel",
+        &entry.kernel,
+        entry.kernel_sha256,
+        image,
+        KERNEL_COPY,
+    )?;
     if multiboot2::is_gzip(image.bytes()) {
         let size = multiboot2::gzip_size(image.bytes()).unwrap_or(0) as u64;
         let addr = s.memory.allocate(
@@ -561,7 +640,16 @@ fn initrd_image(
     if let Some(image) = s.initrds[index] {
         return Ok(Some(image));
     }
-    let image = load_source(s, source, "initrd (pristine copy)")?;
+    let image = load_source(s, source, INITRD_COPY)?;
+    check_pin(
+        s,
+        entry,
+        "initrd",
+        source,
+        entry.initrd_sha256,
+        image,
+        INITRD_COPY,
+    )?;
     s.initrds[index] = Some(image);
     Ok(Some(image))
 }
