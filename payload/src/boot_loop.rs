@@ -120,6 +120,10 @@ pub struct IterationRecord {
     pub wake_ns_median: u64,
     pub wake_ns_min: u64,
     pub wake_ns_max: u64,
+    /// Bytes parkboot kept for itself when the iteration ended (its image, page
+    /// tables, park region, mailbox, ACPI tables, pristine copies: every reservation
+    /// a kernel is not given as usable, of either lifetime).
+    pub parkboot_memory_bytes: u64,
     pub passed: bool,
 }
 
@@ -129,6 +133,9 @@ pub struct LoopLog {
     pub iterations_done: u64,
     pub iterations_failed: u64,
     pub iterations_requested: u64,
+    /// The smallest and largest [`IterationRecord::parkboot_memory_bytes`] over every
+    /// iteration (recorded or not); `None` before the first.
+    pub parkboot_memory_bytes: Option<(u64, u64)>,
 }
 
 impl Default for LoopLog {
@@ -144,6 +151,7 @@ impl LoopLog {
             iterations_done: 0,
             iterations_failed: 0,
             iterations_requested: 0,
+            parkboot_memory_bytes: None,
         }
     }
 
@@ -152,6 +160,11 @@ impl LoopLog {
         if !record.passed {
             self.iterations_failed += 1;
         }
+        let bytes = record.parkboot_memory_bytes;
+        self.parkboot_memory_bytes = Some(match self.parkboot_memory_bytes {
+            Some((min, max)) => (min.min(bytes), max.max(bytes)),
+            None => (bytes, bytes),
+        });
         let _ = self.records.push(record);
     }
 }
@@ -215,5 +228,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!((s.min, s.median, s.max), (10, 25, 40));
+    }
+
+    #[test]
+    fn parkboot_memory_range_covers_every_iteration_recorded_or_not() {
+        let mut log = LoopLog::new();
+        assert_eq!(log.parkboot_memory_bytes, None);
+        let bytes = |i: usize| match i {
+            7 => 4096,
+            MAX_RECORDED_ITERATIONS => 1 << 30,
+            _ => 1 << 20,
+        };
+        for i in 0..=MAX_RECORDED_ITERATIONS {
+            log.push(IterationRecord {
+                parkboot_memory_bytes: bytes(i),
+                passed: true,
+                ..Default::default()
+            });
+            if i == 0 {
+                assert_eq!(log.parkboot_memory_bytes, Some((1 << 20, 1 << 20)));
+            }
+        }
+        // The last one is past the recorded records and still counts.
+        assert_eq!(log.records.len(), MAX_RECORDED_ITERATIONS);
+        assert_eq!(log.parkboot_memory_bytes, Some((4096, 1 << 30)));
     }
 }

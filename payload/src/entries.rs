@@ -290,6 +290,7 @@ fn run(mut next: Next) -> ! {
                 loop_log().push(IterationRecord {
                     entry: entry as u8,
                     iteration,
+                    parkboot_memory_bytes: s.memory.parkboot_bytes(),
                     passed: false,
                     ..Default::default()
                 });
@@ -1010,6 +1011,7 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         wake_ns_median: wake_median,
         wake_ns_min: wake_min,
         wake_ns_max: wake_max,
+        parkboot_memory_bytes: s.memory.parkboot_bytes(),
         passed,
     });
     let next = if !passed {
@@ -1042,7 +1044,7 @@ fn finish() -> ! {
             log.iterations_requested,
             log.iterations_failed
         );
-        log::info!("  entry                iteration   cycle        parkboot load  APs woken  AP wake (kernel: min / median / max)");
+        log::info!("  entry                iteration   cycle        parkboot load  APs woken  AP wake (kernel: min / median / max)  parkboot memory");
         let rows = log.records.len();
         for (i, r) in log.records.iter().enumerate() {
             if rows > REPORT_ROWS && i == REPORT_ROWS / 2 {
@@ -1058,7 +1060,7 @@ fn finish() -> ! {
                 .map(|e| e.name.as_str())
                 .unwrap_or("?");
             log::info!(
-                "  {:20} {:9}   {:12} {:14} {:9}  {} / {} / {}{}",
+                "  {:20} {:9}   {:12} {:14} {:9}  {} / {} / {}  {} KiB{}",
                 name,
                 r.iteration,
                 Duration(r.cycle_ns),
@@ -1067,6 +1069,7 @@ fn finish() -> ! {
                 Duration(r.wake_ns_min),
                 Duration(r.wake_ns_median),
                 Duration(r.wake_ns_max),
+                r.parkboot_memory_bytes / 1024,
                 if r.passed { "" } else { "  FAILED" }
             );
         }
@@ -1091,7 +1094,25 @@ fn finish() -> ! {
             w
         );
     }
+    if let Some((min, max)) = log.parkboot_memory_bytes {
+        log::info!(
+            "  parkboot's own memory (kept from kernels) min / max: {} / {} bytes{}",
+            min,
+            max,
+            if min == max {
+                ": the same in every iteration"
+            } else {
+                ": CHANGED between iterations"
+            }
+        );
+    }
     let summary = summary();
+    if let Some((min, max)) = log.parkboot_memory_bytes {
+        let _ = write!(
+            summary,
+            ",\"parkboot_memory_bytes\":{{\"min\":{min},\"max\":{max}}}"
+        );
+    }
     let _ = write!(
         summary,
         ",\"iterations_requested\":{},\"iterations_done\":{},\"iterations_failed\":{},\"cpus_woken_min\":{}",

@@ -31,7 +31,21 @@ fn loop_config(iterations: u32) -> String {
     )
 }
 
-fn run_loop(cpus: u32, iterations: u32) {
+/// The summary's `parkboot_memory_bytes` as (min, max).
+fn parkboot_memory(outcome: &Outcome) -> (u64, u64) {
+    let spread = field(outcome, "parkboot_memory_bytes");
+    let members = json::object_members(&spread).expect("parkboot_memory_bytes is an object");
+    let get = |key: &str| {
+        members
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("parkboot_memory_bytes has no {key}: {spread}"))
+    };
+    (get("min"), get("max"))
+}
+
+fn run_loop(cpus: u32, iterations: u32) -> Outcome {
     let outcome = Boot::new(parkboot_image())
         .smp(cpus)
         .config_text(loop_config(iterations))
@@ -57,6 +71,22 @@ fn run_loop(cpus: u32, iterations: u32) {
         let witness = outcome.init_ipis.as_ref().expect("INIT witness");
         assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
     }
+    // parkboot's own memory is the same after the first iteration as after the last
+    // (and every one between): nothing it keeps grows with the loop.
+    let (min, max) = parkboot_memory(&outcome);
+    assert!(min > 0, "{}", outcome.report());
+    assert_eq!(
+        min,
+        max,
+        "parkboot's memory changed over the loop\n{}",
+        outcome.report()
+    );
+    assert!(
+        outcome.find_line("the same in every iteration").is_some(),
+        "{}",
+        outcome.report()
+    );
+    outcome
 }
 
 #[test]
@@ -77,6 +107,25 @@ fn loop_10_iterations_smp4() {
 #[test]
 fn loop_100_iterations_smp4() {
     run_loop(4, 100);
+}
+
+/// 1000 iterations of the multiboot2 test kernel: parkboot's own memory use (its
+/// image, page tables, park region, mailbox, ACPI tables and the kernel's pristine
+/// copy) is the same in the first iteration as in the last.
+#[test]
+fn loop_1000_iterations_smp2_parkboot_memory_does_not_grow() {
+    let outcome = run_loop(2, 1000);
+    let first = outcome
+        .find_line("  test-kernel                  1 ")
+        .unwrap_or_else(|| panic!("no first row\n{}", outcome.report()))
+        .to_string();
+    let last = outcome
+        .find_line("  test-kernel               1000 ")
+        .unwrap_or_else(|| panic!("no last row\n{}", outcome.report()))
+        .to_string();
+    let kib = |row: &str| row.rsplit("  ").next().unwrap_or("").to_string();
+    assert!(kib(&first).ends_with(" KiB"), "{first}");
+    assert_eq!(kib(&first), kib(&last), "first: {first}\nlast: {last}");
 }
 
 #[test]
