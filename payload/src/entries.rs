@@ -170,13 +170,69 @@ pub enum EntryError {
     ModuleMissing(u32),
     BootInfo(Mb2Error),
     KernelTables(parkboot::acpi::AcpiError),
-    /// An image whose SHA-256 is not the one the configuration pins.
+    /// An image whose SHA-256 is not the one the configuration pins (the source and
+    /// the pin are the entry's: [`EntryError::in_entry`] names them).
     PinMismatch {
-        image: &'static str,
-        source: Source,
+        image: PinnedImage,
         found: Sha256Pin,
-        pinned: Sha256Pin,
     },
+}
+
+/// Which of an entry's images a pin is for.
+#[derive(Clone, Copy)]
+pub enum PinnedImage {
+    Kernel,
+    Initrd,
+}
+
+impl PinnedImage {
+    fn name(self) -> &'static str {
+        match self {
+            PinnedImage::Kernel => "kernel",
+            PinnedImage::Initrd => "initrd",
+        }
+    }
+
+    /// The entry's source and pin for this image.
+    fn of(self, entry: &Entry) -> (Option<&Source>, Option<Sha256Pin>) {
+        match self {
+            PinnedImage::Kernel => (Some(&entry.kernel), entry.kernel_sha256),
+            PinnedImage::Initrd => (entry.initrd.as_ref(), entry.initrd_sha256),
+        }
+    }
+}
+
+/// An [`EntryError`] with the entry it happened in, for errors whose message needs
+/// the entry's settings (kept out of the error itself, which stays small).
+pub struct InEntry<'a> {
+    error: &'a EntryError,
+    entry: Option<&'a Entry>,
+}
+
+impl EntryError {
+    pub fn in_entry<'a>(&'a self, entry: Option<&'a Entry>) -> InEntry<'a> {
+        InEntry { error: self, entry }
+    }
+}
+
+impl fmt::Display for InEntry<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.error, self.entry) {
+            (EntryError::PinMismatch { image, found }, Some(entry)) => {
+                let (source, pinned) = image.of(entry);
+                f.write_str(image.name())?;
+                if let Some(source) = source {
+                    write!(f, " {source}")?;
+                }
+                write!(f, ": SHA-256 is {found}, the configuration pins ")?;
+                match pinned {
+                    Some(pinned) => write!(f, "{pinned}; not booted"),
+                    None => f.write_str("another; not booted"),
+                }
+            }
+            (error, _) => write!(f, "{error}"),
+        }
+    }
 }
 
 impl fmt::Display for EntryError {
@@ -201,14 +257,10 @@ impl fmt::Display for EntryError {
             EntryError::ModuleMissing(n) => write!(f, "there is no boot module {n}"),
             EntryError::BootInfo(e) => write!(f, "building the boot information: {e}"),
             EntryError::KernelTables(e) => write!(f, "emitting the kernels' ACPI tables: {e}"),
-            EntryError::PinMismatch {
-                image,
-                source,
-                found,
-                pinned,
-            } => write!(
+            EntryError::PinMismatch { image, found } => write!(
                 f,
-                "{image} {source}: SHA-256 is {found}, the configuration pins {pinned}; not booted"
+                "{}: SHA-256 is {found}, not the one the configuration pins; not booted",
+                image.name()
             ),
         }
     }
@@ -274,18 +326,14 @@ fn run(mut next: Next) -> ! {
             } => {
                 let error = boot(entry, iteration, iterations);
                 let s = state();
-                let name = s
-                    .config
-                    .entries
-                    .get(entry)
-                    .map(|e| e.name.as_str())
-                    .unwrap_or("?");
+                let config_entry = s.config.entries.get(entry);
+                let name = config_entry.map(|e| e.name.as_str()).unwrap_or("?");
                 log::error!(
                     "entry '{}' (iteration {}/{}): {}; going on with the next entry",
                     name,
                     iteration,
                     iterations,
-                    error
+                    error.in_entry(config_entry)
                 );
                 loop_log().push(IterationRecord {
                     entry: entry as u8,
@@ -538,15 +586,14 @@ const INITRD_COPY: &str = "initrd (pristine copy)";
 fn check_pin(
     s: &mut BootState,
     entry: &Entry,
-    what: &'static str,
-    source: &Source,
-    pin: Option<Sha256Pin>,
+    which: PinnedImage,
     image: Image,
     copy_name: &'static str,
 ) -> Result<(), EntryError> {
-    let Some(pinned) = pin else {
+    let (Some(source), Some(pinned)) = which.of(entry) else {
         return Ok(());
     };
+    let what = which.name();
     let start = cpu::rdtsc();
     let found = Sha256Pin::of(image.bytes());
     let took = Duration(cpu::ticks_to_ns(cpu::rdtsc() - start));
@@ -574,10 +621,8 @@ fn check_pin(
         s.memory.release(image.addr, copy_name);
     }
     Err(EntryError::PinMismatch {
-        image: what,
-        source: source.clone(),
+        image: which,
         found,
-        pinned,
     })
 }
 
@@ -588,15 +633,7 @@ fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image,
         return Ok(image);
     }
     let mut image = load_source(s, &entry.kernel, KERNEL_COPY)?;
-    check_pin(
-        s,
-        entry,
-        "kernel",
-        &entry.kernel,
-        entry.kernel_sha256,
-        image,
-        KERNEL_COPY,
-    )?;
+    check_pin(s, entry, PinnedImage::Kernel, image, KERNEL_COPY)?;
     if multiboot2::is_gzip(image.bytes()) {
         let size = multiboot2::gzip_size(image.bytes()).unwrap_or(0) as u64;
         let addr = s.memory.allocate(
@@ -642,15 +679,7 @@ fn initrd_image(
         return Ok(Some(image));
     }
     let image = load_source(s, source, INITRD_COPY)?;
-    check_pin(
-        s,
-        entry,
-        "initrd",
-        source,
-        entry.initrd_sha256,
-        image,
-        INITRD_COPY,
-    )?;
+    check_pin(s, entry, PinnedImage::Initrd, image, INITRD_COPY)?;
     s.initrds[index] = Some(image);
     Ok(Some(image))
 }
