@@ -124,6 +124,10 @@ pub struct IterationRecord {
     pub wake_ns_median: u64,
     pub wake_ns_min: u64,
     pub wake_ns_max: u64,
+    /// Bytes parkboot kept for itself when the iteration ended (its image, page
+    /// tables, park region, mailbox, ACPI tables, pristine copies: every reservation
+    /// a kernel is not given as usable, of either lifetime).
+    pub parkboot_memory_bytes: u64,
     pub passed: bool,
     /// Whether the kernel was entered and came back, so that `cycle_ns`, `load_ns`
     /// and `cpus_woken` were measured. False for an entry refused before booting.
@@ -143,7 +147,7 @@ impl IterationRecord {
 
 /// The loop report's column titles, aligned with [`ReportRow`].
 pub const REPORT_HEADER: &str =
-    "entry                iteration   cycle        parkboot load  APs woken  AP wake (kernel: min / median / max)";
+    "entry                iteration   cycle        parkboot load  APs woken  AP wake (kernel: min / median / max)  parkboot memory";
 
 /// One line of the loop report: `-` where nothing was measured (an entry refused
 /// before it ran, a kernel that gave no wake figures), never a zero that reads like a
@@ -172,23 +176,43 @@ impl<T: fmt::Display> fmt::Display for Cell<T> {
     }
 }
 
+/// A memory figure in KiB.
+struct Kib(u64);
+
+impl fmt::Display for Kib {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} KiB", self.0 / 1024)
+    }
+}
+
+/// Width of the header's wake column, so the memory column lines up after it.
+const WAKE_COLUMN: usize = "AP wake (kernel: min / median / max)".len();
+
 impl fmt::Display for ReportRow<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = self.record;
         let ran = |value| r.ran.then_some(value);
         let wake = r.kernel_wake();
+        let mut wake_text: heapless::String<64> = heapless::String::new();
+        let _ = write!(
+            wake_text,
+            "{} / {} / {}",
+            Cell(wake.map(|w| Duration(w.0))),
+            Cell(wake.map(|w| Duration(w.1))),
+            Cell(wake.map(|w| Duration(w.2))),
+        );
         write!(
             f,
-            "{:20} {:9}   {:12} {:14} {:9}  {} / {} / {}{}",
+            "{:20} {:9}   {:12} {:14} {:9}  {:wake$}  {}{}",
             self.name,
             r.iteration,
             Cell(ran(Duration(r.cycle_ns))),
             Cell(ran(Duration(r.load_ns))),
             Cell(r.ran.then_some(r.cpus_woken)),
-            Cell(wake.map(|w| Duration(w.0))),
-            Cell(wake.map(|w| Duration(w.1))),
-            Cell(wake.map(|w| Duration(w.2))),
-            if r.passed { "" } else { "  FAILED" }
+            wake_text,
+            Cell(r.ran.then_some(Kib(r.parkboot_memory_bytes))),
+            if r.passed { "" } else { "  FAILED" },
+            wake = WAKE_COLUMN
         )
     }
 }
@@ -199,6 +223,9 @@ pub struct LoopLog {
     pub iterations_done: u64,
     pub iterations_failed: u64,
     pub iterations_requested: u64,
+    /// The smallest and largest [`IterationRecord::parkboot_memory_bytes`] over every
+    /// iteration (recorded or not); `None` before the first.
+    pub parkboot_memory_bytes: Option<(u64, u64)>,
 }
 
 impl Default for LoopLog {
@@ -214,6 +241,7 @@ impl LoopLog {
             iterations_done: 0,
             iterations_failed: 0,
             iterations_requested: 0,
+            parkboot_memory_bytes: None,
         }
     }
 
@@ -222,6 +250,11 @@ impl LoopLog {
         if !record.passed {
             self.iterations_failed += 1;
         }
+        let bytes = record.parkboot_memory_bytes;
+        self.parkboot_memory_bytes = Some(match self.parkboot_memory_bytes {
+            Some((min, max)) => (min.min(bytes), max.max(bytes)),
+            None => (bytes, bytes),
+        });
         let _ = self.records.push(record);
     }
 }
@@ -285,7 +318,7 @@ mod tests {
                     record: &refused
                 }
             ),
-            "bad                          1   -            -              -          - / - / -  FAILED"
+            "bad                          1   -            -              -          - / - / -                             -  FAILED"
         );
         let ran = IterationRecord {
             entry: 0,
@@ -298,6 +331,7 @@ mod tests {
             wake_ns_max: 25_000,
             passed: true,
             ran: true,
+            parkboot_memory_bytes: 1_097_728,
         };
         assert_eq!(
             format!(
@@ -307,7 +341,7 @@ mod tests {
                     record: &ran
                 }
             ),
-            "test-kernel                 12   42.0 ms      1500.0 us      3          900 ns / 1200 ns / 25.0 us"
+            "test-kernel                 12   42.0 ms      1500.0 us      3          900 ns / 1200 ns / 25.0 us            1072 KiB"
         );
         // A kernel that ran but gave no wake figures (Linux): measured zeros stay
         // zeros, the missing figures are dashes.
@@ -327,7 +361,7 @@ mod tests {
             }
         );
         assert!(
-            line.ends_with("us      0          - / - / -  FAILED"),
+            line.contains("us      0          - / - / -  ") && line.ends_with("1072 KiB  FAILED"),
             "{line}"
         );
         // The header's columns line up with the row's.
@@ -335,6 +369,8 @@ mod tests {
         assert_eq!(line.find("42.0 ms"), Some(cycle_column));
         let wake_column = REPORT_HEADER.find("AP wake").unwrap();
         assert_eq!(line.find("- / -"), Some(wake_column));
+        let memory_column = REPORT_HEADER.find("parkboot memory").unwrap();
+        assert_eq!(line.find("1072 KiB"), Some(memory_column));
     }
 
     #[test]
@@ -356,5 +392,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!((s.min, s.median, s.max), (10, 25, 40));
+    }
+
+    #[test]
+    fn parkboot_memory_range_covers_every_iteration_recorded_or_not() {
+        let mut log = LoopLog::new();
+        assert_eq!(log.parkboot_memory_bytes, None);
+        let bytes = |i: usize| match i {
+            7 => 4096,
+            MAX_RECORDED_ITERATIONS => 1 << 30,
+            _ => 1 << 20,
+        };
+        for i in 0..=MAX_RECORDED_ITERATIONS {
+            log.push(IterationRecord {
+                parkboot_memory_bytes: bytes(i),
+                passed: true,
+                ..Default::default()
+            });
+            if i == 0 {
+                assert_eq!(log.parkboot_memory_bytes, Some((1 << 20, 1 << 20)));
+            }
+        }
+        // The last one is past the recorded records and still counts.
+        assert_eq!(log.records.len(), MAX_RECORDED_ITERATIONS);
+        assert_eq!(log.parkboot_memory_bytes, Some((4096, 1 << 30)));
     }
 }

@@ -20,6 +20,7 @@
 //! cmdline = "console=ttyS0"
 //! format = auto          # auto | multiboot2 | linux
 //! iterations = 10
+//! kernel_sha256 = 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 //! ```
 //!
 //! Everything is fixed-capacity (no allocator at boot), and every error names the line
@@ -147,6 +148,64 @@ impl fmt::Display for Source {
     }
 }
 
+/// A SHA-256 digest an entry pins one of its images to (`kernel_sha256 =`,
+/// `initrd_sha256 =`): 64 hexadecimal digits in the configuration, as `sha256sum`
+/// prints them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sha256Pin(pub [u8; SHA256_BYTES]);
+
+/// Bytes of a SHA-256 digest.
+pub const SHA256_BYTES: usize = 32;
+/// Hexadecimal digits of a SHA-256 digest.
+pub const SHA256_HEX_DIGITS: usize = 2 * SHA256_BYTES;
+
+impl Sha256Pin {
+    /// Reads 64 hexadecimal digits (either case); the error says what is wrong.
+    pub fn parse_hex(text: &str) -> Result<Self, DigestProblem> {
+        let length = text.chars().count();
+        if length != SHA256_HEX_DIGITS {
+            return Err(DigestProblem::Length { found: length });
+        }
+        let mut digest = [0u8; SHA256_BYTES];
+        for (position, c) in text.chars().enumerate() {
+            let nibble = c
+                .to_digit(16)
+                .ok_or(DigestProblem::NotHex { position, found: c })?;
+            // Cannot fail: 64 characters fill exactly 32 bytes.
+            if let Some(byte) = digest.get_mut(position / 2) {
+                *byte |= (nibble as u8) << if position % 2 == 0 { 4 } else { 0 };
+            }
+        }
+        Ok(Sha256Pin(digest))
+    }
+}
+
+impl Sha256Pin {
+    /// The SHA-256 of `bytes`, to compare with a pin.
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        Sha256Pin(Sha256::digest(bytes).into())
+    }
+}
+
+impl fmt::Display for Sha256Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a `*_sha256` value is not a SHA-256 digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DigestProblem {
+    /// Not 64 characters long.
+    Length { found: usize },
+    /// The character at `position` (counting from 0) is not a hexadecimal digit.
+    NotHex { position: usize, found: char },
+}
+
 /// One boot entry: a kernel booted `iterations` times in a row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -157,6 +216,11 @@ pub struct Entry {
     pub format: Format,
     /// How many times to boot this entry in a loop; at least 1.
     pub iterations: u32,
+    /// The SHA-256 the kernel image must have as read from its source (before any
+    /// gzip inflation); a mismatch refuses the entry.
+    pub kernel_sha256: Option<Sha256Pin>,
+    /// The same for the initrd.
+    pub initrd_sha256: Option<Sha256Pin>,
 }
 
 /// The whole configuration.
@@ -354,6 +418,17 @@ pub enum ErrorKind {
     ValueTooLong { key: Snippet, max: usize },
     /// An entry without a `kernel` line.
     MissingKernel { entry: EntryName },
+    /// A `*_sha256` value that is not 64 hexadecimal digits.
+    BadDigest {
+        key: &'static str,
+        problem: DigestProblem,
+    },
+    /// `initrd_sha256` in an entry without an `initrd`.
+    PinWithoutImage {
+        entry: EntryName,
+        key: &'static str,
+        image: &'static str,
+    },
 }
 
 impl fmt::Display for ErrorKind {
@@ -400,6 +475,30 @@ impl fmt::Display for ErrorKind {
                 write!(f, "the value of '{key}' is longer than {max} bytes")
             }
             ErrorKind::MissingKernel { entry } => write!(f, "entry '{entry}' has no kernel"),
+            ErrorKind::BadDigest {
+                key,
+                problem: DigestProblem::Length { found },
+            } => write!(
+                f,
+                "{key} must be {SHA256_HEX_DIGITS} hexadecimal digits (a SHA-256 as sha256sum prints it), found {found} characters"
+            ),
+            ErrorKind::BadDigest {
+                key,
+                problem: DigestProblem::NotHex { position, found },
+            } => write!(
+                f,
+                "{key} must be {SHA256_HEX_DIGITS} hexadecimal digits (a SHA-256 as sha256sum prints it), found '{}' at position {}",
+                found.escape_debug(),
+                position + 1
+            ),
+            ErrorKind::PinWithoutImage {
+                entry,
+                key,
+                image,
+            } => write!(
+                f,
+                "entry '{entry}' pins its {image} with {key} but has no {image} line"
+            ),
         }
     }
 }
@@ -561,15 +660,19 @@ enum EntryKey {
     Cmdline,
     Format,
     Iterations,
+    KernelSha256,
+    InitrdSha256,
 }
 
 impl EntryKey {
-    const ALL: [EntryKey; 5] = [
+    const ALL: [EntryKey; 7] = [
         EntryKey::Kernel,
         EntryKey::Initrd,
         EntryKey::Cmdline,
         EntryKey::Format,
         EntryKey::Iterations,
+        EntryKey::KernelSha256,
+        EntryKey::InitrdSha256,
     ];
 
     fn name(self) -> &'static str {
@@ -579,6 +682,8 @@ impl EntryKey {
             EntryKey::Cmdline => "cmdline",
             EntryKey::Format => "format",
             EntryKey::Iterations => "iterations",
+            EntryKey::KernelSha256 => "kernel_sha256",
+            EntryKey::InitrdSha256 => "initrd_sha256",
         }
     }
 
@@ -627,6 +732,10 @@ fn source_name(key: &'static str, name: &str, max: usize) -> Result<SourceName, 
     })
 }
 
+fn parse_pin(key: &'static str, value: &str) -> Result<Sha256Pin, ErrorKind> {
+    Sha256Pin::parse_hex(value).map_err(|problem| ErrorKind::BadDigest { key, problem })
+}
+
 fn parse_source(key: &'static str, value: &str) -> Result<Source, ErrorKind> {
     let Some((scheme, name)) = value.split_once(':') else {
         return Err(invalid(key, EXPECTED_SOURCE, value));
@@ -659,6 +768,8 @@ struct EntryBuilder {
     cmdline: String<MAX_CMDLINE>,
     format: Format,
     iterations: u32,
+    kernel_sha256: Option<Sha256Pin>,
+    initrd_sha256: Option<Sha256Pin>,
     /// Line each key was set on, by `EntryKey` order.
     seen: [Option<usize>; EntryKey::ALL.len()],
 }
@@ -673,6 +784,8 @@ impl EntryBuilder {
             cmdline: String::new(),
             format: Format::Auto,
             iterations: 1,
+            kernel_sha256: None,
+            initrd_sha256: None,
             seen: [None; EntryKey::ALL.len()],
         }
     }
@@ -695,6 +808,8 @@ impl EntryBuilder {
                     .ok_or_else(|| invalid(name, EXPECTED_FORMAT, value))?;
             }
             EntryKey::Iterations => self.iterations = parse_count(name, value)?,
+            EntryKey::KernelSha256 => self.kernel_sha256 = Some(parse_pin(name, value)?),
+            EntryKey::InitrdSha256 => self.initrd_sha256 = Some(parse_pin(name, value)?),
         }
         Ok(())
     }
@@ -706,6 +821,21 @@ impl EntryBuilder {
                 kind: ErrorKind::MissingKernel { entry: self.name },
             });
         };
+        let initrd_pin_line = self
+            .seen
+            .get(EntryKey::InitrdSha256 as usize)
+            .copied()
+            .flatten();
+        if let (None, Some(pin_line)) = (&self.initrd, initrd_pin_line) {
+            return Err(ConfigError {
+                location: Location::Line(pin_line),
+                kind: ErrorKind::PinWithoutImage {
+                    entry: self.name,
+                    key: EntryKey::InitrdSha256.name(),
+                    image: "initrd",
+                },
+            });
+        }
         Ok(Entry {
             name: self.name,
             kernel,
@@ -713,6 +843,8 @@ impl EntryBuilder {
             cmdline: self.cmdline,
             format: self.format,
             iterations: self.iterations,
+            kernel_sha256: self.kernel_sha256,
+            initrd_sha256: self.initrd_sha256,
         })
     }
 }
@@ -1175,6 +1307,94 @@ iterations = 10        # how many times to boot this entry in a loop (>= 1)
         assert_eq!(
             err("[entry q]\nkernel = module:0\ncmdline = \"abc\" def\n"),
             "line 3: text after the closing quote"
+        );
+    }
+
+    /// `sha256sum` of the empty input: a digest with every hex digit 0-f in it.
+    const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn pinned_images() {
+        let c = parse(&format!(
+            "[entry pinned]\nkernel = cbfs:parkboot/kernel\ninitrd = fw_cfg:opt/initrd\n\
+             kernel_sha256 = {EMPTY_SHA256}\ninitrd_sha256 = {}\n\
+             [entry loose]\nkernel = module:0\n",
+            EMPTY_SHA256.to_uppercase()
+        ))
+        .unwrap();
+        let pinned = c.entry("pinned").unwrap();
+        let expected = [
+            0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f,
+            0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b,
+            0x78, 0x52, 0xb8, 0x55,
+        ];
+        assert_eq!(pinned.kernel_sha256, Some(Sha256Pin(expected)));
+        // Upper case reads the same, and the digest prints as sha256sum does.
+        assert_eq!(pinned.initrd_sha256, Some(Sha256Pin(expected)));
+        assert_eq!(Sha256Pin(expected).to_string(), EMPTY_SHA256);
+        assert_eq!(Sha256Pin::of(b""), Sha256Pin(expected));
+        assert_eq!(
+            Sha256Pin::of(b"abc").to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let loose = c.entry("loose").unwrap();
+        assert_eq!((loose.kernel_sha256, loose.initrd_sha256), (None, None));
+        // Quoted, with a comment after it.
+        let c = parse(&format!(
+            "[entry q]\nkernel = module:0\nkernel_sha256 = \"{EMPTY_SHA256}\" # pinned\n"
+        ))
+        .unwrap();
+        assert_eq!(c.entries[0].kernel_sha256, Some(Sha256Pin(expected)));
+    }
+
+    #[test]
+    fn pin_errors() {
+        let entry = "[entry e]\nkernel = module:0\ninitrd = module:1\n";
+        assert_eq!(
+            err(&format!("{entry}kernel_sha256 = {}", &EMPTY_SHA256[..63])),
+            "line 4: kernel_sha256 must be 64 hexadecimal digits (a SHA-256 as sha256sum prints it), found 63 characters"
+        );
+        assert_eq!(
+            err(&format!("{entry}initrd_sha256 = {EMPTY_SHA256}0")),
+            "line 4: initrd_sha256 must be 64 hexadecimal digits (a SHA-256 as sha256sum prints it), found 65 characters"
+        );
+        let mut not_hex = EMPTY_SHA256.to_string();
+        not_hex.replace_range(9..10, "g");
+        assert_eq!(
+            err(&format!("{entry}kernel_sha256 = {not_hex}")),
+            "line 4: kernel_sha256 must be 64 hexadecimal digits (a SHA-256 as sha256sum prints it), found 'g' at position 10"
+        );
+        // A sha256sum line pasted whole: the file name makes it too long.
+        assert!(
+            err(&format!("{entry}kernel_sha256 = {EMPTY_SHA256}  vmlinuz"))
+                .contains("found 73 characters")
+        );
+        // Multi-byte characters are counted as characters, never split.
+        let wide = "é".repeat(64);
+        assert!(err(&format!("{entry}kernel_sha256 = {wide}")).ends_with("found 'é' at position 1"));
+        assert_eq!(
+            err(&format!("{entry}kernel_sha256 = ")),
+            "line 4: kernel_sha256 must be 64 hexadecimal digits (a SHA-256 as sha256sum prints it), found 0 characters"
+        );
+        assert_eq!(
+            err(&format!(
+                "{entry}kernel_sha256 = {EMPTY_SHA256}\nkernel_sha256 = {EMPTY_SHA256}"
+            )),
+            "line 5: 'kernel_sha256' is already set on line 4"
+        );
+        assert_eq!(
+            err(&format!("[entry e]\nkernel = module:0\n\ninitrd_sha256 = {EMPTY_SHA256}\n[entry f]\nkernel = module:1")),
+            "line 4: entry 'e' pins its initrd with initrd_sha256 but has no initrd line"
+        );
+        assert_eq!(
+            err(&format!("kernel_sha256 = {EMPTY_SHA256}")),
+            "line 1: 'kernel_sha256' belongs in an [entry NAME] section"
+        );
+        assert_eq!(
+            err(&format!(
+                "[entry e]\nkernel = module:0\nsha256 = {EMPTY_SHA256}"
+            )),
+            "line 3: unknown key 'sha256' in [entry e]"
         );
     }
 

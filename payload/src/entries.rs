@@ -16,7 +16,7 @@ use parkboot::boot_loop::{
     IterationRecord, LoopLog, Next, ReportRow, Request, Schedule, REPORT_HEADER,
 };
 use parkboot::cbfs::{Cbfs, CbfsError, Compression};
-use parkboot::config::{Config, Entry, Format, Source, MAX_SOURCE_NAME};
+use parkboot::config::{Config, Entry, Format, Sha256Pin, Source, MAX_SOURCE_NAME};
 use parkboot::fw_cfg::{FwCfg, FwCfgError, IoPorts};
 use parkboot::memory::{
     Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE,
@@ -178,6 +178,69 @@ pub enum EntryError {
     ModuleMissing(u32),
     BootInfo(Mb2Error),
     KernelTables(parkboot::acpi::AcpiError),
+    /// An image whose SHA-256 is not the one the configuration pins (the source and
+    /// the pin are the entry's: [`EntryError::in_entry`] names them).
+    PinMismatch {
+        image: PinnedImage,
+        found: Sha256Pin,
+    },
+}
+
+/// Which of an entry's images a pin is for.
+#[derive(Clone, Copy)]
+pub enum PinnedImage {
+    Kernel,
+    Initrd,
+}
+
+impl PinnedImage {
+    fn name(self) -> &'static str {
+        match self {
+            PinnedImage::Kernel => "kernel",
+            PinnedImage::Initrd => "initrd",
+        }
+    }
+
+    /// The entry's source and pin for this image.
+    fn of(self, entry: &Entry) -> (Option<&Source>, Option<Sha256Pin>) {
+        match self {
+            PinnedImage::Kernel => (Some(&entry.kernel), entry.kernel_sha256),
+            PinnedImage::Initrd => (entry.initrd.as_ref(), entry.initrd_sha256),
+        }
+    }
+}
+
+/// An [`EntryError`] with the entry it happened in, for errors whose message needs
+/// the entry's settings (kept out of the error itself, which stays small).
+pub struct InEntry<'a> {
+    error: &'a EntryError,
+    entry: Option<&'a Entry>,
+}
+
+impl EntryError {
+    pub fn in_entry<'a>(&'a self, entry: Option<&'a Entry>) -> InEntry<'a> {
+        InEntry { error: self, entry }
+    }
+}
+
+impl fmt::Display for InEntry<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.error, self.entry) {
+            (EntryError::PinMismatch { image, found }, Some(entry)) => {
+                let (source, pinned) = image.of(entry);
+                f.write_str(image.name())?;
+                if let Some(source) = source {
+                    write!(f, " {source}")?;
+                }
+                write!(f, ": SHA-256 is {found}, the configuration pins ")?;
+                match pinned {
+                    Some(pinned) => write!(f, "{pinned}; not booted"),
+                    None => f.write_str("another; not booted"),
+                }
+            }
+            (error, _) => write!(f, "{error}"),
+        }
+    }
 }
 
 impl fmt::Display for EntryError {
@@ -202,6 +265,11 @@ impl fmt::Display for EntryError {
             EntryError::ModuleMissing(n) => write!(f, "there is no boot module {n}"),
             EntryError::BootInfo(e) => write!(f, "building the boot information: {e}"),
             EntryError::KernelTables(e) => write!(f, "emitting the kernels' ACPI tables: {e}"),
+            EntryError::PinMismatch { image, found } => write!(
+                f,
+                "{}: SHA-256 is {found}, not the one the configuration pins; not booted",
+                image.name()
+            ),
         }
     }
 }
@@ -266,22 +334,19 @@ fn run(mut next: Next) -> ! {
             } => {
                 let error = boot(entry, iteration, iterations);
                 let s = state();
-                let name = s
-                    .config
-                    .entries
-                    .get(entry)
-                    .map(|e| e.name.as_str())
-                    .unwrap_or("?");
+                let config_entry = s.config.entries.get(entry);
+                let name = config_entry.map(|e| e.name.as_str()).unwrap_or("?");
                 log::error!(
                     "entry '{}' (iteration {}/{}): {}; going on with the next entry",
                     name,
                     iteration,
                     iterations,
-                    error
+                    error.in_entry(config_entry)
                 );
                 loop_log().push(IterationRecord {
                     entry: entry as u8,
                     iteration,
+                    parkboot_memory_bytes: s.memory.parkboot_bytes(),
                     passed: false,
                     ..Default::default()
                 });
@@ -351,6 +416,8 @@ fn default_entries(s: &mut BootState) {
         cmdline: heapless::String::new(),
         format: Format::Auto,
         iterations: 1,
+        kernel_sha256: None,
+        initrd_sha256: None,
     });
 }
 
@@ -388,6 +455,8 @@ fn default_cbfs_entry(s: &BootState) -> Option<Entry> {
         cmdline,
         format: Format::Auto,
         iterations: 1,
+        kernel_sha256: None,
+        initrd_sha256: None,
     })
 }
 
@@ -514,13 +583,65 @@ fn load_source(
     }
 }
 
+/// Names of the pristine copies' reservations.
+const KERNEL_COPY: &str = "kernel image (pristine copy)";
+const INITRD_COPY: &str = "initrd (pristine copy)";
+
+/// Checks a freshly loaded image against the entry's pin for it, if any: once per
+/// entry, on the bytes as read from the source (a gzip kernel before inflating), so
+/// the digest is the one `sha256sum` prints for the file. A mismatch frees the copy
+/// (a boot module stays where the VMM put it) and refuses the entry.
+fn check_pin(
+    s: &mut BootState,
+    entry: &Entry,
+    which: PinnedImage,
+    image: Image,
+    copy_name: &'static str,
+) -> Result<(), EntryError> {
+    let (Some(source), Some(pinned)) = which.of(entry) else {
+        return Ok(());
+    };
+    let what = which.name();
+    let start = cpu::rdtsc();
+    let found = Sha256Pin::of(image.bytes());
+    let took = Duration(cpu::ticks_to_ns(cpu::rdtsc() - start));
+    if found == pinned {
+        log::info!(
+            "entry '{}': {} {}: SHA-256 {} as pinned ({} bytes hashed in {})",
+            entry.name,
+            what,
+            source,
+            found,
+            image.len,
+            took
+        );
+        return Ok(());
+    }
+    log::info!(
+        "entry '{}': {} {}: {} bytes hashed in {}",
+        entry.name,
+        what,
+        source,
+        image.len,
+        took
+    );
+    if !matches!(source, Source::Module(_)) {
+        s.memory.release(image.addr, copy_name);
+    }
+    Err(EntryError::PinMismatch {
+        image: which,
+        found,
+    })
+}
+
 /// The entry's kernel as a pristine (and, if it was gzip-compressed, inflated) copy,
 /// loaded from its source the first time only.
 fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image, EntryError> {
     if let Some(image) = s.images[index] {
         return Ok(image);
     }
-    let mut image = load_source(s, &entry.kernel, "kernel image (pristine copy)")?;
+    let mut image = load_source(s, &entry.kernel, KERNEL_COPY)?;
+    check_pin(s, entry, PinnedImage::Kernel, image, KERNEL_COPY)?;
     if multiboot2::is_gzip(image.bytes()) {
         // Sized by a first pass over the stream, never by the trailer alone.
         let size = multiboot2::gzip_inflated_size(image.bytes())? as u64;
@@ -566,7 +687,8 @@ fn initrd_image(
     if let Some(image) = s.initrds[index] {
         return Ok(Some(image));
     }
-    let image = load_source(s, source, "initrd (pristine copy)")?;
+    let image = load_source(s, source, INITRD_COPY)?;
+    check_pin(s, entry, PinnedImage::Initrd, image, INITRD_COPY)?;
     s.initrds[index] = Some(image);
     Ok(Some(image))
 }
@@ -973,6 +1095,7 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         wake_ns_median: wake_median,
         wake_ns_min: wake_min,
         wake_ns_max: wake_max,
+        parkboot_memory_bytes: s.memory.parkboot_bytes(),
         passed,
         ran: true,
     });
@@ -1034,6 +1157,18 @@ fn finish() -> ! {
             w
         );
     }
+    if let Some((min, max)) = log.parkboot_memory_bytes {
+        log::info!(
+            "  parkboot's own memory (kept from kernels) min / max: {} / {} bytes{}",
+            min,
+            max,
+            if min == max {
+                ": the same in every iteration"
+            } else {
+                ": CHANGED between iterations"
+            }
+        );
+    }
     let summary = summary();
     if let Some(parked) = &s.parked {
         let _ = write!(
@@ -1041,6 +1176,12 @@ fn finish() -> ! {
             r#","aps_not_back":{},"table_repairs":{}"#,
             crate::misbehaviour::running(parked.table),
             s.table_repairs
+        );
+    }
+    if let Some((min, max)) = log.parkboot_memory_bytes {
+        let _ = write!(
+            summary,
+            ",\"parkboot_memory_bytes\":{{\"min\":{min},\"max\":{max}}}"
         );
     }
     let _ = write!(

@@ -572,6 +572,29 @@ impl MemoryMap {
             .retain(|r| r.lifetime == Lifetime::Permanent);
     }
 
+    /// Frees the one reservation that starts at `start` and is called `name` (the
+    /// pristine copy of an image parkboot refused, say), returning it; `None`, and
+    /// nothing freed, when there is no such reservation.
+    pub fn release(&mut self, start: u64, name: &str) -> Option<Reservation> {
+        let index = self
+            .reservations
+            .iter()
+            .position(|r| r.start == start && r.name == name)?;
+        Some(self.reservations.remove(index))
+    }
+
+    /// Bytes parkboot keeps for itself, of either [`Lifetime`]: every reservation a
+    /// kernel is not given as usable (parkboot's image, page tables, the park region,
+    /// the mailbox, ACPI tables, pristine copies of images). A kernel's own load areas
+    /// ([`ReportAs::Usable`]) are the kernel's and do not count. The loop report shows
+    /// it per iteration: it must not grow from one iteration to the next.
+    pub fn parkboot_bytes(&self) -> u64 {
+        self.reservations
+            .iter()
+            .filter(|r| r.report_as != ReportAs::Usable)
+            .fold(0u64, |sum, r| sum.saturating_add(r.size))
+    }
+
     /// Keeps every [`Lifetime::Boot`] reservation for good, reported to later kernels
     /// as reserved: when a CPU may still be running in what the previous kernel was
     /// loaded into (it did not come back through the ResetVector), that memory must
@@ -900,6 +923,56 @@ mod tests {
 
     fn view(map: &MemoryMap) -> StdVec<(u64, u64, ReportAs)> {
         map.kernel_view().collect()
+    }
+
+    #[test]
+    fn release_frees_one_named_reservation_and_parkboot_bytes_counts_what_kernels_lose() {
+        let mut map = pc_map();
+        map.reserve(
+            16 * MIB,
+            MIB,
+            "image",
+            ReportAs::Reserved,
+            Lifetime::Permanent,
+        )
+        .unwrap();
+        map.reserve(
+            18 * MIB,
+            2 * MIB,
+            "copy",
+            ReportAs::Reserved,
+            Lifetime::Permanent,
+        )
+        .unwrap();
+        map.reserve(
+            24 * MIB,
+            PAGE_SIZE,
+            "mailbox",
+            ReportAs::AcpiNvs,
+            Lifetime::Permanent,
+        )
+        .unwrap();
+        map.reserve(
+            32 * MIB,
+            8 * MIB,
+            "kernel",
+            ReportAs::Usable,
+            Lifetime::Boot,
+        )
+        .unwrap();
+        assert_eq!(map.parkboot_bytes(), 3 * MIB + PAGE_SIZE);
+        // Wrong name or wrong start: nothing is freed.
+        assert_eq!(map.release(18 * MIB, "image"), None);
+        assert_eq!(map.release(18 * MIB + 1, "copy"), None);
+        assert_eq!(map.parkboot_bytes(), 3 * MIB + PAGE_SIZE);
+        let freed = map.release(18 * MIB, "copy").unwrap();
+        assert_eq!((freed.start, freed.size), (18 * MIB, 2 * MIB));
+        assert_eq!(map.parkboot_bytes(), MIB + PAGE_SIZE);
+        assert!(map.is_free(18 * MIB, 2 * MIB));
+        assert_eq!(map.release(18 * MIB, "copy"), None);
+        // A kernel kept for good (a CPU did not come back) becomes parkboot's to keep.
+        map.keep_boot_reservations();
+        assert_eq!(map.parkboot_bytes(), 9 * MIB + PAGE_SIZE);
     }
 
     #[test]

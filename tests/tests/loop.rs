@@ -31,7 +31,21 @@ fn loop_config(iterations: u32) -> String {
     )
 }
 
-fn run_loop(cpus: u32, iterations: u32) {
+/// The summary's `parkboot_memory_bytes` as (min, max).
+fn parkboot_memory(outcome: &Outcome) -> (u64, u64) {
+    let spread = field(outcome, "parkboot_memory_bytes");
+    let members = json::object_members(&spread).expect("parkboot_memory_bytes is an object");
+    let get = |key: &str| {
+        members
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("parkboot_memory_bytes has no {key}: {spread}"))
+    };
+    (get("min"), get("max"))
+}
+
+fn run_loop(cpus: u32, iterations: u32) -> Outcome {
     let outcome = Boot::new(parkboot_image())
         .smp(cpus)
         .config_text(loop_config(iterations))
@@ -57,6 +71,22 @@ fn run_loop(cpus: u32, iterations: u32) {
         let witness = outcome.init_ipis.as_ref().expect("INIT witness");
         assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
     }
+    // parkboot's own memory is the same after the first iteration as after the last
+    // (and every one between): nothing it keeps grows with the loop.
+    let (min, max) = parkboot_memory(&outcome);
+    assert!(min > 0, "{}", outcome.report());
+    assert_eq!(
+        min,
+        max,
+        "parkboot's memory changed over the loop\n{}",
+        outcome.report()
+    );
+    assert!(
+        outcome.find_line("the same in every iteration").is_some(),
+        "{}",
+        outcome.report()
+    );
+    outcome
 }
 
 #[test]
@@ -77,6 +107,25 @@ fn loop_10_iterations_smp4() {
 #[test]
 fn loop_100_iterations_smp4() {
     run_loop(4, 100);
+}
+
+/// 1000 iterations of the multiboot2 test kernel: parkboot's own memory use (its
+/// image, page tables, park region, mailbox, ACPI tables and the kernel's pristine
+/// copy) is the same in the first iteration as in the last.
+#[test]
+fn loop_1000_iterations_smp2_parkboot_memory_does_not_grow() {
+    let outcome = run_loop(2, 1000);
+    let first = outcome
+        .find_line("  test-kernel                  1 ")
+        .unwrap_or_else(|| panic!("no first row\n{}", outcome.report()))
+        .to_string();
+    let last = outcome
+        .find_line("  test-kernel               1000 ")
+        .unwrap_or_else(|| panic!("no last row\n{}", outcome.report()))
+        .to_string();
+    let kib = |row: &str| row.rsplit("  ").next().unwrap_or("").to_string();
+    assert!(kib(&first).ends_with(" KiB"), "{first}");
+    assert_eq!(kib(&first), kib(&last), "first: {first}\nlast: {last}");
 }
 
 #[test]
@@ -144,9 +193,14 @@ fn gzip(bytes: &[u8], name: &str) -> Vec<u8> {
 /// Boots a bad entry followed by a good one; the bad one must be refused with a
 /// message containing `expected`, and the good one must still run.
 fn refused(bad: &Path, expected: &str) {
-    let config = "self_check = off\non_finish = qemu-exit\n\
-        [entry bad]\nkernel = fw_cfg:opt/parkboot/bad\nformat = multiboot2\niterations = 3\n\
-        [entry good]\nkernel = fw_cfg:opt/parkboot/kernel\nformat = multiboot2\niterations = 1\n";
+    refused_with(bad, "", expected);
+}
+
+/// [`refused`] with more settings (`bad_settings`, whole lines) for the bad entry.
+fn refused_with(bad: &Path, bad_settings: &str, expected: &str) -> Outcome {
+    let config = format!("self_check = off\non_finish = qemu-exit\n\
+        [entry bad]\nkernel = fw_cfg:opt/parkboot/bad\nformat = multiboot2\niterations = 3\n{bad_settings}\
+        [entry good]\nkernel = fw_cfg:opt/parkboot/kernel\nformat = multiboot2\niterations = 1\n");
     let outcome = Boot::new(parkboot_image())
         .smp(2)
         .config_text(config)
@@ -176,6 +230,115 @@ fn refused(bad: &Path, expected: &str) {
     assert!(
         !outcome.passed(),
         "a run with a refused entry reports failure"
+    );
+    assert_eq!(field(&outcome, "iterations_failed"), "1");
+    outcome
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    parkboot::config::Sha256Pin::of(bytes).to_string()
+}
+
+#[test]
+fn boots_a_kernel_that_matches_its_pin() {
+    let kernel = testkernel_bytes();
+    let pin = sha256_hex(&kernel);
+    let config = format!(
+        "self_check = off\non_finish = qemu-exit\n[entry pinned]\nkernel = fw_cfg:opt/parkboot/kernel\nkernel_sha256 = {pin}\ninitrd = fw_cfg:opt/parkboot/initrd\ninitrd_sha256 = {}\nformat = multiboot2\niterations = 3\n",
+        sha256_hex(b"a pinned module")
+    );
+    let outcome = Boot::new(parkboot_image())
+        .smp(2)
+        .config_text(config)
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .fw_cfg_string("opt/parkboot/initrd", "a pinned module")
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    for (image, digest) in [("kernel", pin), ("initrd", sha256_hex(b"a pinned module"))] {
+        let checked = format!(
+            "entry 'pinned': {image} fw_cfg:opt/parkboot/{image}: SHA-256 {digest} as pinned"
+        );
+        assert!(
+            outcome.find_line(&checked).is_some(),
+            "no '{checked}'\n{}",
+            outcome.report()
+        );
+    }
+    // Hashed once, when loaded; later iterations reload the checked pristine copy.
+    assert_eq!(outcome.count_lines("as pinned"), 2, "{}", outcome.report());
+    assert_eq!(field(&outcome, "iterations_done"), "3");
+    assert_eq!(field(&outcome, "iterations_failed"), "0");
+}
+
+#[test]
+fn refuses_a_kernel_that_differs_from_its_pin() {
+    // The good test kernel, pinned to the digest of a kernel one byte longer: only the
+    // hash can tell them apart.
+    let kernel = testkernel_bytes();
+    let mut other = kernel.clone();
+    other.push(0);
+    let (found, pinned) = (sha256_hex(&kernel), sha256_hex(&other));
+    let outcome = refused_with(
+        &temp_file("pinned-differently", &kernel),
+        &format!("kernel_sha256 = {pinned}\n"),
+        &format!(
+            "kernel fw_cfg:opt/parkboot/bad: SHA-256 is {found}, the configuration pins {pinned}"
+        ),
+    );
+    assert!(
+        outcome.find_line("testkernel: iteration ").is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(
+        outcome.count_lines("testkernel: iteration "),
+        1,
+        "only the good entry may boot\n{}",
+        outcome.report()
+    );
+}
+
+#[test]
+fn refuses_an_initrd_that_differs_from_its_pin() {
+    let kernel = temp_file("kernel-for-initrd-pin", &testkernel_bytes());
+    let config = format!(
+        "self_check = off\non_finish = qemu-exit\n\
+        [entry bad]\nkernel = fw_cfg:opt/parkboot/kernel\ninitrd = fw_cfg:opt/parkboot/initrd\ninitrd_sha256 = {}\nformat = multiboot2\niterations = 2\n\
+        [entry good]\nkernel = fw_cfg:opt/parkboot/kernel\nformat = multiboot2\n",
+        sha256_hex(b"the module that was pinned")
+    );
+    let outcome = Boot::new(parkboot_image())
+        .smp(2)
+        .config_text(config)
+        .fw_cfg_file("opt/parkboot/kernel", kernel)
+        .fw_cfg_string("opt/parkboot/initrd", "a module swapped in")
+        .timeout(TIMEOUT)
+        .run();
+    let error = outcome
+        .find_line("ERROR: entry 'bad'")
+        .unwrap_or_else(|| panic!("no error for the bad entry\n{}", outcome.report()));
+    let expected = format!(
+        "initrd fw_cfg:opt/parkboot/initrd: SHA-256 is {}, the configuration pins {}",
+        sha256_hex(b"a module swapped in"),
+        sha256_hex(b"the module that was pinned")
+    );
+    assert!(
+        error.contains(&expected),
+        "expected '{expected}' in: {error}"
+    );
+    assert_eq!(
+        outcome.count_lines("testkernel: iteration "),
+        1,
+        "{}",
+        outcome.report()
+    );
+    assert!(
+        outcome
+            .find_line("entry 'good' iteration 1/1: back after")
+            .is_some(),
+        "{}",
+        outcome.report()
     );
     assert_eq!(field(&outcome, "iterations_failed"), "1");
 }
