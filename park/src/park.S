@@ -562,9 +562,18 @@ park_machine_check_restart:
     jz      park_unknown_cpu
     cmpl    ${STATE_PARKED}, {SLOT_STATE}(%r12)
     jne     1f
-    mov     {SLOT_STACK_TOP}(%r12), %rsp
+    /* Into park_loop on a fresh stack through an IRETQ, which also ends NMI blocking:
+     * the #MC may have interrupted the NMI handler, whose own IRETQ now never runs.
+     * RFLAGS is kept (IF is 0). */
+    mov     {SLOT_STACK_TOP}(%r12), %rax
     mov     park_code_data + {DATA_MAILBOX}(%rip), %rbx
-    jmp     park_loop
+    pushq   ${SEL_DATA}
+    push    %rax
+    pushfq
+    pushq   ${SEL_CODE64}
+    lea     park_loop(%rip), %rax
+    push    %rax
+    iretq
 1:
     add     $MACHINE_CHECK_SAVED_BYTES, %rsp    /* down to the CPU's frame */
     pushq   $0                                  /* #MC pushes no error code */

@@ -155,10 +155,12 @@ fn a_machine_check_without_ripv_restarts_the_park_loop() {
         .timeout(TIMEOUT)
         .run_with(|line, ctl| {
             if line.contains("NMI test: waiting for NMIs") {
-                // One NMI for the test's count, then the machine check on the CPU
-                // with index 2 (APIC ID 2).
-                ctl.monitor("nmi").expect("monitor nmi");
+                // The machine check on the CPU with index 2 (APIC ID 2), then one NMI
+                // for the test's count. In this order the NMI is counted wherever it
+                // lands (in the #MC handler, nested, or after the restart); the other
+                // way round a #MC could cut the NMI handler short before it counts.
                 ctl.monitor(MACHINE_CHECK).expect("monitor mce");
+                ctl.monitor("nmi").expect("monitor nmi");
                 ctl.send_serial(b"g").expect("go-ahead");
             }
         });
