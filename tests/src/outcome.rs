@@ -221,6 +221,21 @@ impl Outcome {
 
     /// Panics with [`Outcome::report`] unless the run passed.
     #[track_caller]
+    /// The value (JSON text) of `key` in the last summary line; panics, with the run's
+    /// report, when there is no summary or no such member.
+    pub fn summary_field(&self, key: &str) -> String {
+        let summary = self
+            .summary
+            .as_deref()
+            .unwrap_or_else(|| panic!("no summary line\n{}", self.report()));
+        crate::json::object_members(summary)
+            .unwrap_or_else(|e| panic!("the summary is not JSON ({e}): {summary}"))
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("the summary has no {key}: {summary}"))
+    }
+
     pub fn assert_pass(&self) {
         if !self.passed() {
             panic!("{}", self.report());

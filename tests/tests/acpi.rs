@@ -3,9 +3,7 @@
 //! boots on as with `park = off`. cbshim (`cbshim.bad-checksum=SIG`) gives one of
 //! QEMU's tables a wrong checksum behind a new XSDT and RSDP.
 
-use parkboot_tests::{
-    json, parkboot_image, test_kernel, workspace_root, Boot, ExitStatusKind, Outcome,
-};
+use parkboot_tests::{parkboot_image, test_kernel, workspace_root, Boot, ExitStatusKind, Outcome};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -42,19 +40,6 @@ fn corrupted(outcome: &Outcome, signature: &str) -> Corrupted {
         correct: word_after(line, "(correct: ").to_string(),
         rsdp: word_after(line, "new XSDT and RSDP ").to_string(),
     }
-}
-
-fn field(outcome: &Outcome, key: &str) -> String {
-    let summary = outcome
-        .summary
-        .as_deref()
-        .unwrap_or_else(|| panic!("no summary\n{}", outcome.report()));
-    json::object_members(summary)
-        .expect("summary is JSON")
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("summary has no {key}: {summary}"))
 }
 
 /// The default configuration's multiboot2 loop, through the coreboot entry, with one
@@ -101,8 +86,8 @@ fn a_bad_hpet_checksum_is_a_warning_and_the_default_loop_passes() {
         "{}",
         outcome.report()
     );
-    assert_eq!(field(&outcome, "iterations_failed"), "0");
-    assert_eq!(field(&outcome, "madt_usable"), "true");
+    assert_eq!(outcome.summary_field("iterations_failed"), "0");
+    assert_eq!(outcome.summary_field("madt_usable"), "true");
     let witness = outcome.init_ipis.as_ref().expect("INIT IPI witness");
     assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
 }
@@ -189,10 +174,10 @@ fn a_bad_madt_checksum_without_entries_ends_cleanly() {
         "{}",
         outcome.report()
     );
-    assert_eq!(field(&outcome, "madt_usable"), "false");
-    assert_eq!(field(&outcome, "park"), "false");
-    assert_eq!(field(&outcome, "aps_parked"), "0");
-    assert_eq!(field(&outcome, "cpus"), "0");
+    assert_eq!(outcome.summary_field("madt_usable"), "false");
+    assert_eq!(outcome.summary_field("park"), "false");
+    assert_eq!(outcome.summary_field("aps_parked"), "0");
+    assert_eq!(outcome.summary_field("cpus"), "0");
 }
 
 /// Every kernel zeroes the MailBoxAddress of the MADT it was given, as Linux does when
@@ -224,6 +209,9 @@ fn tables_a_kernel_wrote_into_are_emitted_afresh_for_the_next() {
         "{}",
         outcome.report()
     );
-    assert_eq!(field(&outcome, "iterations_done"), ITERATIONS.to_string());
-    assert_eq!(field(&outcome, "iterations_failed"), "0");
+    assert_eq!(
+        outcome.summary_field("iterations_done"),
+        ITERATIONS.to_string()
+    );
+    assert_eq!(outcome.summary_field("iterations_failed"), "0");
 }

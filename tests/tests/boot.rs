@@ -1,22 +1,9 @@
 //! parkboot boots from both entry points and reports the machine it found.
 
-use parkboot_tests::{parkboot_image, test_kernel, Boot, Outcome};
+use parkboot_tests::{parkboot_image, test_kernel, Boot};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn summary_field(outcome: &Outcome, key: &str) -> String {
-    let summary = outcome
-        .summary
-        .as_deref()
-        .unwrap_or_else(|| panic!("no summary line\n{}", outcome.report()));
-    let members = parkboot_tests::json::object_members(summary).expect("summary is JSON");
-    members
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("summary has no {key}: {summary}"))
-}
 
 /// A configuration that only looks: no parking, no self-check.
 const LOOK_ONLY: &str = "park = off\non_finish = qemu-exit\n";
@@ -42,8 +29,8 @@ fn pvh_entry_reports_memory_cpus_and_console() {
             outcome.report()
         );
     }
-    assert_eq!(summary_field(&outcome, "entry"), "\"pvh\"");
-    assert_eq!(summary_field(&outcome, "cpus"), "4");
+    assert_eq!(outcome.summary_field("entry"), "\"pvh\"");
+    assert_eq!(outcome.summary_field("cpus"), "4");
 }
 
 #[test]
@@ -62,8 +49,8 @@ fn coreboot_entry_reads_the_table_at_esp_plus_4() {
         .find_line("started from its coreboot entry")
         .is_some());
     assert!(outcome.find_line("CPUs in the MADT: 2").is_some());
-    assert_eq!(summary_field(&outcome, "entry"), "\"coreboot\"");
-    assert_eq!(summary_field(&outcome, "cpus"), "2");
+    assert_eq!(outcome.summary_field("entry"), "\"coreboot\"");
+    assert_eq!(outcome.summary_field("cpus"), "2");
 }
 
 #[test]
@@ -75,7 +62,7 @@ fn coreboot_entry_falls_back_to_the_forwarding_table() {
         .timeout(TIMEOUT)
         .run();
     outcome.assert_pass();
-    assert_eq!(summary_field(&outcome, "entry"), "\"coreboot\"");
+    assert_eq!(outcome.summary_field("entry"), "\"coreboot\"");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! guest's failure code, a named error in the `--json` line and QEMU gone, never a
 //! triple fault and never a run that sits out its timeout.
 
-use parkboot_tests::{json, parkboot_image, test_kernel, workspace_root, Boot};
+use parkboot_tests::{json, linux_kernel, parkboot_image, test_kernel, workspace_root, Boot};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,35 +27,6 @@ fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     path
-}
-
-/// The Debian kernel scripts/lib/linux.sh unpacks (or `$PARKBOOT_LINUX_KERNEL`).
-fn debian_kernel() -> PathBuf {
-    if let Some(path) = std::env::var_os("PARKBOOT_LINUX_KERNEL") {
-        return path.into();
-    }
-    let kernels = workspace_root().join("target/linux/kernel");
-    std::fs::read_dir(&kernels)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .flat_map(|package| {
-            std::fs::read_dir(package.path().join("boot"))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-6.12"))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no Debian 6.12 kernel under {}: scripts/test downloads it",
-                kernels.display()
-            )
-        })
 }
 
 /// The JSON members of the last line of a `parkboot-run --json` run with `args`.
@@ -142,7 +113,7 @@ fn garbage_as_the_linux_kernel_is_refused_by_name() {
 /// triple-faulted; its header's syssize now refuses it before anything is copied.
 #[test]
 fn debian_kernel_cut_to_one_megabyte_is_refused_by_name() {
-    let kernel = std::fs::read(debian_kernel()).unwrap();
+    let kernel = std::fs::read(linux_kernel()).unwrap();
     let cut = temp_file("vmlinuz-1mb", &kernel[..1_000_000]);
     let config = workspace_root().join("configs/linux.cfg");
     let initrd = temp_file("small-initrd", &[0u8; 512]);
@@ -200,7 +171,7 @@ fn gzip_kernel_with_flipped_bytes_says_corrupt() {
 fn kernel_claiming(release: &[u8; 9]) -> PathBuf {
     const KERNEL_VERSION_POINTER: usize = 0x20e;
     const CMDLINE_SIZE: usize = 0x238;
-    let mut kernel = std::fs::read(debian_kernel()).unwrap();
+    let mut kernel = std::fs::read(linux_kernel()).unwrap();
     let pointer = u16::from_le_bytes([
         kernel[KERNEL_VERSION_POINTER],
         kernel[KERNEL_VERSION_POINTER + 1],

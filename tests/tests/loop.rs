@@ -12,19 +12,6 @@ const MULTIBOOT2_MAGIC: u32 = 0xE852_50D6;
 const MULTIBOOT2_SEARCH: usize = 32 * 1024;
 const MULTIBOOT2_ALIGN: usize = 8;
 
-fn field(outcome: &Outcome, key: &str) -> String {
-    let summary = outcome
-        .summary
-        .as_deref()
-        .unwrap_or_else(|| panic!("no summary\n{}", outcome.report()));
-    json::object_members(summary)
-        .expect("summary is JSON")
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("summary has no {key}: {summary}"))
-}
-
 fn loop_config(iterations: u32) -> String {
     format!(
         "self_check = off\non_finish = qemu-exit\n[entry test-kernel]\nkernel = fw_cfg:opt/parkboot/kernel\nformat = multiboot2\niterations = {iterations}\n"
@@ -33,7 +20,7 @@ fn loop_config(iterations: u32) -> String {
 
 /// The summary's `parkboot_memory_bytes` as (min, max).
 fn parkboot_memory(outcome: &Outcome) -> (u64, u64) {
-    let spread = field(outcome, "parkboot_memory_bytes");
+    let spread = outcome.summary_field("parkboot_memory_bytes");
     let members = json::object_members(&spread).expect("parkboot_memory_bytes is an object");
     let get = |key: &str| {
         members
@@ -55,12 +42,18 @@ fn run_loop(cpus: u32, iterations: u32) -> Outcome {
         .run();
     outcome.assert_pass();
     assert_eq!(
-        field(&outcome, "iterations_requested"),
+        outcome.summary_field("iterations_requested"),
         iterations.to_string()
     );
-    assert_eq!(field(&outcome, "iterations_done"), iterations.to_string());
-    assert_eq!(field(&outcome, "iterations_failed"), "0");
-    assert_eq!(field(&outcome, "cpus_woken_min"), (cpus - 1).to_string());
+    assert_eq!(
+        outcome.summary_field("iterations_done"),
+        iterations.to_string()
+    );
+    assert_eq!(outcome.summary_field("iterations_failed"), "0");
+    assert_eq!(
+        outcome.summary_field("cpus_woken_min"),
+        (cpus - 1).to_string()
+    );
     assert_eq!(
         outcome.count_lines("testkernel: iteration "),
         iterations as usize,
@@ -138,7 +131,7 @@ fn a_kernel_can_stop_the_loop_early() {
         .timeout(TIMEOUT)
         .run();
     outcome.assert_pass();
-    assert_eq!(field(&outcome, "iterations_done"), "1");
+    assert_eq!(outcome.summary_field("iterations_done"), "1");
 }
 
 // ---- bad input -------------------------------------------------------------------
@@ -231,7 +224,7 @@ fn refused_with(bad: &Path, bad_settings: &str, expected: &str) -> Outcome {
         !outcome.passed(),
         "a run with a refused entry reports failure"
     );
-    assert_eq!(field(&outcome, "iterations_failed"), "1");
+    assert_eq!(outcome.summary_field("iterations_failed"), "1");
     outcome
 }
 
@@ -267,8 +260,8 @@ fn boots_a_kernel_that_matches_its_pin() {
     }
     // Hashed once, when loaded; later iterations reload the checked pristine copy.
     assert_eq!(outcome.count_lines("as pinned"), 2, "{}", outcome.report());
-    assert_eq!(field(&outcome, "iterations_done"), "3");
-    assert_eq!(field(&outcome, "iterations_failed"), "0");
+    assert_eq!(outcome.summary_field("iterations_done"), "3");
+    assert_eq!(outcome.summary_field("iterations_failed"), "0");
 }
 
 #[test]
@@ -340,7 +333,7 @@ fn refuses_an_initrd_that_differs_from_its_pin() {
         "{}",
         outcome.report()
     );
-    assert_eq!(field(&outcome, "iterations_failed"), "1");
+    assert_eq!(outcome.summary_field("iterations_failed"), "1");
 }
 
 #[test]
@@ -431,7 +424,7 @@ fn boots_a_gzip_compressed_kernel() {
         "{}",
         outcome.report()
     );
-    assert_eq!(field(&outcome, "iterations_done"), "2");
+    assert_eq!(outcome.summary_field("iterations_done"), "2");
 }
 
 #[test]
@@ -451,7 +444,7 @@ fn without_configured_entries_parkboot_boots_what_fw_cfg_offers() {
         "{}",
         outcome.report()
     );
-    assert_eq!(field(&outcome, "iterations_done"), "1");
+    assert_eq!(outcome.summary_field("iterations_done"), "1");
 }
 
 #[test]
@@ -471,7 +464,7 @@ fn boots_a_kernel_from_a_pvh_boot_module() {
         "{}",
         outcome.report()
     );
-    assert_eq!(field(&outcome, "iterations_done"), "3");
+    assert_eq!(outcome.summary_field("iterations_done"), "3");
 }
 
 /// A kernel rings the doorbell while one AP is held running in it; that AP comes back
@@ -492,8 +485,11 @@ fn a_doorbell_rung_while_a_cpu_ran_is_not_answered_later() {
         .timeout(TIMEOUT)
         .run();
     outcome.assert_pass();
-    assert_eq!(field(&outcome, "iterations_done"), ITERATIONS.to_string());
-    assert_eq!(field(&outcome, "iterations_failed"), "0");
+    assert_eq!(
+        outcome.summary_field("iterations_done"),
+        ITERATIONS.to_string()
+    );
+    assert_eq!(outcome.summary_field("iterations_failed"), "0");
     assert_eq!(
         outcome.count_lines("testkernel: stale doorbell: APIC ID"),
         ITERATIONS as usize,

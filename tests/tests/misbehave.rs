@@ -4,23 +4,10 @@
 //! parkboot must notice, say what happened by APIC ID (and field), and either go on
 //! with the CPUs it still has or stop safely, never hang or fault.
 
-use parkboot_tests::{json, parkboot_image, test_kernel, Boot, ExitStatusKind, Outcome};
+use parkboot_tests::{parkboot_image, test_kernel, Boot, ExitStatusKind, Outcome};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
-
-fn field(outcome: &Outcome, key: &str) -> String {
-    let summary = outcome
-        .summary
-        .as_deref()
-        .unwrap_or_else(|| panic!("no summary\n{}", outcome.report()));
-    json::object_members(summary)
-        .expect("summary is JSON")
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("summary has no {key}: {summary}"))
-}
 
 /// A misbehaving entry (`misbehave`, one iteration), then a well-behaved one
 /// (`after`, `after_iterations`), at -smp 4.
@@ -78,8 +65,8 @@ fn a_kernel_that_keeps_its_aps_is_named_and_its_memory_kept() {
         .find_line("ERROR: entry 'after' (iteration 1/1)")
         .unwrap_or_else(|| panic!("the next kernel was not refused\n{}", outcome.report()));
     assert!(refused.contains("multiboot2 kernel segment"), "{refused}");
-    assert_eq!(field(&outcome, "aps_not_back"), "3");
-    assert_eq!(field(&outcome, "iterations_failed"), "2");
+    assert_eq!(outcome.summary_field("aps_not_back"), "3");
+    assert_eq!(outcome.summary_field("iterations_failed"), "2");
     assert_eq!(outcome.status, ExitStatusKind::Fail, "{}", outcome.report());
     assert_no_init_after_park(&outcome);
 }
@@ -105,9 +92,9 @@ fn a_kernel_that_corrupts_the_park_table_is_named_and_the_table_repaired() {
         assert_line(&outcome, needle);
     }
     assert_line(&outcome, "entry 'after' iteration 2/2: back after");
-    assert_eq!(field(&outcome, "iterations_done"), "3");
-    assert_eq!(field(&outcome, "iterations_failed"), "1");
-    assert_eq!(field(&outcome, "aps_not_back"), "0");
+    assert_eq!(outcome.summary_field("iterations_done"), "3");
+    assert_eq!(outcome.summary_field("iterations_failed"), "1");
+    assert_eq!(outcome.summary_field("aps_not_back"), "0");
     assert_eq!(
         outcome.count_lines("woke 3 of 3 APs through the mailbox"),
         3,
@@ -144,9 +131,9 @@ fn bad_wakeup_vectors_are_refused_and_the_cpus_stay_parked() {
         );
     }
     outcome.assert_pass();
-    assert_eq!(field(&outcome, "iterations_done"), "2");
-    assert_eq!(field(&outcome, "iterations_failed"), "0");
-    assert_eq!(field(&outcome, "cpus_woken_min"), "3");
+    assert_eq!(outcome.summary_field("iterations_done"), "2");
+    assert_eq!(outcome.summary_field("iterations_failed"), "0");
+    assert_eq!(outcome.summary_field("cpus_woken_min"), "3");
     assert_no_init_after_park(&outcome);
 }
 
@@ -187,8 +174,8 @@ fn garbage_reports_are_named_and_the_loop_goes_on() {
     ] {
         assert_line(&outcome, needle);
     }
-    assert_eq!(field(&outcome, "iterations_done"), "5");
+    assert_eq!(outcome.summary_field("iterations_done"), "5");
     // Only the report that says the kernel failed fails its iteration.
-    assert_eq!(field(&outcome, "iterations_failed"), "1");
+    assert_eq!(outcome.summary_field("iterations_failed"), "1");
     assert_eq!(outcome.status, ExitStatusKind::Fail, "{}", outcome.report());
 }

@@ -242,19 +242,6 @@ fn a_cpu_that_never_answers_is_reported_and_boot_goes_on() {
     );
 }
 
-fn summary_field(outcome: &Outcome, key: &str) -> String {
-    let summary = outcome
-        .summary
-        .as_deref()
-        .unwrap_or_else(|| panic!("no summary line\n{}", outcome.report()));
-    parkboot_tests::json::object_members(summary)
-        .expect("summary is JSON")
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("summary has no {key}: {summary}"))
-}
-
 /// With a CPU model that offers MONITOR, the default boot (configs/default.cfg:
 /// self-check on, `park_wait` = auto, the test kernel's loop) parks with MWAIT, and
 /// both wake-alls (parkboot's self-check and the test kernel's) wake every CPU through
@@ -275,19 +262,16 @@ fn default_boot_waits_with_mwait_where_the_cpu_offers_monitor() {
         .timeout(TIMEOUT)
         .run();
     outcome.assert_pass();
-    assert_eq!(summary_field(&outcome, "park_wait"), "\"mwait\"");
-    assert_eq!(
-        summary_field(&outcome, "aps_parked"),
-        (CPUS - 1).to_string()
-    );
+    assert_eq!(outcome.summary_field("park_wait"), "\"mwait\"");
+    assert_eq!(outcome.summary_field("aps_parked"), (CPUS - 1).to_string());
     assert!(
         outcome.find_line("waiting with MONITOR/MWAIT").is_some(),
         "{}",
         outcome.report()
     );
-    assert_eq!(summary_field(&outcome, "iterations_failed"), "0");
+    assert_eq!(outcome.summary_field("iterations_failed"), "0");
     assert_eq!(
-        summary_field(&outcome, "cpus_woken_min"),
+        outcome.summary_field("cpus_woken_min"),
         (CPUS - 1).to_string()
     );
     let witness = outcome.init_ipis.as_ref().expect("INIT IPI witness");
@@ -303,7 +287,7 @@ fn parked_cpus_wait_with_pause_without_monitor() {
         .timeout(TIMEOUT)
         .run();
     outcome.assert_pass();
-    assert_eq!(summary_field(&outcome, "park_wait"), "\"pause\"");
+    assert_eq!(outcome.summary_field("park_wait"), "\"pause\"");
 }
 
 /// Parks a machine through the default loop (the test kernel, 2 iterations) with
@@ -322,7 +306,7 @@ fn boot_many(qemu_smp: &str, cpus: u32) -> Outcome {
         .timeout(TIMEOUT)
         .run();
     outcome.assert_pass();
-    assert_eq!(summary_field(&outcome, "iterations_failed"), "0");
+    assert_eq!(outcome.summary_field("iterations_failed"), "0");
     let witness = outcome.init_ipis.as_ref().expect("INIT IPI witness");
     assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
     outcome
@@ -334,8 +318,8 @@ fn boot_many(qemu_smp: &str, cpus: u32) -> Outcome {
 #[test]
 fn apic_ids_above_255_are_parked() {
     let outcome = boot_many("150,sockets=2,dies=5,cores=5,threads=3", 150);
-    assert_eq!(summary_field(&outcome, "aps_parked"), "149");
-    assert_eq!(summary_field(&outcome, "aps_beyond_table"), "0");
+    assert_eq!(outcome.summary_field("aps_parked"), "149");
+    assert_eq!(outcome.summary_field("aps_beyond_table"), "0");
     for apic_id in [256, 300, 402] {
         let row = format!("APIC ID  {apic_id}  parked          starts 1  wakes 2  returns 2");
         assert!(
@@ -344,7 +328,7 @@ fn apic_ids_above_255_are_parked() {
             outcome.report()
         );
     }
-    assert_eq!(summary_field(&outcome, "cpus_woken_min"), "149");
+    assert_eq!(outcome.summary_field("cpus_woken_min"), "149");
 }
 
 /// More CPUs than the park table has slots (256): the first 255 APs are parked and
@@ -363,13 +347,13 @@ fn cpus_beyond_the_park_table_are_named_and_boot_goes_on() {
         "{}",
         outcome.report()
     );
-    assert_eq!(summary_field(&outcome, "aps"), "255");
-    assert_eq!(summary_field(&outcome, "aps_parked"), "255");
-    assert_eq!(summary_field(&outcome, "aps_beyond_table"), "44");
-    assert_eq!(summary_field(&outcome, "beyond_table"), "\"256-299\"");
-    assert_eq!(summary_field(&outcome, "cpus_woken_min"), "255");
+    assert_eq!(outcome.summary_field("aps"), "255");
+    assert_eq!(outcome.summary_field("aps_parked"), "255");
+    assert_eq!(outcome.summary_field("aps_beyond_table"), "44");
+    assert_eq!(outcome.summary_field("beyond_table"), "\"256-299\"");
+    assert_eq!(outcome.summary_field("cpus_woken_min"), "255");
     // Every parked AP has its entry, each whole: the summary stays JSON at this count.
-    let per_ap = summary_field(&outcome, "per_ap");
+    let per_ap = outcome.summary_field("per_ap");
     assert_eq!(per_ap.matches("{\"apic_id\":").count(), 255, "{per_ap}");
     assert!(per_ap.starts_with('[') && per_ap.ends_with(']'), "{per_ap}");
     assert!(

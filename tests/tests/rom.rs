@@ -12,7 +12,7 @@
 
 use parkboot_tests::rom::{base_rom, Compression, Rom, RomBuilder};
 use parkboot_tests::{
-    json, linux_initrd, linux_kernel, linux_single_boot_initrd, parkboot_image, test_kernel,
+    linux_initrd, linux_kernel, linux_single_boot_initrd, parkboot_image, test_kernel,
     workspace_root, Boot, Outcome,
 };
 use std::path::PathBuf;
@@ -32,19 +32,6 @@ fn rom(config: &str, kernel: PathBuf, compression: Compression) -> Rom {
         .file(KERNEL, kernel, compression)
         .build()
         .unwrap_or_else(|error| panic!("building the ROM: {error}"))
-}
-
-fn field(outcome: &Outcome, key: &str) -> String {
-    let summary = outcome
-        .summary
-        .as_deref()
-        .unwrap_or_else(|| panic!("no summary\n{}", outcome.report()));
-    json::object_members(summary)
-        .expect("summary is JSON")
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("summary has no {key}: {summary}"))
 }
 
 /// coreboot ran, started parkboot through its coreboot entry, and parkboot took its
@@ -74,8 +61,11 @@ fn assert_real_coreboot_boot(outcome: &Outcome, cpus: u32) {
 }
 
 fn assert_summary_from_cbfs(outcome: &Outcome) {
-    assert_eq!(field(outcome, "entry"), "\"coreboot\"");
-    assert_eq!(field(outcome, "config_source"), "\"cbfs:parkboot/config\"");
+    assert_eq!(outcome.summary_field("entry"), "\"coreboot\"");
+    assert_eq!(
+        outcome.summary_field("config_source"),
+        "\"cbfs:parkboot/config\""
+    );
 }
 
 fn multiboot2_loop(cpus: u32) {
@@ -92,11 +82,17 @@ fn multiboot2_loop(cpus: u32) {
     outcome.assert_pass();
     assert_real_coreboot_boot(&outcome, cpus);
     assert_summary_from_cbfs(&outcome);
-    assert_eq!(field(&outcome, "cpus"), cpus.to_string());
-    assert_eq!(field(&outcome, "aps_parked"), (cpus - 1).to_string());
-    assert_eq!(field(&outcome, "iterations_done"), ITERATIONS.to_string());
-    assert_eq!(field(&outcome, "iterations_failed"), "0");
-    assert_eq!(field(&outcome, "cpus_woken_min"), (cpus - 1).to_string());
+    assert_eq!(outcome.summary_field("cpus"), cpus.to_string());
+    assert_eq!(outcome.summary_field("aps_parked"), (cpus - 1).to_string());
+    assert_eq!(
+        outcome.summary_field("iterations_done"),
+        ITERATIONS.to_string()
+    );
+    assert_eq!(outcome.summary_field("iterations_failed"), "0");
+    assert_eq!(
+        outcome.summary_field("cpus_woken_min"),
+        (cpus - 1).to_string()
+    );
     assert_eq!(
         outcome.count_lines("testkernel: iteration "),
         ITERATIONS as usize,
@@ -273,7 +269,7 @@ fn rom_without_entries_boots_the_kernel_cbfs_holds() {
             outcome.report()
         );
     }
-    assert_eq!(field(&outcome, "iterations_done"), "1");
+    assert_eq!(outcome.summary_field("iterations_done"), "1");
 }
 
 /// A CBFS file whose bytes no longer match its SHA-256 attribute, and a file that is
@@ -344,7 +340,7 @@ fn rom_corrupt_or_missing_cbfs_files_are_named_and_the_next_entry_boots() {
         "{}",
         outcome.report()
     );
-    assert_eq!(field(&outcome, "iterations_failed"), "2");
+    assert_eq!(outcome.summary_field("iterations_failed"), "2");
     assert!(
         outcome.find_line("2 of 4 iterations failed").is_some(),
         "{}",
@@ -516,5 +512,8 @@ fn scripts_rom_into_refuses_what_does_not_fit_and_its_image_boots() {
     outcome.assert_pass();
     assert_real_coreboot_boot(&outcome, 2);
     assert_summary_from_cbfs(&outcome);
-    assert_eq!(field(&outcome, "iterations_done"), ITERATIONS.to_string());
+    assert_eq!(
+        outcome.summary_field("iterations_done"),
+        ITERATIONS.to_string()
+    );
 }
