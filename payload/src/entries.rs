@@ -868,8 +868,8 @@ fn boot_multiboot2(
     if let Some((start, len)) = module {
         info.module(start as u32, (start + len as u64) as u32, "initrd");
     }
-    let (lower, upper) = basic_meminfo(&s.memory);
-    info.basic_meminfo(lower, upper);
+    let meminfo = multiboot2::basic_meminfo(&s.memory);
+    info.basic_meminfo(meminfo.lower_kib, meminfo.upper_kib);
     info.memory_map(
         s.memory
             .kernel_view()
@@ -921,30 +921,6 @@ fn boot_multiboot2(
             arch::boot_stack_top() as u32,
         )
     }
-}
-
-/// Multiboot2 basic meminfo: KiB of RAM from 0 up to 640 KiB, and from 1 MiB up to the
-/// first hole.
-fn basic_meminfo(memory: &MemoryMap) -> (u32, u32) {
-    const LOWER_END: u64 = 640 * 1024;
-    let mut lower = 0;
-    let mut upper_end = ONE_MIB;
-    for region in memory
-        .platform_regions()
-        .iter()
-        .filter(|r| r.kind.is_usable())
-    {
-        if region.start == 0 {
-            lower = region.end().min(LOWER_END);
-        }
-        if region.start <= upper_end && region.end() > upper_end {
-            upper_end = region.end();
-        }
-    }
-    (
-        (lower / 1024) as u32,
-        ((upper_end - ONE_MIB).min(u32::MAX as u64 * 1024) / 1024) as u32,
-    )
 }
 
 /// Where a park-aware kernel gives the boot processor back (see `arch/reentry.S`).

@@ -32,6 +32,8 @@ use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
 use park::reentry::{Multiboot2ParkbootTag, MULTIBOOT2_TAG_TYPE_PARKBOOT};
 
+use crate::memory::{MemoryMap, ReportAs, ONE_MIB};
+
 // ---------------------------------------------------------------------------------------
 // Constants of the specification
 // ---------------------------------------------------------------------------------------
@@ -1814,6 +1816,64 @@ pub fn inflate_gzip(compressed: &[u8], out: &mut [u8]) -> Result<usize, Mb2Error
 // ---------------------------------------------------------------------------------------
 // Boot information
 // ---------------------------------------------------------------------------------------
+
+/// Top of conventional memory: the multiboot2 basic meminfo `mem_lower` never goes past
+/// 640 KiB, where the legacy VGA window and the BIOS area begin.
+pub const CONVENTIONAL_MEMORY_END: u64 = 640 * 1024;
+/// Firmware data a PC keeps in the first page (the real-mode interrupt table, the BIOS
+/// data area, coreboot's forwarding table at 0x500) does not end conventional memory.
+const FIRST_PAGE_END: u64 = 0x1000;
+
+/// What the basic meminfo tag (4) reports, in KiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BasicMeminfo {
+    /// Where usable conventional memory ends: the end of the usable range the kernel is
+    /// shown that begins in the first page, at most 640 KiB. Ranges parkboot reserved
+    /// (the AP start trampoline at the top of low memory) end it, as in the memory map
+    /// tag: Xen puts its real-mode trampoline right below `mem_lower`, reading nothing
+    /// else, so this must never claim memory the map calls reserved. Non-usable memory
+    /// inside the first page does not count: coreboot marks `[0, 0x1000)` as its tables
+    /// (the forwarding table at 0x500), where a BIOS keeps its interrupt table and data
+    /// area yet reports the page as RAM; with the strict "starting at address 0" reading
+    /// `mem_lower` is 0 under coreboot and Xen falls back to the BIOS data area, which
+    /// coreboot fills with 1024 KiB, and puts its trampoline over 0xF0000.
+    pub lower_kib: u32,
+    /// Usable RAM from 1 MiB up to the first hole or non-usable platform range, as the
+    /// platform reports it (parkboot's own memory there is in the memory map tag; this
+    /// is only the legacy size).
+    pub upper_kib: u32,
+}
+
+/// The basic meminfo for a kernel booted with `memory` as it stands (see
+/// [`BasicMeminfo`]).
+pub fn basic_meminfo(memory: &MemoryMap) -> BasicMeminfo {
+    let mut lower = 0;
+    for (start, size, report) in memory.kernel_view() {
+        // Only the range that begins by the end of the first page is conventional
+        // memory; a later one means the low area is broken up and its size unknown.
+        if start > FIRST_PAGE_END {
+            break;
+        }
+        if report == ReportAs::Usable {
+            lower = start.saturating_add(size).min(CONVENTIONAL_MEMORY_END);
+            break;
+        }
+    }
+    let mut upper_end = ONE_MIB;
+    for region in memory
+        .platform_regions()
+        .iter()
+        .filter(|r| r.kind.is_usable())
+    {
+        if region.start <= upper_end && region.end() > upper_end {
+            upper_end = region.end();
+        }
+    }
+    BasicMeminfo {
+        lower_kib: (lower / 1024) as u32,
+        upper_kib: ((upper_end - ONE_MIB).min(u64::from(u32::MAX) * 1024) / 1024) as u32,
+    }
+}
 
 /// Lays out multiboot2 boot information in a caller's buffer: the 8-byte header, tags
 /// at 8-byte boundaries, and the end tag written by [`InfoBuilder::finish`]. The kernel
@@ -3651,5 +3711,118 @@ mod tests {
         for (err, text) in cases {
             assert_eq!(err.to_string(), text);
         }
+    }
+}
+
+#[cfg(test)]
+mod basic_meminfo_tests {
+    use super::*;
+    use crate::memory::Lifetime;
+    use crate::platform::{MemoryKind, MemoryRegion};
+
+    const MIB: u64 = 1 << 20;
+
+    fn map(regions: &[(u64, u64, MemoryKind)]) -> MemoryMap {
+        let regions: Vec<MemoryRegion> = regions
+            .iter()
+            .map(|&(start, size, kind)| MemoryRegion { start, size, kind })
+            .collect();
+        MemoryMap::new(&regions).unwrap()
+    }
+
+    /// The map coreboot 4.15 gives on QEMU q35: page 0 is its tables (interrupt
+    /// table, BIOS data area, forwarding table at 0x500), then RAM to 0xA0000.
+    fn coreboot_q35() -> MemoryMap {
+        map(&[
+            (0, 0x1000, MemoryKind::CorebootTables),
+            (0x1000, 0x9f000, MemoryKind::Usable),
+            (0xa0000, 0x60000, MemoryKind::Reserved),
+            (MIB, 2047 * MIB, MemoryKind::Usable),
+        ])
+    }
+
+    #[test]
+    fn coreboot_page_zero_does_not_end_low_memory() {
+        // Before: 0, so Xen fell back to the BIOS data area (1024 KiB under coreboot)
+        // and put its trampoline over coreboot's RSDP at 0xF0000.
+        let info = basic_meminfo(&coreboot_q35());
+        assert_eq!(info.lower_kib, 640);
+        assert_eq!(info.upper_kib, 2047 * 1024);
+    }
+
+    #[test]
+    fn parkboot_ap_trampoline_ends_low_memory() {
+        let mut memory = coreboot_q35();
+        memory
+            .reserve(
+                0x9f000,
+                0x1000,
+                "AP start trampoline",
+                ReportAs::Reserved,
+                Lifetime::Permanent,
+            )
+            .unwrap();
+        assert_eq!(basic_meminfo(&memory).lower_kib, 0x9f000 / 1024);
+    }
+
+    #[test]
+    fn bios_map_with_ebda() {
+        let memory = map(&[
+            (0, 0x9fc00, MemoryKind::Usable),
+            (0x9fc00, 0x400, MemoryKind::Reserved),
+            (0xf0000, 0x10000, MemoryKind::Reserved),
+            (MIB, 511 * MIB, MemoryKind::Usable),
+        ]);
+        assert_eq!(
+            basic_meminfo(&memory),
+            BasicMeminfo {
+                lower_kib: 639,
+                upper_kib: 511 * 1024
+            }
+        );
+    }
+
+    #[test]
+    fn low_memory_that_starts_late_is_not_conventional_memory() {
+        let memory = map(&[
+            (0, 0x10000, MemoryKind::Reserved),
+            (0x10000, 0x90000, MemoryKind::Usable),
+            (MIB, MIB, MemoryKind::Usable),
+        ]);
+        assert_eq!(basic_meminfo(&memory).lower_kib, 0);
+    }
+
+    #[test]
+    fn never_past_640_kib_and_boot_loads_stay_usable() {
+        let mut memory = map(&[(0, 4 * MIB, MemoryKind::Usable)]);
+        // A kernel's own load area is usable for it and ends nothing.
+        memory
+            .reserve(
+                0x2000,
+                0x1000,
+                "multiboot2 module",
+                ReportAs::Usable,
+                Lifetime::Boot,
+            )
+            .unwrap();
+        assert_eq!(
+            basic_meminfo(&memory),
+            BasicMeminfo {
+                lower_kib: 640,
+                upper_kib: 3 * 1024
+            }
+        );
+    }
+
+    #[test]
+    fn no_low_ram_at_all() {
+        let memory = map(&[(MIB, MIB, MemoryKind::Usable)]);
+        assert_eq!(
+            basic_meminfo(&memory),
+            BasicMeminfo {
+                lower_kib: 0,
+                upper_kib: 1024
+            }
+        );
     }
 }
