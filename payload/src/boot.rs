@@ -551,6 +551,20 @@ pub fn main(source: u32, boot_info: u32) -> ! {
             console::init(serial);
         }
     }
+    if platform.source == BootSource::Pvh {
+        if let Some(&vector) = Identity
+            .bytes(parkboot::platform::INT15_VECTOR_ADDRESS, 4)
+            .and_then(|b| <&[u8; 4]>::try_from(b).ok())
+        {
+            if let Some((segment, offset)) = parkboot::platform::legacy_bios_int15(vector) {
+                log::info!(
+                    "a legacy BIOS ran before parkboot (INT 15h at {segment:04x}:{offset:04x}): its E820 map does not know parkboot's memory"
+                );
+                entries::LEGACY_BIOS_INT15
+                    .store((segment as u32) << 16 | offset as u32, Ordering::Relaxed);
+            }
+        }
+    }
     let mut fw_cfg = FwCfg::probe(IoPorts).ok();
     if let Some(fw_cfg) = fw_cfg.as_mut() {
         log_fw_cfg(fw_cfg);

@@ -33,6 +33,10 @@ const LOADER_NAME: &str = concat!("parkboot ", env!("CARGO_PKG_VERSION"));
 /// How long parkboot waits, after a kernel re-entered, for APs still on their way back
 /// through the ResetVector.
 const RETURN_TIMEOUT_NS: u64 = 1_000_000_000;
+/// INT 15h's real-mode vector (segment << 16 | offset) when a legacy BIOS ran before
+/// parkboot (PVH under SeaBIOS), else 0.
+pub static LEGACY_BIOS_INT15: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
 /// CBFS files considered for the default entry (a 16 MiB flash holds a few dozen).
 const MAX_CBFS_NAMES: usize = 128;
 /// Loop report rows printed in full; longer loops show the first and last half.
@@ -821,6 +825,15 @@ fn boot_multiboot2(
 ) -> Result<core::convert::Infallible, EntryError> {
     let bytes = image.bytes();
     let plan = multiboot2::plan(bytes)?;
+    let bios = LEGACY_BIOS_INT15.load(Ordering::Relaxed);
+    if bios != 0 && s.parked.is_some() && iteration == 1 {
+        log::warn!(
+            "entry '{}': a legacy BIOS is underneath (INT 15h at {:04x}:{:04x}): a multiboot2 kernel that asks it for the memory map (INT 15h E820; Xen does unless given no-real-mode) does not see the park region and may overwrite the parked CPUs' memory; parkboot's multiboot2 map is right",
+            entry.name,
+            bios >> 16,
+            bios & 0xffff
+        );
+    }
     // Every segment must land in free RAM: a clash with parkboot's image, the park
     // region or firmware memory is an error before anything is copied.
     for segment in plan.segments.iter() {

@@ -226,3 +226,37 @@ pub mod fake {
         }
     }
 }
+
+/// Physical address of the real-mode interrupt vector of INT 15h, the BIOS's system
+/// services (E820, the BIOS's own memory map, among them).
+pub const INT15_VECTOR_ADDRESS: u64 = 0x15 * 4;
+/// Start of the BIOS window (option ROMs and the system BIOS) as a real-mode segment.
+const BIOS_WINDOW_SEGMENT: u16 = 0xC000;
+
+/// `(segment, offset)` of INT 15h when a legacy BIOS installed it: a vector into the
+/// 0xC0000-0xFFFFF BIOS window. coreboot runs no BIOS and installs no vector; under
+/// PVH, QEMU's SeaBIOS has run first and points INT 15h into its own code. A kernel
+/// that asks that BIOS for the memory map does not learn parkboot's reservations.
+pub fn legacy_bios_int15(vector: [u8; 4]) -> Option<(u16, u16)> {
+    let offset = u16::from_le_bytes([vector[0], vector[1]]);
+    let segment = u16::from_le_bytes([vector[2], vector[3]]);
+    (segment >= BIOS_WINDOW_SEGMENT).then_some((segment, offset))
+}
+
+#[cfg(test)]
+mod legacy_bios_tests {
+    use super::legacy_bios_int15;
+
+    #[test]
+    fn a_vector_into_the_bios_window_is_a_legacy_bios() {
+        // SeaBIOS under QEMU: F000:E3FE style vectors.
+        assert_eq!(
+            legacy_bios_int15([0xfe, 0xe3, 0x00, 0xf0]),
+            Some((0xf000, 0xe3fe))
+        );
+        assert_eq!(legacy_bios_int15([0, 0, 0x00, 0xc8]), Some((0xc800, 0)));
+        // Page 0 as coreboot leaves it (zeros, or its own table bytes below 0xC000).
+        assert_eq!(legacy_bios_int15([0; 4]), None);
+        assert_eq!(legacy_bios_int15([0x10, 0x00, 0x00, 0x9f]), None);
+    }
+}

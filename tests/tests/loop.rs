@@ -64,6 +64,21 @@ fn run_loop(cpus: u32, iterations: u32) -> Outcome {
         let witness = outcome.init_ipis.as_ref().expect("INIT witness");
         assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
     }
+    // Through PVH, SeaBIOS ran first: parkboot says so, and warns once that a kernel
+    // asking that BIOS for its memory map would not see the park region.
+    assert!(
+        outcome
+            .find_line("a legacy BIOS ran before parkboot (INT 15h at f000:")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(
+        outcome.count_lines("a legacy BIOS is underneath"),
+        1,
+        "{}",
+        outcome.report()
+    );
     // parkboot's own memory is the same after the first iteration as after the last
     // (and every one between): nothing it keeps grows with the loop.
     let (min, max) = parkboot_memory(&outcome);

@@ -82,6 +82,12 @@ fn multiboot2_loop(cpus: u32) {
     outcome.assert_pass();
     assert_real_coreboot_boot(&outcome, cpus);
     assert_summary_from_cbfs(&outcome);
+    // coreboot runs no BIOS: no INT 15h to warn about.
+    assert!(
+        outcome.find_line("legacy BIOS").is_none(),
+        "{}",
+        outcome.report()
+    );
     assert_eq!(outcome.summary_field("cpus"), cpus.to_string());
     assert_eq!(outcome.summary_field("aps_parked"), (cpus - 1).to_string());
     assert_eq!(
