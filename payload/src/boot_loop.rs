@@ -105,6 +105,68 @@ impl Schedule {
     }
 }
 
+/// parkboot's own work in one iteration, phase by phase, in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadPhases {
+    /// From the kernel's jump to the re-entry vector to the end of parkboot's
+    /// bookkeeping for it: APs back in the park loop, counters, the report line.
+    pub reentry_ns: u64,
+    /// The kernel's segments (and any module) copied from the pristine image, with the
+    /// memory reservations for them.
+    pub copy_ns: u64,
+    /// The boot information: command line, loader name, memory map, parkboot's tag.
+    pub boot_info_ns: u64,
+    /// The ACPI part of the boot information (the RSDP tag).
+    pub acpi_ns: u64,
+    /// From the finished boot information to the jump into the kernel.
+    pub handoff_ns: u64,
+}
+
+/// Reads one phase (or the total) out of a [`LoadPhases`].
+pub type PhaseOf = fn(&LoadPhases) -> u64;
+
+impl LoadPhases {
+    /// The total and each phase, with the names the loop report and the summary JSON
+    /// use for them.
+    pub const NAMED: [(&'static str, PhaseOf); 6] = [
+        ("total", LoadPhases::total_ns),
+        ("reentry", |p| p.reentry_ns),
+        ("copy", |p| p.copy_ns),
+        ("boot_info", |p| p.boot_info_ns),
+        ("acpi", |p| p.acpi_ns),
+        ("handoff", |p| p.handoff_ns),
+    ];
+
+    /// All of parkboot's own work in the iteration (saturating).
+    pub fn total_ns(&self) -> u64 {
+        self.reentry_ns
+            .saturating_add(self.copy_ns)
+            .saturating_add(self.boot_info_ns)
+            .saturating_add(self.acpi_ns)
+            .saturating_add(self.handoff_ns)
+    }
+
+    /// The phases from TSC stamps taken in order: load start, segments copied, boot
+    /// information built, ACPI tag added, jump; a stamp that is 0 (not reached) or
+    /// before the previous one gives 0 for its phase. `to_ns` converts TSC ticks.
+    pub fn from_stamps(stamps: [u64; 5], reentry_ns: u64, to_ns: impl Fn(u64) -> u64) -> Self {
+        let phase = |i: usize| {
+            if stamps[i] == 0 || stamps[i + 1] == 0 {
+                0
+            } else {
+                to_ns(stamps[i + 1].saturating_sub(stamps[i]))
+            }
+        };
+        LoadPhases {
+            reentry_ns,
+            copy_ns: phase(0),
+            boot_info_ns: phase(1),
+            acpi_ns: phase(2),
+            handoff_ns: phase(3),
+        }
+    }
+}
+
 /// One iteration as the loop report shows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IterationRecord {
@@ -112,8 +174,11 @@ pub struct IterationRecord {
     pub iteration: u32,
     /// Load start to the kernel's return, in nanoseconds.
     pub cycle_ns: u64,
-    /// Of that, parkboot's own work: reload the image, build boot info, hand off.
+    /// Of that, parkboot's own work before the kernel ran: reload the image, build
+    /// boot info, hand off (`phases` without `reentry_ns`).
     pub load_ns: u64,
+    /// parkboot's own work phase by phase, re-entry included.
+    pub phases: LoadPhases,
     /// APs whose wake count rose during the iteration.
     pub cpus_woken: u32,
     /// The kernel's own figures (0 when it gave none).
@@ -194,6 +259,33 @@ mod tests {
         assert_eq!(s.entry_failed(), boot(2, 1, 1));
         assert_eq!(s.entry_failed(), Next::Finish);
         assert_eq!(Schedule::new(&[]).first(), Next::Finish);
+    }
+
+    #[test]
+    fn phases_come_from_consecutive_stamps() {
+        let p = LoadPhases::from_stamps([100, 150, 170, 171, 200], 7, |t| t * 2);
+        assert_eq!(
+            p,
+            LoadPhases {
+                reentry_ns: 7,
+                copy_ns: 100,
+                boot_info_ns: 40,
+                acpi_ns: 2,
+                handoff_ns: 58,
+            }
+        );
+        assert_eq!(p.total_ns(), 207);
+    }
+
+    #[test]
+    fn phases_not_reached_or_out_of_order_are_zero() {
+        let p = LoadPhases::from_stamps([100, 150, 0, 0, 0], 0, |t| t);
+        assert_eq!(
+            (p.copy_ns, p.boot_info_ns, p.acpi_ns, p.handoff_ns),
+            (50, 0, 0, 0)
+        );
+        let q = LoadPhases::from_stamps([100, 90, 95, 96, 97], 0, |t| t);
+        assert_eq!((q.copy_ns, q.boot_info_ns), (0, 5));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use park::reentry::{
     KernelReport, Multiboot2ParkbootTag, ReentryRequest, MULTIBOOT2_TAG_TYPE_PARKBOOT,
 };
 use park::table::{CpuState, MAX_PARKED_CPUS, PARK_TABLE_VERSION};
-use parkboot::boot_loop::{IterationRecord, LoopLog, Next, Request, Schedule};
+use parkboot::boot_loop::{IterationRecord, LoadPhases, LoopLog, Next, Request, Schedule};
 use parkboot::config::{Config, Entry, Format, Source};
 use parkboot::fw_cfg::{FwCfg, FwCfgError, IoPorts};
 use parkboot::memory::{
@@ -48,13 +48,28 @@ impl Image {
     }
 }
 
+const PHASE_STAMPS: usize = 5;
+const STAMP_COPIED: usize = 1;
+const STAMP_BOOT_INFO: usize = 2;
+const STAMP_ACPI: usize = 3;
+const STAMP_JUMP: usize = 4;
+
+/// Records the end of a load phase of the iteration in flight.
+fn stamp(s: &mut BootState, phase: usize) {
+    if let Some(current) = s.current.as_mut() {
+        current.stamps[phase] = cpu::rdtsc();
+    }
+}
+
 /// The iteration in flight while a kernel runs.
 struct Current {
     entry: usize,
     iteration: u32,
     iterations: u32,
     start_tsc: u64,
-    handoff_tsc: u64,
+    /// TSC at the end of each load phase: `[start, copied, boot information, ACPI,
+    /// jump]` (see `LoadPhases::from_stamps`); 0 = not reached.
+    stamps: [u64; PHASE_STAMPS],
     wake_counts: [u64; MAX_PARKED_CPUS],
 }
 
@@ -494,7 +509,7 @@ fn try_boot(
         iteration,
         iterations,
         start_tsc,
-        handoff_tsc: 0,
+        stamps: [start_tsc, 0, 0, 0, 0],
         wake_counts,
     });
     match kind {
@@ -519,7 +534,7 @@ fn reserve_copy(
         Lifetime::Boot,
     )?;
     // SAFETY: just reserved.
-    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len()) };
+    unsafe { parkboot::bulk::copy_raw(addr as *mut u8, bytes.as_ptr(), bytes.len()) };
     Ok(addr)
 }
 
@@ -546,12 +561,12 @@ fn boot_multiboot2(
     }
     for segment in plan.segments.iter() {
         let data = &bytes[segment.file_offset..segment.file_offset + segment.file_size];
-        // SAFETY: reserved above for this segment.
+        // SAFETY: reserved above for this segment (mem_size >= file_size, checked by
+        // the plan); the pristine image is apart from every reservation.
         unsafe {
-            core::ptr::copy_nonoverlapping(data.as_ptr(), segment.dest as *mut u8, data.len());
-            core::ptr::write_bytes(
+            parkboot::bulk::copy_raw(segment.dest as *mut u8, data.as_ptr(), data.len());
+            parkboot::bulk::zero_raw(
                 (segment.dest + segment.file_size as u64) as *mut u8,
-                0,
                 (segment.mem_size - segment.file_size as u64) as usize,
             );
         }
@@ -580,6 +595,7 @@ fn boot_multiboot2(
     if let Some((start, len)) = module {
         info.module(start as u32, (start + len as u64) as u32, "initrd");
     }
+    stamp(s, STAMP_COPIED);
     let (lower, upper) = basic_meminfo(&s.memory);
     info.basic_meminfo(lower, upper);
     info.memory_map(
@@ -587,9 +603,6 @@ fn boot_multiboot2(
             .kernel_view()
             .map(|(start, size, report)| (start, size, report.multiboot2_type())),
     );
-    // SAFETY: the RSDP parkboot built (or the platform's), 36 bytes, identity-mapped.
-    let rsdp = unsafe { core::slice::from_raw_parts(s.kernel_rsdp as *const u8, RSDP_V2_BYTES) };
-    info.acpi_new_rsdp(rsdp);
     if let Some(parked) = &s.parked {
         let tag = Multiboot2ParkbootTag {
             tag_type: MULTIBOOT2_TAG_TYPE_PARKBOOT,
@@ -610,6 +623,11 @@ fn boot_multiboot2(
         info.raw_tag(MULTIBOOT2_TAG_TYPE_PARKBOOT, &tag_bytes[8..]);
         parked.table.boots.fetch_add(1, Ordering::AcqRel);
     }
+    stamp(s, STAMP_BOOT_INFO);
+    // SAFETY: the RSDP parkboot built (or the platform's), 36 bytes, identity-mapped.
+    let rsdp = unsafe { core::slice::from_raw_parts(s.kernel_rsdp as *const u8, RSDP_V2_BYTES) };
+    info.acpi_new_rsdp(rsdp);
+    stamp(s, STAMP_ACPI);
     info.finish().map_err(EntryError::BootInfo)?;
     if iteration == 1 || s.config.entries.len() > 1 {
         log::info!(
@@ -620,9 +638,7 @@ fn boot_multiboot2(
             mbi
         );
     }
-    if let Some(current) = s.current.as_mut() {
-        current.handoff_tsc = cpu::rdtsc();
-    }
+    stamp(s, STAMP_JUMP);
     // SAFETY: the plan was validated, its segments loaded into reserved RAM below
     // 4 GiB; the boot stack is free once parkboot hands off.
     unsafe {
@@ -741,8 +757,14 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         None => {}
     }
     let cycle_ns = cpu::ticks_to_ns(back_tsc - current.start_tsc);
-    let load_ns = cpu::ticks_to_ns(current.handoff_tsc.saturating_sub(current.start_tsc));
-    log::info!(
+    let mut phases = LoadPhases::from_stamps(current.stamps, 0, cpu::ticks_to_ns);
+    let load_ns = phases.total_ns();
+    // Each log line costs the serial port's time (and a CBMEM copy): in a long loop
+    // only the first, the last and failed iterations get one; the loop report has
+    // every iteration.
+    let quiet = passed && current.iteration != 1 && current.iteration != current.iterations;
+    log::log!(
+        if quiet { log::Level::Debug } else { log::Level::Info },
         "entry '{}' iteration {}/{}: back after {} (parkboot's load {}), {} APs woken, {} parked again{}",
         name,
         current.iteration,
@@ -753,11 +775,13 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         aps_parked,
         if passed { "" } else { ": FAILED" }
     );
+    phases.reentry_ns = cpu::ticks_to_ns(cpu::rdtsc() - back_tsc);
     loop_log().push(IterationRecord {
         entry: current.entry as u8,
         iteration: current.iteration,
         cycle_ns,
         load_ns,
+        phases,
         cpus_woken,
         wake_ns_median: wake_median,
         wake_ns_min: wake_min,
@@ -794,7 +818,7 @@ fn finish() -> ! {
             log.iterations_requested,
             log.iterations_failed
         );
-        log::info!("  entry                iteration   cycle        parkboot load  APs woken  AP wake (kernel: min / median / max)");
+        log::info!("  entry                iteration   cycle        parkboot (re-entry + copy + boot info + ACPI + hand-off)  APs woken  AP wake (kernel: min / median / max)");
         let rows = log.records.len();
         for (i, r) in log.records.iter().enumerate() {
             if rows > REPORT_ROWS && i == REPORT_ROWS / 2 {
@@ -810,11 +834,16 @@ fn finish() -> ! {
                 .map(|e| e.name.as_str())
                 .unwrap_or("?");
             log::info!(
-                "  {:20} {:9}   {:12} {:14} {:9}  {} / {} / {}{}",
+                "  {:20} {:9}   {:12} {} ({} + {} + {} + {} + {}) {:9}  {} / {} / {}{}",
                 name,
                 r.iteration,
                 Duration(r.cycle_ns),
-                Duration(r.load_ns),
+                Duration(r.phases.total_ns()),
+                Duration(r.phases.reentry_ns),
+                Duration(r.phases.copy_ns),
+                Duration(r.phases.boot_info_ns),
+                Duration(r.phases.acpi_ns),
+                Duration(r.phases.handoff_ns),
                 r.cpus_woken,
                 Duration(r.wake_ns_min),
                 Duration(r.wake_ns_median),
@@ -834,8 +863,19 @@ fn finish() -> ! {
         scratch,
     );
     let woken_min = passed().map(|r| r.cpus_woken).min().unwrap_or(0);
+    // parkboot's own work per iteration, whole and phase by phase.
+    let phase_of = LoadPhases::NAMED;
+    let mut phase_spreads: [Option<Spread>; 6] = [None; 6];
+    for (spread, (_, of)) in phase_spreads.iter_mut().zip(phase_of.iter()) {
+        *spread = Spread::of_values(passed().map(|r| of(&r.phases)), scratch);
+    }
     if let Some(c) = cycle {
         log::info!("  per-iteration time min / median / max: {}", c);
+    }
+    for (spread, (name, _)) in phase_spreads.iter().zip(phase_of.iter()) {
+        if let Some(p) = spread {
+            log::info!("  parkboot's work, {:9} min / median / max: {}", name, p);
+        }
     }
     if let Some(w) = wake {
         log::info!(
@@ -854,6 +894,16 @@ fn finish() -> ! {
     }
     if let Some(w) = wake {
         let _ = write!(summary, ",\"ap_wake_ns\":{}", w.json());
+    }
+    if phase_spreads.iter().all(Option::is_some) {
+        let _ = summary.push_str(",\"parkboot_work_ns\":{");
+        for (i, (spread, (name, _))) in phase_spreads.iter().zip(phase_of.iter()).enumerate() {
+            if let Some(p) = spread {
+                let comma = if i == 0 { "" } else { "," };
+                let _ = write!(summary, "{comma}\"{name}\":{}", p.json());
+            }
+        }
+        let _ = summary.push('}');
     }
     let _ = summary.push('}');
     log::info!("parkboot: summary: {}", summary);

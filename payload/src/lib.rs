@@ -5,6 +5,7 @@
 
 pub mod acpi;
 pub mod boot_loop;
+pub mod bulk;
 pub mod cbmem_console;
 pub mod config;
 pub mod coreboot;
