@@ -27,9 +27,11 @@ pub struct ParkCodeData {
     pub table: u64,
     /// The ACPI wakeup mailbox.
     pub mailbox: u64,
-    /// `park::table::flags` bits (WAIT_MWAIT).
+    /// `park::table::flags` bits (WAIT_MWAIT, WAIT_HLT).
     pub flags: u32,
-    pub reserved: u32,
+    /// For WAIT_HLT: the local-APIC timer's initial count (divide by 1) for one period
+    /// of the park timer, which ends each HLT of the wait.
+    pub timer_initial_count: u32,
     gdt_padding: [u8; 6],
     /// GDT pointer in LGDT's memory format (limit, then base).
     pub gdt_limit: u16,
@@ -46,12 +48,13 @@ const _: () = {
 };
 
 impl ParkCodeData {
+    /// `wait` = (`park::table::flags` bits, the park timer's initial count or 0).
     pub fn new(
         firmware_cr3: u64,
         firmware_cr3_la57: u64,
         table: u64,
         mailbox: u64,
-        flags: u32,
+        (flags, timer_initial_count): (u32, u32),
         gdt: (u64, u16),
         idt: (u64, u16),
     ) -> Self {
@@ -61,7 +64,7 @@ impl ParkCodeData {
             table,
             mailbox,
             flags,
-            reserved: 0,
+            timer_initial_count,
             gdt_padding: [0; 6],
             gdt_limit: gdt.1,
             gdt_base: gdt.0,
@@ -93,6 +96,9 @@ global_asm!(
     DATA_IDT_LIMIT = const offset_of!(ParkCodeData, idt_limit),
     DATA_SIZE = const core::mem::size_of::<ParkCodeData>(),
     FLAG_WAIT_MWAIT = const flags::WAIT_MWAIT,
+    FLAG_WAIT_HLT = const flags::WAIT_HLT,
+    DATA_TIMER_INITIAL_COUNT = const offset_of!(ParkCodeData, timer_initial_count),
+    TIMER_VECTOR = const PARK_TIMER_VECTOR,
     TABLE_CPU_COUNT = const offsets::TABLE_CPU_COUNT,
     TABLE_PARKED_COUNT = const offsets::TABLE_PARKED_COUNT,
     TABLE_RESET_VECTOR = const offsets::TABLE_RESET_VECTOR,
@@ -144,6 +150,7 @@ extern "C" {
     static park_self_check_vector: u8;
     static park_nmi_handler: u8;
     static park_machine_check_handler: u8;
+    static park_timer_handler: u8;
     static park_fault_stubs: u8;
     static park_unexpected_vector_stub: u8;
     static park_code_data: u8;
@@ -154,6 +161,8 @@ pub const FAULT_STUB_VECTORS: usize = 32;
 pub const FAULT_STUB_STRIDE: usize = 16;
 pub const NMI_VECTOR: usize = 2;
 pub const MACHINE_CHECK_VECTOR: usize = 18;
+/// The park timer's vector (HLT wait): its IDT entry is `park_timer_handler`.
+pub const PARK_TIMER_VECTOR: usize = crate::table::PARK_TIMER_VECTOR as usize;
 
 fn addr(symbol: &u8) -> usize {
     symbol as *const u8 as usize
@@ -185,6 +194,7 @@ pub struct ParkCode {
     pub self_check_vector: usize,
     pub nmi_handler: usize,
     pub machine_check_handler: usize,
+    pub timer_handler: usize,
     pub fault_stubs: usize,
     pub unexpected_vector_stub: usize,
     pub data: usize,
@@ -225,6 +235,7 @@ pub fn park_code() -> ParkCode {
             self_check_vector: addr(&park_self_check_vector) - start,
             nmi_handler: addr(&park_nmi_handler) - start,
             machine_check_handler: addr(&park_machine_check_handler) - start,
+            timer_handler: addr(&park_timer_handler) - start,
             fault_stubs: addr(&park_fault_stubs) - start,
             unexpected_vector_stub: addr(&park_unexpected_vector_stub) - start,
             data: addr(&park_code_data) - start,

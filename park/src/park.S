@@ -8,7 +8,9 @@
  * Register use while parked:
  *   r12 = this CPU's slot   r13 = the park table   r14d = this CPU's APIC ID
  *   rbx = the wakeup mailbox                        rbp = the vector being jumped to
- *   r15d = how the CPU entered (ENTRY_START or ENTRY_RETURN)
+ *   r15d = how the CPU entered (ENTRY_START or ENTRY_RETURN); from park_enter on,
+ *   r15 = the park timer's local APIC for the HLT wait: its xAPIC MMIO base,
+ *   TIMER_X2APIC in x2APIC mode, TIMER_NONE when the CPU does not wait with HLT
  *
  * Constants in braces come from the Rust ABI definitions (park::table,
  * park::mailbox, park::code) as const operands, so layout lives in one place.
@@ -48,6 +50,19 @@
 .set PAGE_SIZE,             4096
 .set STUB_ALIGN,            16
 .set NO_VECTOR,             256                 /* recorded for any vector above 31 */
+/* The HLT wait: a periodic local-APIC timer interrupt ends each HLT. */
+.set TIMER_NONE,            0                   /* r15: PAUSE or MWAIT wait, no timer */
+.set TIMER_X2APIC,          1                   /* r15: timer programmed through MSRs */
+.set XAPIC_EOI,             0xB0
+.set XAPIC_LVT_TIMER,       0x320
+.set XAPIC_TIMER_INITIAL,   0x380
+.set XAPIC_TIMER_DIVIDE,    0x3E0
+.set X2APIC_MSR_EOI,        0x80B
+.set X2APIC_MSR_LVT_TIMER,  0x832
+.set X2APIC_MSR_TIMER_INITIAL, 0x838
+.set X2APIC_MSR_TIMER_DIVIDE, 0x83E
+.set LVT_TIMER_PERIODIC,    1 << 17
+.set TIMER_DIVIDE_BY_1,     0xB
 
 /* r12 = slot of the CPU running this (0 if the table has none), r13 = park table,
  * r14d = APIC ID. Uses no stack: the ResetVector runs it before it has one.
@@ -200,12 +215,96 @@
     or      %rdx, %rax
 .endm
 
+/* The HLT wait's timer: periodic, vector {TIMER_VECTOR}, every timer_initial_count
+ * ticks (divide by 1), programmed each time a CPU enters the park loop when the table
+ * asks for WAIT_HLT and the local APIC is enabled. Sets r15 (see the top of this file).
+ * Clobbers rax, rcx, rdx. */
+.macro START_PARK_TIMER
+    mov     $TIMER_NONE, %r15d
+    testl   ${FLAG_WAIT_HLT}, park_code_data + {DATA_FLAGS}(%rip)
+    jz      .Ltimer_done\@
+    mov     $MSR_IA32_APIC_BASE, %ecx
+    rdmsr
+    test    $APIC_BASE_ENABLE, %eax
+    jz      .Ltimer_done\@
+    test    $APIC_BASE_X2APIC, %eax
+    jz      .Lxapic\@
+    mov     $TIMER_X2APIC, %r15d
+    xor     %edx, %edx
+    mov     $X2APIC_MSR_TIMER_DIVIDE, %ecx
+    mov     $TIMER_DIVIDE_BY_1, %eax
+    wrmsr
+    mov     $X2APIC_MSR_LVT_TIMER, %ecx
+    mov     $(LVT_TIMER_PERIODIC | {TIMER_VECTOR}), %eax
+    wrmsr
+    mov     $X2APIC_MSR_TIMER_INITIAL, %ecx
+    mov     park_code_data + {DATA_TIMER_INITIAL_COUNT}(%rip), %eax
+    wrmsr
+    jmp     .Ltimer_done\@
+.Lxapic\@:
+    shl     $32, %rdx
+    or      %rdx, %rax
+    movabs  $APIC_BASE_ADDRESS_MASK, %rcx
+    and     %rcx, %rax
+    mov     %rax, %r15
+    movl    $TIMER_DIVIDE_BY_1, XAPIC_TIMER_DIVIDE(%r15)
+    movl    $(LVT_TIMER_PERIODIC | {TIMER_VECTOR}), XAPIC_LVT_TIMER(%r15)
+    mov     park_code_data + {DATA_TIMER_INITIAL_COUNT}(%rip), %eax
+    movl    %eax, XAPIC_TIMER_INITIAL(%r15)
+.Ltimer_done\@:
+.endm
+
+/* End of service for the park timer's interrupt (harmless when none is in service).
+ * Clobbers rax, rcx, rdx. */
+.macro PARK_TIMER_EOI
+    cmp     $TIMER_X2APIC, %r15
+    jne     .Lxapic\@
+    mov     $X2APIC_MSR_EOI, %ecx
+    xor     %eax, %eax
+    xor     %edx, %edx
+    wrmsr
+    jmp     .Leoi_done\@
+.Lxapic\@:
+    movl    $0, XAPIC_EOI(%r15)
+.Leoi_done\@:
+.endm
+
+/* A CPU leaving the park loop takes no timer with it: the timer is masked and
+ * stopped, an interrupt it had already raised is taken here (one instruction with
+ * interrupts on) and ended, so no kernel finds it pending or in service.
+ * Clobbers rax, rcx, rdx. */
+.macro STOP_PARK_TIMER
+    cmp     $TIMER_NONE, %r15
+    je      .Lstopped\@
+    cmp     $TIMER_X2APIC, %r15
+    jne     .Lxapic\@
+    xor     %edx, %edx
+    mov     $X2APIC_MSR_LVT_TIMER, %ecx
+    mov     $(LVT_MASKED | {TIMER_VECTOR}), %eax
+    wrmsr
+    mov     $X2APIC_MSR_TIMER_INITIAL, %ecx
+    xor     %eax, %eax
+    wrmsr
+    jmp     .Ldrain\@
+.Lxapic\@:
+    movl    $(LVT_MASKED | {TIMER_VECTOR}), XAPIC_LVT_TIMER(%r15)
+    movl    $0, XAPIC_TIMER_INITIAL(%r15)
+.Ldrain\@:
+    sti
+    nop                                         /* the one instruction after STI */
+    cli
+    PARK_TIMER_EOI
+    mov     $TIMER_NONE, %r15d
+.Lstopped\@:
+.endm
+
 /* Before a CPU leaves for a vector: LINT1 masked again (the next kernel's first code,
  * e.g. Linux's trampoline, runs with an empty IDT, where a platform NMI routed
  * through LINT1 would shut the CPU down; the kernel programs LINT1 itself), then
  * state Running, parked_count one lower, wake_count one higher, the TSC stamped.
- * Clobbers rax, rcx, rdx. */
+ * The park timer is stopped first. Clobbers rax, rcx, rdx. */
 .macro LEAVE_BOOKKEEPING
+    STOP_PARK_TIMER
     MASK_PLATFORM_NMI
     movl    ${STATE_RUNNING}, {SLOT_STATE}(%r12)
     lock decl {TABLE_PARKED_COUNT}(%r13)
@@ -304,6 +403,7 @@ park_enter:
     movl    ${STATE_PARKED}, {SLOT_STATE}(%r12)
     lock incl {TABLE_PARKED_COUNT}(%r13)
     mov     park_code_data + {DATA_MAILBOX}(%rip), %rbx
+    START_PARK_TIMER
 
 park_loop:
     testl   ${FLAG_WAIT_MWAIT}, park_code_data + {DATA_FLAGS}(%rip)
@@ -330,6 +430,18 @@ park_check_wake_all:
     mwait
     jmp     park_loop
 2:
+    cmp     $TIMER_NONE, %r15
+    je      3f
+    /* HLT until the park timer's next interrupt (or an NMI): interrupts are on for
+     * the HLT alone (STI's one-instruction shadow covers it), the handler only
+     * returns, and the timer is periodic, so a write that lands between the look
+     * above and the HLT is seen one period later at most. */
+    sti
+    hlt
+    cli
+    PARK_TIMER_EOI
+    jmp     park_loop
+3:
     pause
     jmp     park_loop
 
@@ -395,6 +507,11 @@ park_self_check_vector:
     mov     {TABLE_RESET_VECTOR}(%rsi), %rdi
     mov     %cr3, %rsi
     jmp     *%rdi
+
+/* The park timer's interrupt: it only ends the HLT; the park loop sends the EOI. */
+.global park_timer_handler
+park_timer_handler:
+    iretq
 
 /* NMI: count it in the slot and return to whatever the CPU was doing (parking). */
 .global park_nmi_handler

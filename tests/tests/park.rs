@@ -205,8 +205,9 @@ fn summary_field(outcome: &Outcome, key: &str) -> String {
         .unwrap_or_else(|| panic!("summary has no {key}: {summary}"))
 }
 
-/// With a CPU model that offers MONITOR, the default boot (configs/default.cfg:
-/// self-check on, `park_wait` = auto, the test kernel's loop) parks with MWAIT, and
+/// With a CPU model that offers MONITOR and `park_wait = mwait` (auto would choose HLT,
+/// since QEMU sets CPUID's hypervisor bit), the default boot (configs/default.cfg:
+/// self-check on, the test kernel's loop) parks with MWAIT, and
 /// both wake-alls (parkboot's self-check and the test kernel's) wake every CPU through
 /// the library's doorbell alone. TCG runs MONITOR/MWAIT end to end (it does not sleep
 /// in MWAIT with more than one CPU, so a missed wakeup shows on hardware only).
@@ -219,7 +220,7 @@ fn default_boot_waits_with_mwait_where_the_cpu_offers_monitor() {
     let outcome = Boot::new(parkboot_image())
         .smp(CPUS)
         .cpu("max")
-        .config_text(default_config)
+        .config_text(format!("park_wait = mwait\n{default_config}"))
         .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
         .trace_init_ipis(true)
         .timeout(TIMEOUT)
@@ -244,14 +245,63 @@ fn default_boot_waits_with_mwait_where_the_cpu_offers_monitor() {
     assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
 }
 
-/// QEMU's default CPU model offers no MONITOR: parked CPUs wait with PAUSE.
+/// `park_wait = pause` forces the PAUSE loop.
 #[test]
-fn parked_cpus_wait_with_pause_without_monitor() {
+fn parked_cpus_wait_with_pause_when_asked() {
     let outcome = Boot::new(parkboot_image())
         .smp(2)
-        .config_text(config(1, ""))
+        .config_text(config(1, "park_wait = pause\n"))
         .timeout(TIMEOUT)
         .run();
     outcome.assert_pass();
     assert_eq!(summary_field(&outcome, "park_wait"), "\"pause\"");
+}
+
+/// QEMU's default CPU model offers no MONITOR (and sets the hypervisor bit): with
+/// `park_wait = auto` parked CPUs wait with HLT and the park timer. 100 mailbox
+/// wakeups per AP, the wake-all round and the test kernel's loop all pass, and the
+/// test kernel finds each woken AP's local-APIC timer masked with nothing of the park
+/// timer pending or in service (kernels never inherit it).
+#[test]
+fn parked_cpus_wait_with_hlt_without_monitor() {
+    const CPUS: u32 = 4;
+    const ROUNDS: u32 = 100;
+    let outcome = Boot::new(parkboot_image())
+        .smp(CPUS)
+        .config_text(config(
+            ROUNDS,
+            "park_timer_us = 100\n[entry test-kernel]\nkernel = fw_cfg:opt/parkboot/kernel\nformat = multiboot2\niterations = 3\n",
+        ))
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_eq!(summary_field(&outcome, "park_wait"), "\"hlt\"");
+    assert!(
+        outcome
+            .find_line("waiting with HLT and a 100 us local-APIC timer")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(
+        summary_field(&outcome, "aps_parked"),
+        (CPUS - 1).to_string()
+    );
+    assert_eq!(summary_field(&outcome, "iterations_done"), "3");
+    assert_eq!(
+        summary_field(&outcome, "cpus_woken_min"),
+        (CPUS - 1).to_string()
+    );
+    assert_eq!(summary_field(&outcome, "iterations_failed"), "0");
+    assert!(
+        outcome
+            .find_line("woke with the park timer masked, nothing pending or in service")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    let witness = outcome.init_ipis.as_ref().expect("INIT IPI witness");
+    assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
 }

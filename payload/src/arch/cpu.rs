@@ -116,6 +116,13 @@ pub fn has_monitor_mwait() -> bool {
     cpuid(1, 0).ecx & MONITOR != 0
 }
 
+/// CPUID's hypervisor bit: parkboot runs in a virtual machine (or an emulator that
+/// says so), where MWAIT may not sleep.
+pub fn under_hypervisor() -> bool {
+    const HYPERVISOR: u32 = 1 << 31;
+    cpuid(1, 0).ecx & HYPERVISOR != 0
+}
+
 pub fn has_x2apic() -> bool {
     const X2APIC: u32 = 1 << 21;
     cpuid(1, 0).ecx & X2APIC != 0
