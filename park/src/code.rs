@@ -150,7 +150,7 @@ extern "C" {
     static park_self_check_vector: u8;
     static park_nmi_handler: u8;
     static park_machine_check_handler: u8;
-    static park_timer_handler: u8;
+    static park_interrupt_handler: u8;
     static park_fault_stubs: u8;
     static park_unexpected_vector_stub: u8;
     static park_code_data: u8;
@@ -161,7 +161,7 @@ pub const FAULT_STUB_VECTORS: usize = 32;
 pub const FAULT_STUB_STRIDE: usize = 16;
 pub const NMI_VECTOR: usize = 2;
 pub const MACHINE_CHECK_VECTOR: usize = 18;
-/// The park timer's vector (HLT wait): its IDT entry is `park_timer_handler`.
+/// The park timer's vector (HLT wait), handled by `park_interrupt_handler`.
 pub const PARK_TIMER_VECTOR: usize = crate::table::PARK_TIMER_VECTOR as usize;
 
 fn addr(symbol: &u8) -> usize {
@@ -194,7 +194,8 @@ pub struct ParkCode {
     pub self_check_vector: usize,
     pub nmi_handler: usize,
     pub machine_check_handler: usize,
-    pub timer_handler: usize,
+    /// External interrupts (vectors 32-255) in the HLT wait, the park timer's too.
+    pub interrupt_handler: usize,
     pub fault_stubs: usize,
     pub unexpected_vector_stub: usize,
     pub data: usize,
@@ -235,7 +236,7 @@ pub fn park_code() -> ParkCode {
             self_check_vector: addr(&park_self_check_vector) - start,
             nmi_handler: addr(&park_nmi_handler) - start,
             machine_check_handler: addr(&park_machine_check_handler) - start,
-            timer_handler: addr(&park_timer_handler) - start,
+            interrupt_handler: addr(&park_interrupt_handler) - start,
             fault_stubs: addr(&park_fault_stubs) - start,
             unexpected_vector_stub: addr(&park_unexpected_vector_stub) - start,
             data: addr(&park_code_data) - start,

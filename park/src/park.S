@@ -54,6 +54,13 @@
 .set TIMER_NONE,            0                   /* r15: PAUSE or MWAIT wait, no timer */
 .set TIMER_X2APIC,          1                   /* r15: timer programmed through MSRs */
 .set XAPIC_EOI,             0xB0
+.set XAPIC_TPR,             0x80
+.set XAPIC_ISR0,            0x100
+.set XAPIC_REGISTER_STRIDE, 0x10
+.set X2APIC_MSR_TPR,        0x808
+.set X2APIC_MSR_ISR0,       0x810
+.set ISR_WORDS,             8                   /* 256 vectors, 32 per register */
+.set MAX_STALE_EOIS,        256
 .set XAPIC_LVT_TIMER,       0x320
 .set XAPIC_TIMER_INITIAL,   0x380
 .set XAPIC_TIMER_DIVIDE,    0x3E0
@@ -218,7 +225,10 @@
 /* The HLT wait's timer: periodic, vector {TIMER_VECTOR}, every timer_initial_count
  * ticks (divide by 1), programmed each time a CPU enters the park loop when the table
  * asks for WAIT_HLT and the local APIC is enabled. Sets r15 (see the top of this file).
- * Clobbers rax, rcx, rdx. */
+ * A CPU handed back by a kernel may bring that kernel's interrupts along: pending
+ * (IRR; taken and ended by park_interrupt_handler at the first HLT), in service (ISR;
+ * ended here, or they would block the timer's lower-priority vector for good), or a
+ * raised task priority (set to 0 here). Clobbers rax, rcx, rdx, rsi. */
 .macro START_PARK_TIMER
     mov     $TIMER_NONE, %r15d
     testl   ${FLAG_WAIT_HLT}, park_code_data + {DATA_FLAGS}(%rip)
@@ -230,6 +240,29 @@
     test    $APIC_BASE_X2APIC, %eax
     jz      .Lxapic\@
     mov     $TIMER_X2APIC, %r15d
+    xor     %edx, %edx
+    xor     %eax, %eax
+    mov     $X2APIC_MSR_TPR, %ecx
+    wrmsr
+    mov     $MAX_STALE_EOIS, %esi
+.Lx2apic_isr\@:
+    mov     $X2APIC_MSR_ISR0, %ecx
+.Lx2apic_isr_word\@:
+    rdmsr
+    test    %eax, %eax
+    jnz     .Lx2apic_eoi\@
+    inc     %ecx
+    cmp     $(X2APIC_MSR_ISR0 + ISR_WORDS), %ecx
+    jb      .Lx2apic_isr_word\@
+    jmp     .Lx2apic_program\@
+.Lx2apic_eoi\@:
+    mov     $X2APIC_MSR_EOI, %ecx
+    xor     %eax, %eax
+    xor     %edx, %edx
+    wrmsr
+    dec     %esi
+    jnz     .Lx2apic_isr\@
+.Lx2apic_program\@:
     xor     %edx, %edx
     mov     $X2APIC_MSR_TIMER_DIVIDE, %ecx
     mov     $TIMER_DIVIDE_BY_1, %eax
@@ -247,6 +280,25 @@
     movabs  $APIC_BASE_ADDRESS_MASK, %rcx
     and     %rcx, %rax
     mov     %rax, %r15
+    movl    $0, XAPIC_TPR(%r15)
+    mov     $MAX_STALE_EOIS, %esi
+.Lxapic_isr\@:
+    xor     %ecx, %ecx
+.Lxapic_isr_word\@:
+    mov     %ecx, %eax
+    shl     $4, %eax                            /* * XAPIC_REGISTER_STRIDE */
+    movl    XAPIC_ISR0(%r15, %rax), %eax
+    test    %eax, %eax
+    jnz     .Lxapic_eoi\@
+    inc     %ecx
+    cmp     $ISR_WORDS, %ecx
+    jb      .Lxapic_isr_word\@
+    jmp     .Lxapic_program\@
+.Lxapic_eoi\@:
+    movl    $0, XAPIC_EOI(%r15)
+    dec     %esi
+    jnz     .Lxapic_isr\@
+.Lxapic_program\@:
     movl    $TIMER_DIVIDE_BY_1, XAPIC_TIMER_DIVIDE(%r15)
     movl    $(LVT_TIMER_PERIODIC | {TIMER_VECTOR}), XAPIC_LVT_TIMER(%r15)
     mov     park_code_data + {DATA_TIMER_INITIAL_COUNT}(%rip), %eax
@@ -254,7 +306,7 @@
 .Ltimer_done\@:
 .endm
 
-/* End of service for the park timer's interrupt (harmless when none is in service).
+/* End of service for the interrupt being handled (harmless when none is in service).
  * Clobbers rax, rcx, rdx. */
 .macro PARK_TIMER_EOI
     cmp     $TIMER_X2APIC, %r15
@@ -293,7 +345,6 @@
     sti
     nop                                         /* the one instruction after STI */
     cli
-    PARK_TIMER_EOI
     mov     $TIMER_NONE, %r15d
 .Lstopped\@:
 .endm
@@ -433,13 +484,12 @@ park_check_wake_all:
     cmp     $TIMER_NONE, %r15
     je      3f
     /* HLT until the park timer's next interrupt (or an NMI): interrupts are on for
-     * the HLT alone (STI's one-instruction shadow covers it), the handler only
-     * returns, and the timer is periodic, so a write that lands between the look
-     * above and the HLT is seen one period later at most. */
+     * the HLT alone (STI's one-instruction shadow covers it), the handler only ends
+     * the interrupt, and the timer is periodic, so a write that lands between the
+     * look above and the HLT is seen one period later at most. */
     sti
     hlt
     cli
-    PARK_TIMER_EOI
     jmp     park_loop
 3:
     pause
@@ -508,9 +558,19 @@ park_self_check_vector:
     mov     %cr3, %rsi
     jmp     *%rdi
 
-/* The park timer's interrupt: it only ends the HLT; the park loop sends the EOI. */
-.global park_timer_handler
-park_timer_handler:
+/* Every external interrupt while a CPU waits with HLT (IDT vectors 32-255 in that
+ * mode): the park timer's, and any a kernel left pending or a device still sends.
+ * It only ends the interrupt (r15 names the local APIC: interrupts are on only
+ * inside the park loop's HLT and STOP_PARK_TIMER) and returns to the loop. */
+.global park_interrupt_handler
+park_interrupt_handler:
+    push    %rax
+    push    %rcx
+    push    %rdx
+    PARK_TIMER_EOI
+    pop     %rdx
+    pop     %rcx
+    pop     %rax
     iretq
 
 /* NMI: count it in the slot and return to whatever the CPU was doing (parking). */

@@ -285,10 +285,13 @@ pub fn park_all(
             let handler = match vector {
                 code::NMI_VECTOR => park_code.nmi_handler,
                 code::MACHINE_CHECK_VECTOR => park_code.machine_check_handler,
-                code::PARK_TIMER_VECTOR => park_code.timer_handler,
                 v if v < code::FAULT_STUB_VECTORS => {
                     park_code.fault_stubs + v * code::FAULT_STUB_STRIDE
                 }
+                // Interrupts are on during the HLT wait: the park timer's and any
+                // other external interrupt are ended and the CPU waits on. (IF stays
+                // 0 in the other waits: a vector above 31 there is a fault.)
+                _ if wait.mode == WaitMode::Hlt => park_code.interrupt_handler,
                 _ => park_code.unexpected_vector_stub,
             };
             *gate = InterruptGate::new(code_base + handler as u64, code::SEL_CODE64);
