@@ -185,6 +185,8 @@ pub struct IterationRecord {
     pub wake_ns_median: u64,
     pub wake_ns_min: u64,
     pub wake_ns_max: u64,
+    /// The kernel's wake-all of every parked AP: doorbell to the last AP's arrival.
+    pub wake_all_ns: u64,
     pub passed: bool,
 }
 

@@ -732,12 +732,13 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
             }
         }
     }
-    let (mut wake_min, mut wake_median, mut wake_max) = (0, 0, 0);
+    let (mut wake_min, mut wake_median, mut wake_max, mut wake_all) = (0, 0, 0, 0);
     match report {
         Some(r) if r.is_valid() => {
             wake_min = r.wake_ns_min;
             wake_median = r.wake_ns_median;
             wake_max = r.wake_ns_max;
+            wake_all = r.wake_all_ns;
             if r.status != 0 {
                 passed = false;
                 log::error!(
@@ -786,6 +787,7 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         wake_ns_median: wake_median,
         wake_ns_min: wake_min,
         wake_ns_max: wake_max,
+        wake_all_ns: wake_all,
         passed,
     });
     let next = if !passed {
@@ -862,6 +864,12 @@ fn finish() -> ! {
             .map(|r| r.wake_ns_median),
         scratch,
     );
+    let wake_all = Spread::of_values(
+        passed()
+            .filter(|r| r.wake_all_ns > 0)
+            .map(|r| r.wake_all_ns),
+        scratch,
+    );
     let woken_min = passed().map(|r| r.cpus_woken).min().unwrap_or(0);
     // parkboot's own work per iteration, whole and phase by phase.
     let phase_of = LoadPhases::NAMED;
@@ -883,6 +891,9 @@ fn finish() -> ! {
             w
         );
     }
+    if let Some(w) = wake_all {
+        log::info!("  wake-all of every AP (kernel) min / median / max: {}", w);
+    }
     let summary = summary();
     let _ = write!(
         summary,
@@ -894,6 +905,9 @@ fn finish() -> ! {
     }
     if let Some(w) = wake {
         let _ = write!(summary, ",\"ap_wake_ns\":{}", w.json());
+    }
+    if let Some(w) = wake_all {
+        let _ = write!(summary, ",\"wake_all_ns\":{}", w.json());
     }
     if phase_spreads.iter().all(Option::is_some) {
         let _ = summary.push_str(",\"parkboot_work_ns\":{");
