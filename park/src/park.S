@@ -50,7 +50,7 @@
 .set PAGE_SIZE,             4096
 .set STUB_ALIGN,            16
 .set NO_VECTOR,             256                 /* recorded for any vector above 31 */
-/* The HLT wait: a periodic local-APIC timer interrupt ends each HLT. */
+/* The HLT wait: a local-APIC timer interrupt, armed before each HLT, ends it. */
 .set TIMER_NONE,            0                   /* r15: PAUSE or MWAIT wait, no timer */
 .set TIMER_X2APIC,          1                   /* r15: timer programmed through MSRs */
 .set XAPIC_EOI,             0xB0
@@ -68,7 +68,6 @@
 .set X2APIC_MSR_LVT_TIMER,  0x832
 .set X2APIC_MSR_TIMER_INITIAL, 0x838
 .set X2APIC_MSR_TIMER_DIVIDE, 0x83E
-.set LVT_TIMER_PERIODIC,    1 << 17
 .set TIMER_DIVIDE_BY_1,     0xB
 
 /* r12 = slot of the CPU running this (0 if the table has none), r13 = park table,
@@ -222,8 +221,10 @@
     or      %rdx, %rax
 .endm
 
-/* The HLT wait's timer: periodic, vector {TIMER_VECTOR}, every timer_initial_count
- * ticks (divide by 1), programmed each time a CPU enters the park loop when the table
+/* The HLT wait's timer: one-shot, vector {TIMER_VECTOR}, timer_initial_count ticks
+ * (divide by 1), armed again before every HLT (ARM_PARK_TIMER), so each HLT has a
+ * tick of its own coming whatever happened to the last one; programmed each time a
+ * CPU enters the park loop when the table
  * asks for WAIT_HLT and the local APIC is enabled. Sets r15 (see the top of this file).
  * A CPU handed back by a kernel may bring that kernel's interrupts along: pending
  * (IRR; taken and ended by park_interrupt_handler at the first HLT), in service (ISR;
@@ -268,10 +269,7 @@
     mov     $TIMER_DIVIDE_BY_1, %eax
     wrmsr
     mov     $X2APIC_MSR_LVT_TIMER, %ecx
-    mov     $(LVT_TIMER_PERIODIC | {TIMER_VECTOR}), %eax
-    wrmsr
-    mov     $X2APIC_MSR_TIMER_INITIAL, %ecx
-    mov     park_code_data + {DATA_TIMER_INITIAL_COUNT}(%rip), %eax
+    mov     ${TIMER_VECTOR}, %eax
     wrmsr
     jmp     .Ltimer_done\@
 .Lxapic\@:
@@ -300,15 +298,30 @@
     jnz     .Lxapic_isr\@
 .Lxapic_program\@:
     movl    $TIMER_DIVIDE_BY_1, XAPIC_TIMER_DIVIDE(%r15)
-    movl    $(LVT_TIMER_PERIODIC | {TIMER_VECTOR}), XAPIC_LVT_TIMER(%r15)
-    mov     park_code_data + {DATA_TIMER_INITIAL_COUNT}(%rip), %eax
-    movl    %eax, XAPIC_TIMER_INITIAL(%r15)
+    movl    ${TIMER_VECTOR}, XAPIC_LVT_TIMER(%r15)
 .Ltimer_done\@:
 .endm
 
-/* End of service for the interrupt being handled (harmless when none is in service).
+/* One park timer period from now (r15 names the local APIC, not TIMER_NONE).
  * Clobbers rax, rcx, rdx. */
+.macro ARM_PARK_TIMER
+    mov     park_code_data + {DATA_TIMER_INITIAL_COUNT}(%rip), %eax
+    cmp     $TIMER_X2APIC, %r15
+    jne     .Lxapic\@
+    mov     $X2APIC_MSR_TIMER_INITIAL, %ecx
+    xor     %edx, %edx
+    wrmsr
+    jmp     .Larmed\@
+.Lxapic\@:
+    movl    %eax, XAPIC_TIMER_INITIAL(%r15)
+.Larmed\@:
+.endm
+
+/* End of service for the interrupt being handled (harmless when none is in service).
+ * Does nothing when r15 names no local APIC. Clobbers rax, rcx, rdx. */
 .macro PARK_TIMER_EOI
+    cmp     $TIMER_NONE, %r15
+    je      .Leoi_done\@
     cmp     $TIMER_X2APIC, %r15
     jne     .Lxapic\@
     mov     $X2APIC_MSR_EOI, %ecx
@@ -483,10 +496,12 @@ park_check_wake_all:
 2:
     cmp     $TIMER_NONE, %r15
     je      3f
-    /* HLT until the park timer's next interrupt (or an NMI): interrupts are on for
-     * the HLT alone (STI's one-instruction shadow covers it), the handler only ends
-     * the interrupt, and the timer is periodic, so a write that lands between the
+    /* HLT until the park timer's interrupt (or an NMI): interrupts are on for the
+     * HLT alone (STI's one-instruction shadow covers it), the handler only ends the
+     * interrupt, and the timer is armed before each HLT (a tick that comes before
+     * the HLT stays pending and ends it at once), so a write that lands between the
      * look above and the HLT is seen one period later at most. */
+    ARM_PARK_TIMER
     sti
     hlt
     cli

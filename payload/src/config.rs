@@ -200,7 +200,7 @@ pub enum ParkWait {
     Auto,
     /// Always a PAUSE loop (for hypervisors whose MWAIT does not wake on a write).
     Pause,
-    /// HLT, woken by a periodic local-APIC timer every `park_timer_us` to look again.
+    /// HLT, woken by a local-APIC timer after `park_timer_us` to look again.
     Hlt,
     /// MONITOR/MWAIT wherever CPUID offers it, under a hypervisor too.
     Mwait,
