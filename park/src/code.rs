@@ -31,7 +31,7 @@ pub struct ParkCodeData {
     pub table: u64,
     /// The ACPI wakeup mailbox.
     pub mailbox: u64,
-    /// `park::table::flags` bits (WAIT_MWAIT).
+    /// `park::table::flags` bits (WAIT_MWAIT, WAIT_HLT).
     pub flags: u32,
     /// Slots in the park table: FIND_SLOT searches this many, whatever the table's
     /// `cpu_count` says (a kernel can write the table, not this page).
@@ -47,6 +47,10 @@ pub struct ParkCodeData {
     /// A wakeup vector must be below this (the end of parkboot's identity map, at most
     /// 2^47): parked CPUs refuse 0 and anything at or above it.
     pub vector_limit: u64,
+    /// For WAIT_HLT: the local-APIC timer's initial count (divide by 1) for one period
+    /// of the park timer, which ends each HLT of the wait.
+    pub timer_initial_count: u32,
+    timer_padding: u32,
 }
 
 const _: () = {
@@ -55,13 +59,14 @@ const _: () = {
 };
 
 impl ParkCodeData {
+    /// `wait` = (`park::table::flags` bits, the park timer's initial count or 0).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         firmware_cr3: u64,
         firmware_cr3_la57: u64,
         table: u64,
         mailbox: u64,
-        flags: u32,
+        (flags, timer_initial_count): (u32, u32),
         cpu_count: u32,
         vector_limit: u64,
         gdt: (u64, u16),
@@ -81,6 +86,8 @@ impl ParkCodeData {
             idt_limit: idt.1,
             idt_base: idt.0,
             vector_limit: vector_limit.min(CANONICAL_LIMIT),
+            timer_initial_count,
+            timer_padding: 0,
         }
     }
 }
@@ -108,6 +115,9 @@ global_asm!(
     DATA_IDT_LIMIT = const offset_of!(ParkCodeData, idt_limit),
     DATA_SIZE = const core::mem::size_of::<ParkCodeData>(),
     FLAG_WAIT_MWAIT = const flags::WAIT_MWAIT,
+    FLAG_WAIT_HLT = const flags::WAIT_HLT,
+    DATA_TIMER_INITIAL_COUNT = const offset_of!(ParkCodeData, timer_initial_count),
+    TIMER_VECTOR = const PARK_TIMER_VECTOR,
     TABLE_PARKED_COUNT = const offsets::TABLE_PARKED_COUNT,
     TABLE_RESET_VECTOR = const offsets::TABLE_RESET_VECTOR,
     TABLE_WAKE_ALL_VECTOR = const offsets::TABLE_WAKE_ALL_VECTOR,
@@ -160,6 +170,7 @@ extern "C" {
     static park_self_check_vector: u8;
     static park_nmi_handler: u8;
     static park_machine_check_handler: u8;
+    static park_interrupt_handler: u8;
     static park_fault_stubs: u8;
     static park_unexpected_vector_stub: u8;
     static park_code_data: u8;
@@ -170,6 +181,8 @@ pub const FAULT_STUB_VECTORS: usize = 32;
 pub const FAULT_STUB_STRIDE: usize = 16;
 pub const NMI_VECTOR: usize = 2;
 pub const MACHINE_CHECK_VECTOR: usize = 18;
+/// The park timer's vector (HLT wait), handled by `park_interrupt_handler`.
+pub const PARK_TIMER_VECTOR: usize = crate::table::PARK_TIMER_VECTOR as usize;
 
 fn addr(symbol: &u8) -> usize {
     symbol as *const u8 as usize
@@ -201,6 +214,8 @@ pub struct ParkCode {
     pub self_check_vector: usize,
     pub nmi_handler: usize,
     pub machine_check_handler: usize,
+    /// External interrupts (vectors 32-255) in the HLT wait, the park timer's too.
+    pub interrupt_handler: usize,
     pub fault_stubs: usize,
     pub unexpected_vector_stub: usize,
     pub data: usize,
@@ -241,6 +256,7 @@ pub fn park_code() -> ParkCode {
             self_check_vector: addr(&park_self_check_vector) - start,
             nmi_handler: addr(&park_nmi_handler) - start,
             machine_check_handler: addr(&park_machine_check_handler) - start,
+            interrupt_handler: addr(&park_interrupt_handler) - start,
             fault_stubs: addr(&park_fault_stubs) - start,
             unexpected_vector_stub: addr(&park_unexpected_vector_stub) - start,
             data: addr(&park_code_data) - start,

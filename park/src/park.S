@@ -8,7 +8,9 @@
  * Register use while parked:
  *   r12 = this CPU's slot   r13 = the park table   r14d = this CPU's APIC ID
  *   rbx = the wakeup mailbox                        rbp = the vector being jumped to
- *   r15d = how the CPU entered (ENTRY_START or ENTRY_RETURN)
+ *   r15d = how the CPU entered (ENTRY_START or ENTRY_RETURN); from park_enter on,
+ *   r15 = the park timer's local APIC for the HLT wait: its xAPIC MMIO base,
+ *   TIMER_X2APIC in x2APIC mode, TIMER_NONE when the CPU does not wait with HLT
  *
  * Constants in braces come from the Rust ABI definitions (park::table,
  * park::mailbox, park::code) as const operands, so layout lives in one place.
@@ -56,6 +58,25 @@
 .set NO_VECTOR,             256                 /* recorded for any vector above 31 */
 .set MACHINE_CHECK_VECTOR,  18
 .set MACHINE_CHECK_SAVED_BYTES, 8 * 8           /* the registers the #MC handler pushes */
+/* The HLT wait: a local-APIC timer interrupt, armed before each HLT, ends it. */
+.set TIMER_NONE,            0                   /* r15: PAUSE or MWAIT wait, no timer */
+.set TIMER_X2APIC,          1                   /* r15: timer programmed through MSRs */
+.set XAPIC_EOI,             0xB0
+.set XAPIC_TPR,             0x80
+.set XAPIC_ISR0,            0x100
+.set XAPIC_REGISTER_STRIDE, 0x10
+.set X2APIC_MSR_TPR,        0x808
+.set X2APIC_MSR_ISR0,       0x810
+.set ISR_WORDS,             8                   /* 256 vectors, 32 per register */
+.set MAX_STALE_EOIS,        256
+.set XAPIC_LVT_TIMER,       0x320
+.set XAPIC_TIMER_INITIAL,   0x380
+.set XAPIC_TIMER_DIVIDE,    0x3E0
+.set X2APIC_MSR_EOI,        0x80B
+.set X2APIC_MSR_LVT_TIMER,  0x832
+.set X2APIC_MSR_TIMER_INITIAL, 0x838
+.set X2APIC_MSR_TIMER_DIVIDE, 0x83E
+.set TIMER_DIVIDE_BY_1,     0xB
 
 /* r12 = slot of the CPU running this (0 if the table has none), r13 = park table,
  * r14d = APIC ID. Uses no stack: the ResetVector runs it before it has one.
@@ -277,12 +298,154 @@
     lock incl {SLOT_REFUSED_COUNT}(%r12)
 .endm
 
+/* The HLT wait's timer: one-shot, vector {TIMER_VECTOR}, timer_initial_count ticks
+ * (divide by 1), armed again before every HLT (ARM_PARK_TIMER), so each HLT has a
+ * tick of its own coming whatever happened to the last one; programmed each time a
+ * CPU enters the park loop when the table
+ * asks for WAIT_HLT and the local APIC is enabled. Sets r15 (see the top of this file).
+ * A CPU handed back by a kernel may bring that kernel's interrupts along: pending
+ * (IRR; taken and ended by park_interrupt_handler at the first HLT), in service (ISR;
+ * ended here, or they would block the timer's lower-priority vector for good), or a
+ * raised task priority (set to 0 here). Clobbers rax, rcx, rdx, rsi. */
+.macro START_PARK_TIMER
+    mov     $TIMER_NONE, %r15d
+    testl   ${FLAG_WAIT_HLT}, park_code_data + {DATA_FLAGS}(%rip)
+    jz      .Ltimer_done\@
+    mov     $MSR_IA32_APIC_BASE, %ecx
+    rdmsr
+    test    $APIC_BASE_ENABLE, %eax
+    jz      .Ltimer_done\@
+    test    $APIC_BASE_X2APIC, %eax
+    jz      .Lxapic\@
+    mov     $TIMER_X2APIC, %r15d
+    xor     %edx, %edx
+    xor     %eax, %eax
+    mov     $X2APIC_MSR_TPR, %ecx
+    wrmsr
+    mov     $MAX_STALE_EOIS, %esi
+.Lx2apic_isr\@:
+    mov     $X2APIC_MSR_ISR0, %ecx
+.Lx2apic_isr_word\@:
+    rdmsr
+    test    %eax, %eax
+    jnz     .Lx2apic_eoi\@
+    inc     %ecx
+    cmp     $(X2APIC_MSR_ISR0 + ISR_WORDS), %ecx
+    jb      .Lx2apic_isr_word\@
+    jmp     .Lx2apic_program\@
+.Lx2apic_eoi\@:
+    mov     $X2APIC_MSR_EOI, %ecx
+    xor     %eax, %eax
+    xor     %edx, %edx
+    wrmsr
+    dec     %esi
+    jnz     .Lx2apic_isr\@
+.Lx2apic_program\@:
+    xor     %edx, %edx
+    mov     $X2APIC_MSR_TIMER_DIVIDE, %ecx
+    mov     $TIMER_DIVIDE_BY_1, %eax
+    wrmsr
+    mov     $X2APIC_MSR_LVT_TIMER, %ecx
+    mov     ${TIMER_VECTOR}, %eax
+    wrmsr
+    jmp     .Ltimer_done\@
+.Lxapic\@:
+    shl     $32, %rdx
+    or      %rdx, %rax
+    movabs  $APIC_BASE_ADDRESS_MASK, %rcx
+    and     %rcx, %rax
+    mov     %rax, %r15
+    movl    $0, XAPIC_TPR(%r15)
+    mov     $MAX_STALE_EOIS, %esi
+.Lxapic_isr\@:
+    xor     %ecx, %ecx
+.Lxapic_isr_word\@:
+    mov     %ecx, %eax
+    shl     $4, %eax                            /* * XAPIC_REGISTER_STRIDE */
+    movl    XAPIC_ISR0(%r15, %rax), %eax
+    test    %eax, %eax
+    jnz     .Lxapic_eoi\@
+    inc     %ecx
+    cmp     $ISR_WORDS, %ecx
+    jb      .Lxapic_isr_word\@
+    jmp     .Lxapic_program\@
+.Lxapic_eoi\@:
+    movl    $0, XAPIC_EOI(%r15)
+    dec     %esi
+    jnz     .Lxapic_isr\@
+.Lxapic_program\@:
+    movl    $TIMER_DIVIDE_BY_1, XAPIC_TIMER_DIVIDE(%r15)
+    movl    ${TIMER_VECTOR}, XAPIC_LVT_TIMER(%r15)
+.Ltimer_done\@:
+.endm
+
+/* One park timer period from now (r15 names the local APIC, not TIMER_NONE).
+ * Clobbers rax, rcx, rdx. */
+.macro ARM_PARK_TIMER
+    mov     park_code_data + {DATA_TIMER_INITIAL_COUNT}(%rip), %eax
+    cmp     $TIMER_X2APIC, %r15
+    jne     .Lxapic\@
+    mov     $X2APIC_MSR_TIMER_INITIAL, %ecx
+    xor     %edx, %edx
+    wrmsr
+    jmp     .Larmed\@
+.Lxapic\@:
+    movl    %eax, XAPIC_TIMER_INITIAL(%r15)
+.Larmed\@:
+.endm
+
+/* End of service for the interrupt being handled (harmless when none is in service).
+ * Does nothing when r15 names no local APIC. Clobbers rax, rcx, rdx. */
+.macro PARK_TIMER_EOI
+    cmp     $TIMER_NONE, %r15
+    je      .Leoi_done\@
+    cmp     $TIMER_X2APIC, %r15
+    jne     .Lxapic\@
+    mov     $X2APIC_MSR_EOI, %ecx
+    xor     %eax, %eax
+    xor     %edx, %edx
+    wrmsr
+    jmp     .Leoi_done\@
+.Lxapic\@:
+    movl    $0, XAPIC_EOI(%r15)
+.Leoi_done\@:
+.endm
+
+/* A CPU leaving the park loop takes no timer with it: the timer is masked and
+ * stopped, an interrupt it had already raised is taken here (one instruction with
+ * interrupts on) and ended, so no kernel finds it pending or in service.
+ * Clobbers rax, rcx, rdx. */
+.macro STOP_PARK_TIMER
+    cmp     $TIMER_NONE, %r15
+    je      .Lstopped\@
+    cmp     $TIMER_X2APIC, %r15
+    jne     .Lxapic\@
+    xor     %edx, %edx
+    mov     $X2APIC_MSR_LVT_TIMER, %ecx
+    mov     $(LVT_MASKED | {TIMER_VECTOR}), %eax
+    wrmsr
+    mov     $X2APIC_MSR_TIMER_INITIAL, %ecx
+    xor     %eax, %eax
+    wrmsr
+    jmp     .Ldrain\@
+.Lxapic\@:
+    movl    $(LVT_MASKED | {TIMER_VECTOR}), XAPIC_LVT_TIMER(%r15)
+    movl    $0, XAPIC_TIMER_INITIAL(%r15)
+.Ldrain\@:
+    sti
+    nop                                         /* the one instruction after STI */
+    cli
+    mov     $TIMER_NONE, %r15d
+.Lstopped\@:
+.endm
+
 /* Before a CPU leaves for a vector: LINT1 masked again (the next kernel's first code,
  * e.g. Linux's trampoline, runs with an empty IDT, where a platform NMI routed
  * through LINT1 would shut the CPU down; the kernel programs LINT1 itself), then
  * state Running, parked_count one lower, wake_count one higher, the TSC stamped.
- * Clobbers rax, rcx, rdx. */
+ * The park timer is stopped first. Clobbers rax, rcx, rdx. */
 .macro LEAVE_BOOKKEEPING
+    STOP_PARK_TIMER
     MASK_PLATFORM_NMI
     movl    ${STATE_RUNNING}, {SLOT_STATE}(%r12)
     lock decl {TABLE_PARKED_COUNT}(%r13)
@@ -385,6 +548,7 @@ park_enter:
     movl    ${STATE_PARKED}, {SLOT_STATE}(%r12)
     lock incl {TABLE_PARKED_COUNT}(%r13)
     mov     park_code_data + {DATA_MAILBOX}(%rip), %rbx
+    START_PARK_TIMER
 
 park_loop:
     testl   ${FLAG_WAIT_MWAIT}, park_code_data + {DATA_FLAGS}(%rip)
@@ -411,6 +575,19 @@ park_check_wake_all:
     mwait
     jmp     park_loop
 2:
+    cmp     $TIMER_NONE, %r15
+    je      3f
+    /* HLT until the park timer's interrupt (or an NMI): interrupts are on for the
+     * HLT alone (STI's one-instruction shadow covers it), the handler only ends the
+     * interrupt, and the timer is armed before each HLT (a tick that comes before
+     * the HLT stays pending and ends it at once), so a write that lands between the
+     * look above and the HLT is seen one period later at most. */
+    ARM_PARK_TIMER
+    sti
+    hlt
+    cli
+    jmp     park_loop
+3:
     pause
     jmp     park_loop
 
@@ -490,6 +667,22 @@ park_self_check_vector:
     mov     {TABLE_RESET_VECTOR}(%rsi), %rdi
     mov     %cr3, %rsi
     jmp     *%rdi
+
+/* Every external interrupt while a CPU waits with HLT (IDT vectors 32-255 in that
+ * mode): the park timer's, and any a kernel left pending or a device still sends.
+ * It only ends the interrupt (r15 names the local APIC: interrupts are on only
+ * inside the park loop's HLT and STOP_PARK_TIMER) and returns to the loop. */
+.global park_interrupt_handler
+park_interrupt_handler:
+    endbr64                                     /* IDT entries are IBT targets */
+    push    %rax
+    push    %rcx
+    push    %rdx
+    PARK_TIMER_EOI
+    pop     %rdx
+    pop     %rcx
+    pop     %rax
+    iretq
 
 /* NMI: count it in the slot and return to whatever the CPU was doing (parking). */
 .global park_nmi_handler

@@ -76,6 +76,11 @@ impl CpuState {
     }
 }
 
+/// The vector of the park timer, the local-APIC timer interrupt that ends each HLT of
+/// the `WAIT_HLT` wait. A CPU leaving the park loop masks and stops the timer and has
+/// nothing of this vector pending or in service.
+pub const PARK_TIMER_VECTOR: u8 = 0xEE;
+
 /// Bits of [`ParkTable::flags`].
 pub mod flags {
     /// Parked CPUs wait with MONITOR/MWAIT on the mailbox's first cache line (else a
@@ -88,6 +93,10 @@ pub mod flags {
     /// only parkboot writes (see the README); parkboot recomputes it whenever it
     /// changes one of them.
     pub const CHECKSUM: u32 = 1 << 2;
+    /// Parked CPUs wait with HLT, woken by a periodic local-APIC timer interrupt to
+    /// look at the mailbox and the doorbell again (chosen where MWAIT is missing or
+    /// cannot sleep, e.g. under a hypervisor). A wakeup waits up to one period.
+    pub const WAIT_HLT: u32 = 1 << 3;
 }
 
 /// One CPU. 128 bytes, so two CPUs never share a cache line pair.

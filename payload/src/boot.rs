@@ -701,14 +701,14 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         ));
     }
 
-    let wait_with_mwait = cpu::has_monitor_mwait() && config.park_wait != config::ParkWait::Pause;
+    let wait = parking::choose_park_wait(&config);
     let parked = parking::park_all(
         &mut memory,
         &map,
         &madt.cpus,
         boot_apic_id,
         config.ap_timeout_ms,
-        wait_with_mwait,
+        wait,
         config.x2apic,
     )
     .unwrap_or_else(|e| stop(format_args!("parking: {e}")));
@@ -720,7 +720,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         parked.layout.table,
         parked.mailbox_address,
         parked.reset_vector,
-        if wait_with_mwait { "MONITOR/MWAIT" } else { "PAUSE" }
+        wait
     );
 
     // Hand kernels a MADT that has the wakeup mailbox, emitted afresh before every boot
@@ -807,7 +807,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         parked_now,
         parked.layout.table,
         parked.park_all_ns,
-        if wait_with_mwait { "mwait" } else { "pause" }
+        wait.mode.as_str()
     );
     let _ = write!(
         summary,

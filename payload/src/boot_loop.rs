@@ -109,6 +109,68 @@ impl Schedule {
     }
 }
 
+/// parkboot's own work in one iteration, phase by phase, in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadPhases {
+    /// From the kernel's jump to the re-entry vector to the end of parkboot's
+    /// bookkeeping for it: APs back in the park loop, counters, the report line.
+    pub reentry_ns: u64,
+    /// The kernel's segments (and any module) copied from the pristine image, with the
+    /// memory reservations for them.
+    pub copy_ns: u64,
+    /// The boot information: command line, loader name, memory map, parkboot's tag.
+    pub boot_info_ns: u64,
+    /// The ACPI part of the boot information (the RSDP tag).
+    pub acpi_ns: u64,
+    /// From the finished boot information to the jump into the kernel.
+    pub handoff_ns: u64,
+}
+
+/// Reads one phase (or the total) out of a [`LoadPhases`].
+pub type PhaseOf = fn(&LoadPhases) -> u64;
+
+impl LoadPhases {
+    /// The total and each phase, with the names the loop report and the summary JSON
+    /// use for them.
+    pub const NAMED: [(&'static str, PhaseOf); 6] = [
+        ("total", LoadPhases::total_ns),
+        ("reentry", |p| p.reentry_ns),
+        ("copy", |p| p.copy_ns),
+        ("boot_info", |p| p.boot_info_ns),
+        ("acpi", |p| p.acpi_ns),
+        ("handoff", |p| p.handoff_ns),
+    ];
+
+    /// All of parkboot's own work in the iteration (saturating).
+    pub fn total_ns(&self) -> u64 {
+        self.reentry_ns
+            .saturating_add(self.copy_ns)
+            .saturating_add(self.boot_info_ns)
+            .saturating_add(self.acpi_ns)
+            .saturating_add(self.handoff_ns)
+    }
+
+    /// The phases from TSC stamps taken in order: load start, segments copied, boot
+    /// information built, ACPI tag added, jump; a stamp that is 0 (not reached) or
+    /// before the previous one gives 0 for its phase. `to_ns` converts TSC ticks.
+    pub fn from_stamps(stamps: [u64; 5], reentry_ns: u64, to_ns: impl Fn(u64) -> u64) -> Self {
+        let phase = |i: usize| {
+            if stamps[i] == 0 || stamps[i + 1] == 0 {
+                0
+            } else {
+                to_ns(stamps[i + 1].saturating_sub(stamps[i]))
+            }
+        };
+        LoadPhases {
+            reentry_ns,
+            copy_ns: phase(0),
+            boot_info_ns: phase(1),
+            acpi_ns: phase(2),
+            handoff_ns: phase(3),
+        }
+    }
+}
+
 /// One iteration as the loop report shows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IterationRecord {
@@ -116,8 +178,11 @@ pub struct IterationRecord {
     pub iteration: u32,
     /// Load start to the kernel's return, in nanoseconds.
     pub cycle_ns: u64,
-    /// Of that, parkboot's own work: reload the image, build boot info, hand off.
+    /// Of that, parkboot's own work before the kernel ran: reload the image, build
+    /// boot info, hand off (`phases` without `reentry_ns`).
     pub load_ns: u64,
+    /// parkboot's own work phase by phase, re-entry included.
+    pub phases: LoadPhases,
     /// APs whose wake count rose during the iteration.
     pub cpus_woken: u32,
     /// The kernel's own figures (0 when it gave none).
@@ -128,6 +193,8 @@ pub struct IterationRecord {
     /// tables, park region, mailbox, ACPI tables, pristine copies: every reservation
     /// a kernel is not given as usable, of either lifetime).
     pub parkboot_memory_bytes: u64,
+    /// The kernel's wake-all of every parked AP: doorbell to the last AP's arrival.
+    pub wake_all_ns: u64,
     pub passed: bool,
     /// Whether the kernel was entered and came back, so that `cycle_ns`, `load_ns`
     /// and `cpus_woken` were measured. False for an entry refused before booting.
@@ -147,7 +214,7 @@ impl IterationRecord {
 
 /// The loop report's column titles, aligned with [`ReportRow`].
 pub const REPORT_HEADER: &str =
-    "entry                iteration   cycle        parkboot load  APs woken  AP wake (kernel: min / median / max)  parkboot memory";
+    "entry                iteration   cycle        parkboot (re-entry + copy + boot info + ACPI + hand-off)                APs woken  AP wake (kernel: min / median / max)  parkboot memory";
 
 /// One line of the loop report: `-` where nothing was measured (an entry refused
 /// before it ran, a kernel that gave no wake figures), never a zero that reads like a
@@ -187,6 +254,9 @@ impl fmt::Display for Kib {
 
 /// Width of the header's wake column, so the memory column lines up after it.
 const WAKE_COLUMN: usize = "AP wake (kernel: min / median / max)".len();
+/// Width of the column of parkboot's own work: its header, padded to hold a total and
+/// five phases of up to 9 characters each.
+const LOAD_COLUMN: usize = 70;
 
 impl fmt::Display for ReportRow<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -201,17 +271,34 @@ impl fmt::Display for ReportRow<'_> {
             Cell(wake.map(|w| Duration(w.1))),
             Cell(wake.map(|w| Duration(w.2))),
         );
+        let mut load_text: heapless::String<96> = heapless::String::new();
+        if r.ran {
+            let p = &r.phases;
+            let _ = write!(
+                load_text,
+                "{} ({} + {} + {} + {} + {})",
+                Duration(p.total_ns()),
+                Duration(p.reentry_ns),
+                Duration(p.copy_ns),
+                Duration(p.boot_info_ns),
+                Duration(p.acpi_ns),
+                Duration(p.handoff_ns)
+            );
+        } else {
+            let _ = load_text.push('-');
+        }
         write!(
             f,
-            "{:20} {:9}   {:12} {:14} {:9}  {:wake$}  {}{}",
+            "{:20} {:9}   {:12} {:load$}  {:9}  {:wake$}  {}{}",
             self.name,
             r.iteration,
             Cell(ran(Duration(r.cycle_ns))),
-            Cell(ran(Duration(r.load_ns))),
+            load_text,
             Cell(r.ran.then_some(r.cpus_woken)),
             wake_text,
             Cell(r.ran.then_some(Kib(r.parkboot_memory_bytes))),
             if r.passed { "" } else { "  FAILED" },
+            load = LOAD_COLUMN,
             wake = WAKE_COLUMN
         )
     }
@@ -303,46 +390,80 @@ mod tests {
     use std::format;
 
     #[test]
+    fn the_header_fits_its_columns() {
+        let load = REPORT_HEADER.find("parkboot (").unwrap();
+        assert_eq!(
+            REPORT_HEADER.find("APs woken"),
+            Some(load + LOAD_COLUMN + 2),
+            "{REPORT_HEADER}"
+        );
+    }
+
+    #[test]
     fn report_rows_show_dashes_where_nothing_was_measured() {
+        let column = |name: &str| REPORT_HEADER.find(name).unwrap();
+        let row = |name, record| format!("{}", ReportRow { name, record });
         let refused = IterationRecord {
             entry: 1,
             iteration: 1,
             passed: false,
             ..Default::default()
         };
-        assert_eq!(
-            format!(
-                "{}",
-                ReportRow {
-                    name: "bad",
-                    record: &refused
-                }
-            ),
-            "bad                          1   -            -              -          - / - / -                             -  FAILED"
+        let line = row("bad", &refused);
+        assert!(
+            line.starts_with("bad                          1   -"),
+            "{line}"
         );
+        assert!(line.ends_with("-  FAILED"), "{line}");
+        assert!(!line.contains("0 ns") && !line.contains("KiB"), "{line}");
+        assert_eq!(line.find("- / - / -"), Some(column("AP wake")), "{line}");
+
+        let phases = LoadPhases {
+            reentry_ns: 7_000,
+            copy_ns: 1_400_000,
+            boot_info_ns: 80_000,
+            acpi_ns: 10_000,
+            handoff_ns: 3_000,
+        };
         let ran = IterationRecord {
             entry: 0,
             iteration: 12,
             cycle_ns: 42_000_000,
-            load_ns: 1_500_000,
+            load_ns: 1_493_000,
+            phases,
             cpus_woken: 3,
             wake_ns_min: 900,
             wake_ns_median: 1_200,
             wake_ns_max: 25_000,
+            parkboot_memory_bytes: 1_097_728,
+            wake_all_ns: 0,
             passed: true,
             ran: true,
-            parkboot_memory_bytes: 1_097_728,
         };
-        assert_eq!(
-            format!(
-                "{}",
-                ReportRow {
-                    name: "test-kernel",
-                    record: &ran
-                }
-            ),
-            "test-kernel                 12   42.0 ms      1500.0 us      3          900 ns / 1200 ns / 25.0 us            1072 KiB"
+        let line = row("test-kernel", &ran);
+        let load = format!(
+            "{} ({} + {} + {} + {} + {})",
+            Duration(phases.total_ns()),
+            Duration(7_000),
+            Duration(1_400_000),
+            Duration(80_000),
+            Duration(10_000),
+            Duration(3_000)
         );
+        assert_eq!(line.find("42.0 ms"), Some(column("cycle")), "{line}");
+        assert_eq!(line.find(&load), Some(column("parkboot (")), "{line}");
+        assert_eq!(
+            line.find("900 ns / 1200 ns / 25.0 us"),
+            Some(column("AP wake")),
+            "{line}"
+        );
+        assert_eq!(
+            line.find("1072 KiB"),
+            Some(column("parkboot memory")),
+            "{line}"
+        );
+        assert!(line.ends_with("1072 KiB"), "{line}");
+
         // A kernel that ran but gave no wake figures (Linux): measured zeros stay
         // zeros, the missing figures are dashes.
         let quiet = IterationRecord {
@@ -353,24 +474,37 @@ mod tests {
             passed: false,
             ..ran
         };
-        let line = format!(
-            "{}",
-            ReportRow {
-                name: "linux",
-                record: &quiet
+        let line = row("linux", &quiet);
+        assert_eq!(line.find("- / - / -"), Some(column("AP wake")), "{line}");
+        assert!(line.contains("  0  "), "{line}");
+        assert!(line.ends_with("1072 KiB  FAILED"), "{line}");
+    }
+
+    #[test]
+    fn phases_come_from_consecutive_stamps() {
+        let p = LoadPhases::from_stamps([100, 150, 170, 171, 200], 7, |t| t * 2);
+        assert_eq!(
+            p,
+            LoadPhases {
+                reentry_ns: 7,
+                copy_ns: 100,
+                boot_info_ns: 40,
+                acpi_ns: 2,
+                handoff_ns: 58,
             }
         );
-        assert!(
-            line.contains("us      0          - / - / -  ") && line.ends_with("1072 KiB  FAILED"),
-            "{line}"
+        assert_eq!(p.total_ns(), 207);
+    }
+
+    #[test]
+    fn phases_not_reached_or_out_of_order_are_zero() {
+        let p = LoadPhases::from_stamps([100, 150, 0, 0, 0], 0, |t| t);
+        assert_eq!(
+            (p.copy_ns, p.boot_info_ns, p.acpi_ns, p.handoff_ns),
+            (50, 0, 0, 0)
         );
-        // The header's columns line up with the row's.
-        let cycle_column = REPORT_HEADER.find("cycle").unwrap();
-        assert_eq!(line.find("42.0 ms"), Some(cycle_column));
-        let wake_column = REPORT_HEADER.find("AP wake").unwrap();
-        assert_eq!(line.find("- / -"), Some(wake_column));
-        let memory_column = REPORT_HEADER.find("parkboot memory").unwrap();
-        assert_eq!(line.find("1072 KiB"), Some(memory_column));
+        let q = LoadPhases::from_stamps([100, 90, 95, 96, 97], 0, |t| t);
+        assert_eq!((q.copy_ns, q.boot_info_ns), (0, 5));
     }
 
     #[test]

@@ -244,6 +244,8 @@ pub struct Config {
     pub nmi_test: bool,
     /// How parked CPUs wait for a wakeup.
     pub park_wait: ParkWait,
+    /// The HLT wait's timer period in microseconds: the longest a wakeup waits.
+    pub park_timer_us: u32,
     /// Touch an unmapped address once the platform is known, to show (and test) the
     /// exception report: parkboot then stops.
     pub fault_test: bool,
@@ -256,21 +258,78 @@ pub struct Config {
 /// How parked CPUs wait (`park_wait`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParkWait {
-    /// MONITOR/MWAIT where CPUID offers it, else a PAUSE loop.
+    /// MONITOR/MWAIT where CPUID offers it; HLT with the park timer where MONITOR is
+    /// missing (most virtual machines); PAUSE when no local-APIC timer is usable either.
+    /// A hypervisor that offers MONITOR does so on purpose (KVM's `cpu-pm=on`), so its
+    /// MWAIT is used; QEMU's TCG with `-cpu max` offers a MWAIT that does not sleep,
+    /// where `park_wait = hlt` costs the emulator less.
     Auto,
     /// Always a PAUSE loop (for hypervisors whose MWAIT does not wake on a write).
     Pause,
+    /// HLT, woken by a local-APIC timer after `park_timer_us` to look again.
+    Hlt,
+    /// MONITOR/MWAIT where CPUID offers it, else the PAUSE loop: never a timer
+    /// interrupt while parked.
+    Mwait,
 }
 
 impl ParkWait {
-    const ALL: [ParkWait; 2] = [ParkWait::Auto, ParkWait::Pause];
+    const ALL: [ParkWait; 4] = [
+        ParkWait::Auto,
+        ParkWait::Pause,
+        ParkWait::Hlt,
+        ParkWait::Mwait,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ParkWait::Auto => "auto",
             ParkWait::Pause => "pause",
+            ParkWait::Hlt => "hlt",
+            ParkWait::Mwait => "mwait",
         }
     }
+
+    /// The wait parked CPUs use, from this setting and what the boot processor found:
+    /// CPUID's MONITOR flag, and whether its local-APIC timer could be measured (the
+    /// HLT wait needs it).
+    pub fn resolve(self, has_monitor: bool, timer_usable: bool) -> WaitMode {
+        match self {
+            ParkWait::Pause => WaitMode::Pause,
+            ParkWait::Hlt if timer_usable => WaitMode::Hlt,
+            ParkWait::Hlt => WaitMode::Pause,
+            ParkWait::Mwait | ParkWait::Auto if has_monitor => WaitMode::Mwait,
+            ParkWait::Mwait => WaitMode::Pause,
+            ParkWait::Auto if timer_usable => WaitMode::Hlt,
+            ParkWait::Auto => WaitMode::Pause,
+        }
+    }
+}
+
+/// How parked CPUs actually wait (see [`ParkWait::resolve`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitMode {
+    Mwait,
+    Hlt,
+    Pause,
+}
+
+impl WaitMode {
+    /// As the log and the summary JSON name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitMode::Mwait => "mwait",
+            WaitMode::Hlt => "hlt",
+            WaitMode::Pause => "pause",
+        }
+    }
+}
+
+/// The park timer's initial count (local-APIC timer, divide by 1) for a period of
+/// `period_us` at `timer_hz` ticks per second: at least 1, at most `u32::MAX`.
+pub fn park_timer_initial_count(timer_hz: u64, period_us: u32) -> u32 {
+    let ticks = timer_hz as u128 * period_us as u128 / 1_000_000;
+    ticks.clamp(1, u32::MAX as u128) as u32
 }
 
 impl Default for Config {
@@ -284,6 +343,7 @@ impl Default for Config {
             self_check_rounds: g.self_check_rounds,
             nmi_test: g.nmi_test,
             park_wait: g.park_wait,
+            park_timer_us: g.park_timer_us,
             fault_test: g.fault_test,
             x2apic: g.x2apic,
             entries: Vec::new(),
@@ -340,6 +400,7 @@ impl Config {
             self_check_rounds: self.self_check_rounds,
             nmi_test: self.nmi_test,
             park_wait: self.park_wait,
+            park_timer_us: self.park_timer_us,
             fault_test: self.fault_test,
             x2apic: self.x2apic,
         }
@@ -353,6 +414,7 @@ impl Config {
         self.self_check_rounds = g.self_check_rounds;
         self.nmi_test = g.nmi_test;
         self.park_wait = g.park_wait;
+        self.park_timer_us = g.park_timer_us;
         self.fault_test = g.fault_test;
         self.x2apic = g.x2apic;
     }
@@ -548,6 +610,7 @@ struct Globals {
     self_check_rounds: u32,
     nmi_test: bool,
     park_wait: ParkWait,
+    park_timer_us: u32,
     fault_test: bool,
     x2apic: bool,
 }
@@ -561,6 +624,7 @@ impl Globals {
         self_check_rounds: 1,
         nmi_test: false,
         park_wait: ParkWait::Auto,
+        park_timer_us: DEFAULT_PARK_TIMER_US,
         fault_test: false,
         x2apic: false,
     };
@@ -569,7 +633,15 @@ impl Globals {
 const EXPECTED_SWITCH: &str = "on or off";
 const EXPECTED_COUNT: &str = "a whole number from 1 to 4294967295";
 const EXPECTED_ON_FINISH: &str = "halt, reset or qemu-exit";
-const EXPECTED_PARK_WAIT: &str = "auto or pause";
+const EXPECTED_PARK_WAIT: &str = "auto, pause, hlt or mwait";
+/// The HLT wait's default period. Linux wakes APs one after the other and waits for
+/// each acknowledgement, so a bring-up waits about half a period more per AP (about
+/// 16 ms for 31 APs at 1 ms); each period also costs every parked CPU one timer
+/// interrupt, which under QEMU TCG takes the host from the CPU booting the kernel
+/// (at -smp 4, 200 us made the kexec hand-over phase slower than spinning did).
+pub const DEFAULT_PARK_TIMER_US: u32 = 1000;
+const MAX_PARK_TIMER_US: u32 = 100_000;
+const EXPECTED_PARK_TIMER: &str = "a whole number of microseconds from 1 to 100000";
 /// The self-check keeps every wake time; this bounds that memory.
 const MAX_SELF_CHECK_ROUNDS: u32 = 1000;
 const EXPECTED_ROUNDS: &str = "a whole number from 1 to 1000";
@@ -585,12 +657,13 @@ enum GlobalKey {
     SelfCheckRounds,
     NmiTest,
     ParkWait,
+    ParkTimerUs,
     FaultTest,
     X2Apic,
 }
 
 impl GlobalKey {
-    const ALL: [GlobalKey; 9] = [
+    const ALL: [GlobalKey; 10] = [
         GlobalKey::SelfCheck,
         GlobalKey::Park,
         GlobalKey::OnFinish,
@@ -598,6 +671,7 @@ impl GlobalKey {
         GlobalKey::SelfCheckRounds,
         GlobalKey::NmiTest,
         GlobalKey::ParkWait,
+        GlobalKey::ParkTimerUs,
         GlobalKey::FaultTest,
         GlobalKey::X2Apic,
     ];
@@ -611,6 +685,7 @@ impl GlobalKey {
             GlobalKey::SelfCheckRounds => "self_check_rounds",
             GlobalKey::NmiTest => "nmi_test",
             GlobalKey::ParkWait => "park_wait",
+            GlobalKey::ParkTimerUs => "park_timer_us",
             GlobalKey::FaultTest => "fault_test",
             GlobalKey::X2Apic => "x2apic",
         }
@@ -642,6 +717,13 @@ impl GlobalKey {
             GlobalKey::NmiTest => g.nmi_test = parse_switch(key, value)?,
             GlobalKey::FaultTest => g.fault_test = parse_switch(key, value)?,
             GlobalKey::X2Apic => g.x2apic = parse_switch(key, value)?,
+            GlobalKey::ParkTimerUs => {
+                let us = parse_count(key, value)?;
+                if us > MAX_PARK_TIMER_US {
+                    return Err(invalid(key, EXPECTED_PARK_TIMER, value));
+                }
+                g.park_timer_us = us;
+            }
             GlobalKey::ParkWait => {
                 g.park_wait = ParkWait::ALL
                     .into_iter()
@@ -1643,6 +1725,39 @@ iterations = 10        # how many times to boot this entry in a loop (>= 1)
     }
 
     #[test]
+    fn park_wait_resolves_by_cpu_and_setting() {
+        use WaitMode::*;
+        // (setting, MONITOR, timer usable) -> mode
+        let cases = [
+            (ParkWait::Auto, true, true, Mwait),
+            (ParkWait::Auto, true, false, Mwait),
+            (ParkWait::Auto, false, true, Hlt),
+            (ParkWait::Auto, false, false, Pause),
+            (ParkWait::Pause, true, true, Pause),
+            (ParkWait::Hlt, true, true, Hlt),
+            (ParkWait::Hlt, true, false, Pause),
+            (ParkWait::Mwait, true, true, Mwait),
+            (ParkWait::Mwait, false, true, Pause),
+            (ParkWait::Mwait, false, false, Pause),
+        ];
+        for (setting, monitor, timer, mode) in cases {
+            assert_eq!(
+                setting.resolve(monitor, timer),
+                mode,
+                "{setting:?} monitor={monitor} timer={timer}"
+            );
+        }
+    }
+
+    #[test]
+    fn park_timer_count_from_rate_and_period() {
+        assert_eq!(park_timer_initial_count(1_000_000_000, 200), 200_000);
+        assert_eq!(park_timer_initial_count(25_000_000, 100), 2_500);
+        assert_eq!(park_timer_initial_count(1_000, 1), 1);
+        assert_eq!(park_timer_initial_count(u64::MAX, 100_000), u32::MAX);
+    }
+
+    #[test]
     fn park_test_settings() {
         let c = parse("").unwrap();
         assert_eq!(
@@ -1659,9 +1774,21 @@ iterations = 10        # how many times to boot this entry in a loop (>= 1)
             "line 1: self_check_rounds must be a whole number from 1 to 1000, found '1001'"
         );
         assert_eq!(
-            parse("park_wait = mwait").unwrap_err().to_string(),
-            "line 1: park_wait must be auto or pause, found 'mwait'"
+            parse("park_wait = spin").unwrap_err().to_string(),
+            "line 1: park_wait must be auto, pause, hlt or mwait, found 'spin'"
         );
+        assert_eq!(
+            parse("park_wait = mwait").unwrap().park_wait,
+            ParkWait::Mwait
+        );
+        let c = parse("park_wait = hlt\npark_timer_us = 50\n").unwrap();
+        assert_eq!((c.park_wait, c.park_timer_us), (ParkWait::Hlt, 50));
+        assert_eq!(parse("").unwrap().park_timer_us, DEFAULT_PARK_TIMER_US);
+        assert_eq!(
+            parse("park_timer_us = 100001").unwrap_err().to_string(),
+            "line 1: park_timer_us must be a whole number of microseconds from 1 to 100000, found '100001'"
+        );
+        assert!(parse("park_timer_us = 0").is_err());
         assert!(!parse("").unwrap().x2apic);
         assert!(parse("x2apic = on").unwrap().x2apic);
         let mut c = parse("").unwrap();

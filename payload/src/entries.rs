@@ -13,7 +13,7 @@ use park::reentry::{
 };
 use park::table::{CpuState, MAX_PARKED_CPUS, PARK_TABLE_VERSION};
 use parkboot::boot_loop::{
-    IterationRecord, LoopLog, Next, ReportRow, Request, Schedule, REPORT_HEADER,
+    IterationRecord, LoadPhases, LoopLog, Next, ReportRow, Request, Schedule, REPORT_HEADER,
 };
 use parkboot::cbfs::{Cbfs, CbfsError, Compression};
 use parkboot::config::{Config, Entry, Format, Sha256Pin, Source, MAX_SOURCE_NAME};
@@ -59,13 +59,28 @@ impl Image {
     }
 }
 
+const PHASE_STAMPS: usize = 5;
+const STAMP_COPIED: usize = 1;
+const STAMP_BOOT_INFO: usize = 2;
+const STAMP_ACPI: usize = 3;
+const STAMP_JUMP: usize = 4;
+
+/// Records the end of a load phase of the iteration in flight.
+fn stamp(s: &mut BootState, phase: usize) {
+    if let Some(current) = s.current.as_mut() {
+        current.stamps[phase] = cpu::rdtsc();
+    }
+}
+
 /// The iteration in flight while a kernel runs.
 struct Current {
     entry: usize,
     iteration: u32,
     iterations: u32,
     start_tsc: u64,
-    handoff_tsc: u64,
+    /// TSC at the end of each load phase: `[start, copied, boot information, ACPI,
+    /// jump]` (see `LoadPhases::from_stamps`); 0 = not reached.
+    stamps: [u64; PHASE_STAMPS],
     wake_counts: [u64; MAX_PARKED_CPUS],
     /// APs parked (and so advertised in the MADT) when this kernel was booted: how
     /// many must be parked again when it gives the boot processor back.
@@ -759,7 +774,7 @@ fn try_boot(
         iteration,
         iterations,
         start_tsc,
-        handoff_tsc: 0,
+        stamps: [start_tsc, 0, 0, 0, 0],
         wake_counts,
         aps_parked,
         before: s.parked.as_ref().map(crate::misbehaviour::BeforeBoot::of),
@@ -811,7 +826,7 @@ fn reserve_copy(
         Lifetime::Boot,
     )?;
     // SAFETY: just reserved.
-    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len()) };
+    unsafe { parkboot::bulk::copy_raw(addr as *mut u8, bytes.as_ptr(), bytes.len()) };
     Ok(addr)
 }
 
@@ -847,12 +862,12 @@ fn boot_multiboot2(
     }
     for segment in plan.segments.iter() {
         let data = &bytes[segment.file_offset..segment.file_offset + segment.file_size];
-        // SAFETY: reserved above for this segment.
+        // SAFETY: reserved above for this segment (mem_size >= file_size, checked by
+        // the plan); the pristine image is apart from every reservation.
         unsafe {
-            core::ptr::copy_nonoverlapping(data.as_ptr(), segment.dest as *mut u8, data.len());
-            core::ptr::write_bytes(
+            parkboot::bulk::copy_raw(segment.dest as *mut u8, data.as_ptr(), data.len());
+            parkboot::bulk::zero_raw(
                 (segment.dest + segment.file_size as u64) as *mut u8,
-                0,
                 (segment.mem_size - segment.file_size as u64) as usize,
             );
         }
@@ -881,6 +896,7 @@ fn boot_multiboot2(
     if let Some((start, len)) = module {
         info.module(start as u32, (start + len as u64) as u32, "initrd");
     }
+    stamp(s, STAMP_COPIED);
     let meminfo = multiboot2::basic_meminfo(&s.memory);
     info.basic_meminfo(meminfo.lower_kib, meminfo.upper_kib);
     info.memory_map(
@@ -888,9 +904,6 @@ fn boot_multiboot2(
             .kernel_view()
             .map(|(start, size, report)| (start, size, report.multiboot2_type())),
     );
-    // SAFETY: the RSDP parkboot built (or the platform's), 36 bytes, identity-mapped.
-    let rsdp = unsafe { core::slice::from_raw_parts(s.kernel_rsdp as *const u8, RSDP_V2_BYTES) };
-    info.acpi_new_rsdp(rsdp);
     if let Some(parked) = &s.parked {
         let tag = Multiboot2ParkbootTag {
             tag_type: MULTIBOOT2_TAG_TYPE_PARKBOOT,
@@ -911,6 +924,11 @@ fn boot_multiboot2(
         info.raw_tag(MULTIBOOT2_TAG_TYPE_PARKBOOT, &tag_bytes[8..]);
         parked.table.boots.fetch_add(1, Ordering::AcqRel);
     }
+    stamp(s, STAMP_BOOT_INFO);
+    // SAFETY: the RSDP parkboot built (or the platform's), 36 bytes, identity-mapped.
+    let rsdp = unsafe { core::slice::from_raw_parts(s.kernel_rsdp as *const u8, RSDP_V2_BYTES) };
+    info.acpi_new_rsdp(rsdp);
+    stamp(s, STAMP_ACPI);
     info.finish().map_err(EntryError::BootInfo)?;
     if iteration == 1 || s.config.entries.len() > 1 {
         log::info!(
@@ -921,9 +939,7 @@ fn boot_multiboot2(
             mbi
         );
     }
-    if let Some(current) = s.current.as_mut() {
-        current.handoff_tsc = cpu::rdtsc();
-    }
+    stamp(s, STAMP_JUMP);
     // SAFETY: the plan was validated, its segments loaded into reserved RAM below
     // 4 GiB; the boot stack is free once parkboot hands off.
     unsafe {
@@ -1008,7 +1024,7 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
             );
         }
     }
-    let (mut wake_min, mut wake_median, mut wake_max) = (0, 0, 0);
+    let (mut wake_min, mut wake_median, mut wake_max, mut wake_all) = (0, 0, 0, 0);
     let cpu_count = s.parked.as_ref().map_or(0, |p| p.owned_slots.len() as u32);
     if let Some(r) = report {
         match r.check(cpu_count) {
@@ -1016,6 +1032,7 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
                 wake_min = r.wake_ns_min;
                 wake_median = r.wake_ns_median;
                 wake_max = r.wake_ns_max;
+                wake_all = r.wake_all_ns;
             }
             Err(problem) => log::warn!(
                 "entry '{}' iteration {}: the kernel's report at {:#x}: {}: {}",
@@ -1063,8 +1080,14 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         );
     }
     let cycle_ns = cpu::ticks_to_ns(back_tsc - current.start_tsc);
-    let load_ns = cpu::ticks_to_ns(current.handoff_tsc.saturating_sub(current.start_tsc));
-    log::info!(
+    let mut phases = LoadPhases::from_stamps(current.stamps, 0, cpu::ticks_to_ns);
+    let load_ns = phases.total_ns();
+    // Each log line costs the serial port's time (and a CBMEM copy): in a long loop
+    // only the first, the last and failed iterations get one; the loop report has
+    // every iteration.
+    let quiet = passed && current.iteration != 1 && current.iteration != current.iterations;
+    log::log!(
+        if quiet { log::Level::Debug } else { log::Level::Info },
         "entry '{}' iteration {}/{}: back after {} (parkboot's load {}), {} APs woken, {} parked again{}",
         name,
         current.iteration,
@@ -1075,16 +1098,19 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         aps_parked,
         if passed { "" } else { ": FAILED" }
     );
+    phases.reentry_ns = cpu::ticks_to_ns(cpu::rdtsc() - back_tsc);
     loop_log().push(IterationRecord {
         entry: current.entry as u8,
         iteration: current.iteration,
         cycle_ns,
         load_ns,
+        phases,
         cpus_woken,
         wake_ns_median: wake_median,
         wake_ns_min: wake_min,
         wake_ns_max: wake_max,
         parkboot_memory_bytes: s.memory.parkboot_bytes(),
+        wake_all_ns: wake_all,
         passed,
         ran: true,
     });
@@ -1136,9 +1162,26 @@ fn finish() -> ! {
             .map(|r| r.wake_ns_median),
         scratch,
     );
+    let wake_all = Spread::of_values(
+        passed()
+            .filter(|r| r.wake_all_ns > 0)
+            .map(|r| r.wake_all_ns),
+        scratch,
+    );
     let woken_min = passed().map(|r| r.cpus_woken).min().unwrap_or(0);
+    // parkboot's own work per iteration, whole and phase by phase.
+    let phase_of = LoadPhases::NAMED;
+    let mut phase_spreads: [Option<Spread>; 6] = [None; 6];
+    for (spread, (_, of)) in phase_spreads.iter_mut().zip(phase_of.iter()) {
+        *spread = Spread::of_values(passed().map(|r| of(&r.phases)), scratch);
+    }
     if let Some(c) = cycle {
         log::info!("  per-iteration time min / median / max: {}", c);
+    }
+    for (spread, (name, _)) in phase_spreads.iter().zip(phase_of.iter()) {
+        if let Some(p) = spread {
+            log::info!("  parkboot's work, {:9} min / median / max: {}", name, p);
+        }
     }
     if let Some(w) = wake {
         log::info!(
@@ -1157,6 +1200,9 @@ fn finish() -> ! {
                 ": CHANGED between iterations"
             }
         );
+    }
+    if let Some(w) = wake_all {
+        log::info!("  wake-all of every AP (kernel) min / median / max: {}", w);
     }
     let summary = summary();
     if let Some(parked) = &s.parked {
@@ -1183,6 +1229,19 @@ fn finish() -> ! {
     }
     if let Some(w) = wake {
         let _ = write!(summary, ",\"ap_wake_ns\":{}", w.json());
+    }
+    if let Some(w) = wake_all {
+        let _ = write!(summary, ",\"wake_all_ns\":{}", w.json());
+    }
+    if phase_spreads.iter().all(Option::is_some) {
+        let _ = summary.push_str(",\"parkboot_work_ns\":{");
+        for (i, (spread, (name, _))) in phase_spreads.iter().zip(phase_of.iter()).enumerate() {
+            if let Some(p) = spread {
+                let comma = if i == 0 { "" } else { "," };
+                let _ = write!(summary, "{comma}\"{name}\":{}", p.json());
+            }
+        }
+        let _ = summary.push('}');
     }
     let _ = summary.push('}');
     log::info!("parkboot: summary: {}", summary);

@@ -5,6 +5,7 @@
 
 pub mod acpi;
 pub mod boot_loop;
+pub mod bulk;
 pub mod cbfs;
 pub mod cbmem_console;
 pub mod config;

@@ -13,6 +13,7 @@ use park::table::{
 };
 use park::{MailboxCommand, WakeupMailbox};
 use parkboot::acpi::{Cpu, MAX_CPUS};
+use parkboot::config::{park_timer_initial_count, Config, ParkWait, WaitMode};
 use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
 use parkboot::paging::{self, MapOptions, PageAllocator, ENTRIES_PER_TABLE};
 use parkboot::park_layout::{
@@ -157,13 +158,77 @@ pub fn build_firmware_map(memory: &mut MemoryMap, end: u64) -> Result<FirmwareMa
     })
 }
 
+/// How parked CPUs wait, as the boot processor chose it.
+#[derive(Clone, Copy, Debug)]
+pub struct ParkWaitSetup {
+    pub mode: WaitMode,
+    /// For `WaitMode::Hlt`: the park timer's initial count for one period.
+    pub timer_initial_count: u32,
+    pub period_us: u32,
+}
+
+impl ParkWaitSetup {
+    fn flags(&self) -> u32 {
+        match self.mode {
+            WaitMode::Mwait => flags::WAIT_MWAIT,
+            WaitMode::Hlt => flags::WAIT_HLT,
+            WaitMode::Pause => 0,
+        }
+    }
+}
+
+/// Chooses the park wait from the configuration and the boot processor's CPUID, and
+/// for the HLT wait measures the local-APIC timer to get one period's count.
+pub fn choose_park_wait(config: &Config) -> ParkWaitSetup {
+    let wants_timer = config.park_wait != ParkWait::Pause;
+    let timer_hz = if wants_timer {
+        LocalApic::current().measure_timer_hz()
+    } else {
+        None
+    };
+    let mode = config
+        .park_wait
+        .resolve(cpu::has_monitor_mwait(), timer_hz.is_some());
+    if config.park_wait == ParkWait::Hlt && mode != WaitMode::Hlt {
+        log::warn!(
+            "park_wait = hlt: the local-APIC timer does not count; parked CPUs wait with PAUSE"
+        );
+    }
+    let timer_initial_count = match (mode, timer_hz) {
+        (WaitMode::Hlt, Some(hz)) => {
+            log::info!(
+                "park timer: local-APIC timer at {} kHz, period {} us",
+                hz / 1000,
+                config.park_timer_us
+            );
+            park_timer_initial_count(hz, config.park_timer_us)
+        }
+        _ => 0,
+    };
+    ParkWaitSetup {
+        mode,
+        timer_initial_count,
+        period_us: config.park_timer_us,
+    }
+}
+
+impl core::fmt::Display for ParkWaitSetup {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.mode {
+            WaitMode::Mwait => write!(f, "MONITOR/MWAIT"),
+            WaitMode::Hlt => write!(f, "HLT and a {} us local-APIC timer", self.period_us),
+            WaitMode::Pause => write!(f, "PAUSE"),
+        }
+    }
+}
+
 pub fn park_all(
     memory: &mut MemoryMap,
     map: &FirmwareMap,
     cpus: &[Cpu],
     boot_apic_id: u32,
     ap_timeout_ms: u32,
-    wait_with_mwait: bool,
+    wait: ParkWaitSetup,
     x2apic: bool,
 ) -> Result<Parked, ParkError> {
     let plan = SlotPlan::new(cpus, boot_apic_id, MAX_PARKED_CPUS);
@@ -238,6 +303,10 @@ pub fn park_all(
                 v if v < code::FAULT_STUB_VECTORS => {
                     park_code.fault_stubs + v * code::FAULT_STUB_STRIDE
                 }
+                // Interrupts are on during the HLT wait: the park timer's and any
+                // other external interrupt are ended and the CPU waits on. (IF stays
+                // 0 in the other waits: a vector above 31 there is a fault.)
+                _ if wait.mode == WaitMode::Hlt => park_code.interrupt_handler,
                 _ => park_code.unexpected_vector_stub,
             };
             *gate = InterruptGate::new(code_base + handler as u64, code::SEL_CODE64);
@@ -247,17 +316,12 @@ pub fn park_all(
             code_base as *mut u8,
             park_code.blob.bytes.len(),
         );
-        let wait_flags = if wait_with_mwait {
-            flags::WAIT_MWAIT
-        } else {
-            0
-        };
         let data = ParkCodeData::new(
             map.pml4,
             map.pml5,
             layout.table,
             mailbox_address,
-            wait_flags,
+            (wait.flags(), wait.timer_initial_count),
             slot_count as u32,
             map.end,
             (layout.gdt, (PARK_GDT.len() * 8 - 1) as u16),
@@ -282,12 +346,7 @@ pub fn park_all(
     table.cpu_count = slot_count as u32;
     table.cpus_beyond_table = plan.beyond_table.len() as u32;
     table.boot_apic_id = boot_apic_id;
-    table.flags = flags::CHECKSUM
-        | if wait_with_mwait {
-            flags::WAIT_MWAIT
-        } else {
-            0
-        };
+    table.flags = flags::CHECKSUM | wait.flags();
     table.mailbox_address = mailbox_address;
     table.reset_vector = code_base + park_code.reset_vector as u64;
     table.reentry_vector = crate::arch::reentry_vector();

@@ -256,7 +256,7 @@ fn default_boot_waits_with_mwait_where_the_cpu_offers_monitor() {
     let outcome = Boot::new(parkboot_image())
         .smp(CPUS)
         .cpu("max")
-        .config_text(default_config)
+        .config_text(format!("park_wait = mwait\n{default_config}"))
         .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
         .trace_init_ipis(true)
         .timeout(TIMEOUT)
@@ -278,12 +278,12 @@ fn default_boot_waits_with_mwait_where_the_cpu_offers_monitor() {
     assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
 }
 
-/// QEMU's default CPU model offers no MONITOR: parked CPUs wait with PAUSE.
+/// `park_wait = pause` forces the PAUSE loop.
 #[test]
-fn parked_cpus_wait_with_pause_without_monitor() {
+fn parked_cpus_wait_with_pause_when_asked() {
     let outcome = Boot::new(parkboot_image())
         .smp(2)
-        .config_text(config(1, ""))
+        .config_text(config(1, "park_wait = pause\n"))
         .timeout(TIMEOUT)
         .run();
     outcome.assert_pass();
@@ -365,4 +365,50 @@ fn cpus_beyond_the_park_table_are_named_and_boot_goes_on() {
     // Only the 255 APs with a slot got STARTUP IPIs (two each at most).
     let witness = outcome.init_ipis.as_ref().expect("INIT IPI witness");
     assert!(witness.park_sipis <= 2 * 255, "{witness:?}");
+}
+
+/// QEMU's default CPU model offers no MONITOR (and sets the hypervisor bit): with
+/// `park_wait = auto` parked CPUs wait with HLT and the park timer. 100 mailbox
+/// wakeups per AP, the wake-all round and the test kernel's loop all pass, and the
+/// test kernel finds each woken AP's local-APIC timer masked with nothing of the park
+/// timer pending or in service (kernels never inherit it).
+#[test]
+fn parked_cpus_wait_with_hlt_without_monitor() {
+    const CPUS: u32 = 4;
+    const ROUNDS: u32 = 100;
+    let outcome = Boot::new(parkboot_image())
+        .smp(CPUS)
+        .config_text(config(
+            ROUNDS,
+            "park_timer_us = 100\n[entry test-kernel]\nkernel = fw_cfg:opt/parkboot/kernel\nformat = multiboot2\niterations = 3\n",
+        ))
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_eq!(outcome.summary_field("park_wait"), "\"hlt\"");
+    assert!(
+        outcome
+            .find_line("waiting with HLT and a 100 us local-APIC timer")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(outcome.summary_field("aps_parked"), (CPUS - 1).to_string());
+    assert_eq!(outcome.summary_field("iterations_done"), "3");
+    assert_eq!(
+        outcome.summary_field("cpus_woken_min"),
+        (CPUS - 1).to_string()
+    );
+    assert_eq!(outcome.summary_field("iterations_failed"), "0");
+    assert!(
+        outcome
+            .find_line("woke with the park timer masked, nothing pending or in service")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    let witness = outcome.init_ipis.as_ref().expect("INIT IPI witness");
+    assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
 }

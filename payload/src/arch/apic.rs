@@ -1,5 +1,6 @@
-//! The boot processor's local APIC, used for one thing: sending INIT and STARTUP IPIs
-//! to start each AP once. xAPIC (MMIO) or x2APIC (MSR), whichever mode the CPU is in.
+//! The boot processor's local APIC, used for two things: sending INIT and STARTUP IPIs
+//! to start each AP once, and measuring the local-APIC timer's rate for the parked
+//! CPUs' HLT wait. xAPIC (MMIO) or x2APIC (MSR), whichever mode the CPU is in.
 
 use super::cpu::{self, rdmsr, wrmsr};
 
@@ -23,6 +24,17 @@ const ICR_LEVEL_ASSERT: u32 = 1 << 14;
 const ICR_DELIVERY_PENDING: u32 = 1 << 12;
 /// How long an xAPIC may keep an IPI pending before parkboot reports it.
 const SEND_TIMEOUT_US: u64 = 100_000;
+const XAPIC_LVT_TIMER: u64 = 0x320;
+const XAPIC_TIMER_INITIAL: u64 = 0x380;
+const XAPIC_TIMER_CURRENT: u64 = 0x390;
+const XAPIC_TIMER_DIVIDE: u64 = 0x3E0;
+/// x2APIC MSR of an xAPIC register: 0x800 + offset / 16.
+const X2APIC_MSR_BASE: u32 = 0x800;
+const X2APIC_REGISTER_SHIFT: u32 = 4;
+const LVT_MASKED: u32 = 1 << 16;
+const TIMER_DIVIDE_BY_1: u32 = 0xB;
+/// How long the boot processor lets its timer count to measure its rate.
+const TIMER_MEASURE_US: u64 = 2_000;
 /// APIC IDs an xAPIC can address.
 pub const XAPIC_MAX_ID: u32 = 0xFE;
 
@@ -90,6 +102,52 @@ impl LocalApic {
 
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    fn read_register(&self, offset: u64) -> u32 {
+        match self.mode {
+            // SAFETY: the APIC's registers, identity-mapped.
+            Mode::XApic { base } => unsafe {
+                core::ptr::read_volatile((base + offset) as *const u32)
+            },
+            Mode::X2Apic => {
+                rdmsr(X2APIC_MSR_BASE + (offset as u32 >> X2APIC_REGISTER_SHIFT)) as u32
+            }
+        }
+    }
+
+    fn write_register(&self, offset: u64, value: u32) {
+        match self.mode {
+            // SAFETY: as above.
+            Mode::XApic { base } => unsafe {
+                core::ptr::write_volatile((base + offset) as *mut u32, value)
+            },
+            Mode::X2Apic => wrmsr(
+                X2APIC_MSR_BASE + (offset as u32 >> X2APIC_REGISTER_SHIFT),
+                value as u64,
+            ),
+        }
+    }
+
+    /// The local-APIC timer's rate at divide by 1, in ticks per second, measured
+    /// against the TSC with the timer masked and one-shot; the timer is stopped again
+    /// afterwards. `None` when it did not count (no usable timer). Parked CPUs' timers
+    /// run at the same rate (one clock drives them all).
+    pub fn measure_timer_hz(&self) -> Option<u64> {
+        let lvt = self.read_register(XAPIC_LVT_TIMER);
+        self.write_register(XAPIC_LVT_TIMER, LVT_MASKED | (lvt & 0xFF));
+        self.write_register(XAPIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
+        let start_tsc = cpu::rdtsc();
+        self.write_register(XAPIC_TIMER_INITIAL, u32::MAX);
+        cpu::delay_us(TIMER_MEASURE_US);
+        let remaining = self.read_register(XAPIC_TIMER_CURRENT);
+        let elapsed_ns = cpu::ticks_to_ns(cpu::rdtsc() - start_tsc);
+        self.write_register(XAPIC_TIMER_INITIAL, 0);
+        let ticks = (u32::MAX - remaining) as u64;
+        if ticks == 0 || remaining == 0 || elapsed_ns == 0 {
+            return None;
+        }
+        Some((ticks as u128 * 1_000_000_000 / elapsed_ns as u128) as u64)
     }
 
     fn read_spurious(&self) -> u32 {

@@ -19,7 +19,20 @@
  *                                                                   (park table ABI)
  *   {MAX_CPUS}                                                      (AP_PROOFS entries)
  *   {PROOF_APIC_ID} {PROOF_TSC} {PROOF_SIZE_SHIFT}                  (ApProof layout)
+ *   {PROOF_LVT_TIMER} {PROOF_TIMER_ISR} {PROOF_TIMER_IRR} {TIMER_VECTOR_WORD}
  */
+
+.set MSR_IA32_APIC_BASE,    0x1B
+.set APIC_BASE_X2APIC,      1 << 10
+.set APIC_BASE_ENABLE,      1 << 11
+.set APIC_BASE_ADDRESS_MASK, 0xFFFFFFFFFF000
+.set XAPIC_LVT_TIMER,       0x320
+.set XAPIC_ISR0,            0x100
+.set XAPIC_IRR0,            0x200
+.set XAPIC_REGISTER_STRIDE, 0x10
+.set X2APIC_MSR_LVT_TIMER,  0x832
+.set X2APIC_MSR_ISR0,       0x810
+.set X2APIC_MSR_IRR0,       0x820
 
 .set MULTIBOOT2_HEADER_MAGIC,       0xE85250D6
 .set MULTIBOOT2_ARCH_I386,          0      /* 32-bit protected mode entry */
@@ -336,6 +349,37 @@ testkernel_ap_hold_entry:
     add     %rdx, %rcx
     mov     {SLOT_APIC_ID}(%rdi), %eax
     movl    %eax, {PROOF_APIC_ID}(%rcx)
+    /* The local APIC as parkboot left it: the park timer must not come along. */
+    mov     %rcx, %r10
+    mov     $MSR_IA32_APIC_BASE, %ecx
+    rdmsr
+    test    $APIC_BASE_ENABLE, %eax
+    jz      17f
+    test    $APIC_BASE_X2APIC, %eax
+    jz      16f
+    mov     $X2APIC_MSR_LVT_TIMER, %ecx
+    rdmsr
+    movl    %eax, {PROOF_LVT_TIMER}(%r10)
+    mov     $(X2APIC_MSR_ISR0 + {TIMER_VECTOR_WORD}), %ecx
+    rdmsr
+    movl    %eax, {PROOF_TIMER_ISR}(%r10)
+    mov     $(X2APIC_MSR_IRR0 + {TIMER_VECTOR_WORD}), %ecx
+    rdmsr
+    movl    %eax, {PROOF_TIMER_IRR}(%r10)
+    jmp     17f
+16:
+    shl     $32, %rdx
+    or      %rdx, %rax
+    movabs  $APIC_BASE_ADDRESS_MASK, %rdx
+    and     %rdx, %rax
+    movl    XAPIC_LVT_TIMER(%rax), %edx
+    movl    %edx, {PROOF_LVT_TIMER}(%r10)
+    movl    (XAPIC_ISR0 + {TIMER_VECTOR_WORD} * XAPIC_REGISTER_STRIDE)(%rax), %edx
+    movl    %edx, {PROOF_TIMER_ISR}(%r10)
+    movl    (XAPIC_IRR0 + {TIMER_VECTOR_WORD} * XAPIC_REGISTER_STRIDE)(%rax), %edx
+    movl    %edx, {PROOF_TIMER_IRR}(%r10)
+17:
+    mov     %r10, %rcx
     /* The TSC last: the boot processor waits for it to become nonzero, and x86 keeps
      * stores in order, so the APIC ID is visible by then. */
     mov     %r8, {PROOF_TSC}(%rcx)

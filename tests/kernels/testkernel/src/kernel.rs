@@ -16,12 +16,17 @@ use park::mailbox::{MailboxCommand, WakeupMailbox, MAILBOX_ALIGN, MAILBOX_SIZE};
 use park::reentry::{
     KernelReport, Multiboot2ParkbootTag, ReentryRequest, MULTIBOOT2_TAG_TYPE_PARKBOOT,
 };
-use park::table::{flags, offsets, CpuSlot, CpuState, ParkTable, PARK_TABLE_VERSION};
+use park::table::{
+    flags, offsets, CpuSlot, CpuState, ParkTable, PARK_TABLE_VERSION, PARK_TIMER_VECTOR,
+};
 
 /// CPUs this kernel keeps a proof of wakeup for. Its own limit, not the park table's:
 /// the table says how many slots it has (`slot_count`), and the kernel refuses a table
 /// with more CPUs than this instead of reading beyond `AP_PROOFS`.
 const MAX_CPUS: usize = 1024;
+
+/// The mask bit of a local-APIC LVT entry.
+const LVT_MASKED: u32 = 1 << 16;
 
 use crate::acpi::{self, PhysicalMemory};
 use crate::bootinfo::{self, BootInfo, TAG_HEADER_SIZE};
@@ -122,6 +127,11 @@ const GARBAGE_COUNT_EXTRA: u32 = 5;
 #[repr(C, align(64))]
 struct ApProof {
     apic_id: AtomicU32,
+    /// The AP's local APIC as it found it at the entry: LVT timer, and the ISR and IRR
+    /// words that hold the park timer's vector (all 0 when the APIC is disabled).
+    lvt_timer: AtomicU32,
+    timer_isr: AtomicU32,
+    timer_irr: AtomicU32,
     tsc: AtomicU64,
 }
 
@@ -129,13 +139,34 @@ impl ApProof {
     const fn new() -> ApProof {
         ApProof {
             apic_id: AtomicU32::new(0),
+            lvt_timer: AtomicU32::new(0),
+            timer_isr: AtomicU32::new(0),
+            timer_irr: AtomicU32::new(0),
             tsc: AtomicU64::new(0),
         }
     }
 
     fn reset(&self) {
         self.apic_id.store(NO_APIC_ID, Ordering::Relaxed);
+        self.lvt_timer.store(0, Ordering::Relaxed);
+        self.timer_isr.store(0, Ordering::Relaxed);
+        self.timer_irr.store(0, Ordering::Relaxed);
         self.tsc.store(0, Ordering::Release);
+    }
+
+    /// `Err` with what is wrong when the AP came with the park timer still running,
+    /// pending or in service (see `Check::ParkTimerLeftBehind`).
+    fn park_timer_left_behind(&self) -> Result<(), (u32, bool, bool)> {
+        let lvt_timer = self.lvt_timer.load(Ordering::Acquire);
+        let vector_bit = 1u32 << (PARK_TIMER_VECTOR % 32);
+        let in_service = self.timer_isr.load(Ordering::Acquire) & vector_bit != 0;
+        let pending = self.timer_irr.load(Ordering::Acquire) & vector_bit != 0;
+        // An LVT of 0 means the APIC was disabled at the entry: no timer at all.
+        if (lvt_timer != 0 && lvt_timer & LVT_MASKED == 0) || in_service || pending {
+            Err((lvt_timer, in_service, pending))
+        } else {
+            Ok(())
+        }
     }
 
     /// The TSC stamp, once the AP has written it.
@@ -179,6 +210,10 @@ global_asm!(
     MAX_CPUS = const MAX_CPUS,
     PROOF_APIC_ID = const offset_of!(ApProof, apic_id),
     PROOF_TSC = const offset_of!(ApProof, tsc),
+    PROOF_LVT_TIMER = const offset_of!(ApProof, lvt_timer),
+    PROOF_TIMER_ISR = const offset_of!(ApProof, timer_isr),
+    PROOF_TIMER_IRR = const offset_of!(ApProof, timer_irr),
+    TIMER_VECTOR_WORD = const (PARK_TIMER_VECTOR / 32) as u32,
     PROOF_SIZE_SHIFT = const size_of::<ApProof>().trailing_zeros(),
     options(att_syntax)
 );
@@ -317,6 +352,9 @@ enum Check {
     KeepAps,
     /// `testkernel.misbehave=` names a known misbehaviour.
     MisbehaveOption,
+    /// A woken AP's local-APIC timer is masked, with nothing of the park timer's vector
+    /// pending or in service: the HLT wait's timer stays in parkboot.
+    ParkTimerLeftBehind,
 }
 
 /// Text of at most `MESSAGE_BYTES - 1` bytes (cut at a character boundary), for the
@@ -550,6 +588,8 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
             "baseline: nothing parked"
         } else if table.flags & flags::WAIT_MWAIT != 0 {
             "waiting with MWAIT"
+        } else if table.flags & flags::WAIT_HLT != 0 {
+            "waiting with HLT"
         } else {
             "waiting with PAUSE"
         }
@@ -817,6 +857,14 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
                 slot.apic_id
             );
         }
+        if let Err((lvt, in_service, pending)) = proof.park_timer_left_behind() {
+            fail!(
+                Check::ParkTimerLeftBehind,
+                "APIC ID {}: woken with LVT timer {lvt:#x}, park timer vector in service \
+                 {in_service}, pending {pending}",
+                slot.apic_id
+            );
+        }
         if !woken[index] {
             woken[index] = true;
             run.aps_woken += 1;
@@ -825,6 +873,9 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
         // Cannot overflow: one entry per slot.
         let _ = run.wake_ns.push(ns);
         say!("  APIC ID {:3}: mailbox wake {ns} ns", slot.apic_id);
+    }
+    if table.flags & flags::WAIT_HLT != 0 && !expected.is_empty() {
+        say!("every AP woke with the park timer masked, nothing pending or in service");
     }
     if !wait_until(timeout, || table.parked_count() == parked_at_start) {
         fail!(
@@ -861,6 +912,14 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
             fail!(
                 Check::ProofApicId,
                 "slot of APIC ID {} ran the wake-all vector, the proof says {proof_apic_id}",
+                slot.apic_id
+            );
+        }
+        if let Err((lvt, in_service, pending)) = AP_PROOFS[index].park_timer_left_behind() {
+            fail!(
+                Check::ParkTimerLeftBehind,
+                "APIC ID {}: woken with LVT timer {lvt:#x}, park timer vector in service \
+                 {in_service}, pending {pending}",
                 slot.apic_id
             );
         }
