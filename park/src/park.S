@@ -33,9 +33,11 @@
 .set APIC_BASE_ENABLE,      1 << 11
 .set APIC_BASE_ADDRESS_MASK, 0xFFFFFFFFFF000
 .set XAPIC_SPURIOUS,        0xF0
+.set XAPIC_LVT_LINT0,       0x350
 .set XAPIC_LVT_LINT1,       0x360
 .set X2APIC_MSR_SPURIOUS,   0x80F
-.set X2APIC_MSR_LVT_LINT1,  0x835
+.set X2APIC_MSR_LVT_LINT0,  0x835                /* 0x800 + (XAPIC_LVT_LINT0 >> 4) */
+.set X2APIC_MSR_LVT_LINT1,  0x836                /* 0x800 + (XAPIC_LVT_LINT1 >> 4) */
 .set APIC_SOFTWARE_ENABLE,  1 << 8
 .set LVT_DELIVERY_NMI,      0b100 << 8
 .set LVT_MASKED,            1 << 16
@@ -120,7 +122,10 @@
 
 /* Platform NMIs reach a CPU through its local APIC's LINT1 entry, which INIT and a
  * kernel's soft-disable leave masked. Program it for NMI delivery, as coreboot does on
- * every CPU, so a parked CPU does see NMIs (and its handler keeps it parked).
+ * every CPU, so a parked CPU does see NMIs (and its handler keeps it parked). LINT0,
+ * where the legacy 8259 PIC's ExtINT arrives, is masked: a parked CPU takes no PIC
+ * interrupt (whose vector, 8 for the PIT under a BIOS, would land on an exception
+ * entry of the park IDT while the HLT wait has interrupts on).
  * Clobbers rax, rcx, rdx. */
 .macro ROUTE_PLATFORM_NMI
     mov     $MSR_IA32_APIC_BASE, %ecx
@@ -133,9 +138,12 @@
     rdmsr
     or      $APIC_SOFTWARE_ENABLE, %eax
     wrmsr
+    xor     %edx, %edx
+    mov     $X2APIC_MSR_LVT_LINT0, %ecx
+    mov     $LVT_MASKED, %eax
+    wrmsr
     mov     $X2APIC_MSR_LVT_LINT1, %ecx
     mov     $LVT_DELIVERY_NMI, %eax
-    xor     %edx, %edx
     wrmsr
     jmp     .Lnmi_routed\@
 .Lxapic\@:
@@ -144,6 +152,7 @@
     movabs  $APIC_BASE_ADDRESS_MASK, %rcx
     and     %rcx, %rax
     orl     $APIC_SOFTWARE_ENABLE, XAPIC_SPURIOUS(%rax)
+    movl    $LVT_MASKED, XAPIC_LVT_LINT0(%rax)
     movl    $LVT_DELIVERY_NMI, XAPIC_LVT_LINT1(%rax)
 .Lnmi_routed\@:
 .endm

@@ -7,7 +7,7 @@ use core::fmt::{self, Write};
 use crate::park_layout::Duration;
 
 /// Iterations whose details are kept for the report (all are counted).
-pub const MAX_RECORDED_ITERATIONS: usize = 4096;
+pub const MAX_RECORDED_ITERATIONS: usize = 1024;
 
 /// What a kernel asked for when it gave control back (mirrors
 /// `park::reentry::ReentryRequest`, which this crate does not depend on for host

@@ -84,7 +84,8 @@ fn garbage_as_the_multiboot2_kernel_is_refused_by_name() {
         .find(|l| l.contains("  test-kernel ") && l.ends_with("FAILED"))
         .unwrap_or_else(|| panic!("no report row for the refused entry:\n{stdout}"));
     assert!(
-        row.contains("1   -            -              -          - / - / -  ")
+        row.contains("  test-kernel                  1   -  ")
+            && row.contains("  - / - / -  ")
             && row.ends_with("  -  FAILED"),
         "{row}"
     );
