@@ -18,7 +18,7 @@
 //! for a busy host.
 
 use parkboot_tests::rom::{base_rom, Compression, RomBuilder};
-use parkboot_tests::{parkboot_image, workspace_root, Boot};
+use parkboot_tests::{linux_kernel, parkboot_image, workspace_root, Boot};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,34 +44,6 @@ fn xen() -> PathBuf {
     path
 }
 
-fn dom0_kernel() -> PathBuf {
-    if let Some(path) = std::env::var_os("PARKBOOT_LINUX_KERNEL") {
-        return path.into();
-    }
-    let kernels = workspace_root().join("target/linux/kernel");
-    std::fs::read_dir(&kernels)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .flat_map(|package| {
-            std::fs::read_dir(package.path().join("boot"))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .map(|entry| entry.path())
-        .find(|path| {
-            path.file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with("vmlinuz-6.12"))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no Debian 6.12 kernel under {}: scripts/test downloads it",
-                kernels.display()
-            )
-        })
-}
-
 #[test]
 fn rom_xen_brings_up_every_cpu() {
     // The dom0 kernel is the entry's only module (`initrd` becomes the first module).
@@ -87,7 +59,7 @@ fn rom_xen_brings_up_every_cpu() {
     let outcome = Boot::rom(&rom.path)
         .smp(CPUS)
         .memory_mib(MEMORY_MIB)
-        .fw_cfg_file(DOM0, dom0_kernel())
+        .fw_cfg_file(DOM0, linux_kernel())
         .trace_init_ipis(true)
         .timeout(TIMEOUT)
         .run_with(|line, control| {
