@@ -31,7 +31,7 @@ use core::fmt;
 
 use heapless::{String, Vec};
 
-use crate::fw_cfg::FW_CFG_MAX_FILE_PATH;
+use crate::platform::fw_cfg::FW_CFG_MAX_FILE_PATH;
 use crate::platform::MAX_CMDLINE;
 
 /// The fw_cfg file parkboot reads its configuration from.

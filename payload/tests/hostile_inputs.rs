@@ -10,10 +10,12 @@
 //! case count (default keeps the whole file to a few seconds); `scripts/fuzz` runs the
 //! same targets coverage-guided for longer.
 
-use parkboot::acpi::{self, SdtHeader};
-use parkboot::cbfs::Cbfs;
+use parkboot::config;
+use parkboot::kernels::{linux, multiboot2};
+use parkboot::platform::acpi::{self, SdtHeader};
+use parkboot::platform::cbfs::Cbfs;
+use parkboot::platform::{coreboot, fw_cfg, pvh};
 use parkboot::platform::{BootSource, MemoryKind, MemoryRegion, PhysicalMemory, Platform};
-use parkboot::{config, coreboot, fw_cfg, linux, multiboot2, pvh};
 use std::collections::HashMap;
 
 /// xorshift64*: deterministic and good enough to pick mutations.

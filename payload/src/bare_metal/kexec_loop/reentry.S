@@ -9,7 +9,7 @@
  *
  * rdi = park::reentry::ReentryRequest, rsi = kernel report (or 0); passed on to
  * {rust_reentry}(request, report) -> !. parkboot_reentry_cr3/_la57 are written (by
- * arch::set_reentry_cr3) before the first kernel is booted. {idt} is the boot
+ * reentry.rs: set_reentry_cr3) before the first kernel is booted. {idt} is the boot
  * processor's IDT, {IDT_LIMIT} its LIDT limit.
  */
 

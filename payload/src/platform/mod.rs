@@ -1,7 +1,17 @@
 //! One view of the machine, whichever way parkboot was entered.
 //!
 //! The coreboot table parser (`coreboot`) and the PVH start info parser (`pvh`) both
-//! fill a [`Platform`]; everything after them reads only this.
+//! fill a [`Platform`]; everything after them reads only this. The other modules here
+//! read the rest of what the platform offers: ACPI tables, CBFS, fw_cfg, the CBMEM
+//! console, and where the configuration and the default kernel come from (`sources`).
+
+pub mod acpi;
+pub mod cbfs;
+pub mod cbmem_console;
+pub mod coreboot;
+pub mod fw_cfg;
+pub mod pvh;
+pub mod sources;
 
 use heapless::Vec;
 

@@ -6,12 +6,12 @@ use std::string::ToString;
 use std::vec;
 use std::vec::Vec;
 
-const PLAIN: &[u8] = include_bytes!("../../testdata/cbfs/plain.bin");
-const SHA256: &[u8] = include_bytes!("../../testdata/cbfs/sha256.bin");
-const PAYLOAD: &[u8] = include_bytes!("../../testdata/cbfs/payload.bin");
-const BIG_LZMA: &[u8] = include_bytes!("../../testdata/cbfs/big-lzma.bin");
-const TEXT: &[u8] = include_bytes!("../../testdata/cbfs/text.txt");
-const BINARY: &[u8] = include_bytes!("../../testdata/cbfs/binary.bin");
+const PLAIN: &[u8] = include_bytes!("../../../testdata/cbfs/plain.bin");
+const SHA256: &[u8] = include_bytes!("../../../testdata/cbfs/sha256.bin");
+const PAYLOAD: &[u8] = include_bytes!("../../../testdata/cbfs/payload.bin");
+const BIG_LZMA: &[u8] = include_bytes!("../../../testdata/cbfs/big-lzma.bin");
+const TEXT: &[u8] = include_bytes!("../../../testdata/cbfs/text.txt");
+const BINARY: &[u8] = include_bytes!("../../../testdata/cbfs/binary.bin");
 
 /// Every raw file in the plain and sha256 images: name, compression, original bytes.
 const FILES: [(&str, Compression, &[u8]); 5] = [

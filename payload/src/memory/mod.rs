@@ -11,6 +11,12 @@
 //! Everything here is `no_std` and allocation-free: capacities are fixed and exceeding
 //! them is an error, never a panic. Addresses come from the platform and are never
 //! trusted: all range arithmetic is checked.
+//!
+//! `paging` builds the identity-mapped page tables; `bulk` copies and fills the
+//! reserved ranges a kernel is reloaded into.
+
+pub mod bulk;
+pub mod paging;
 
 use core::fmt;
 

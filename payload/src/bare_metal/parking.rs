@@ -12,13 +12,13 @@ use park::table::{
     PARK_TABLE_SIGNATURE, PARK_TABLE_VERSION,
 };
 use park::{MailboxCommand, WakeupMailbox};
-use parkboot::acpi::{Cpu, MAX_CPUS};
 use parkboot::config::{park_timer_initial_count, Config, ParkWait, WaitMode};
+use parkboot::memory::paging::{self, MapOptions, PageAllocator, ENTRIES_PER_TABLE};
 use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
-use parkboot::paging::{self, MapOptions, PageAllocator, ENTRIES_PER_TABLE};
-use parkboot::park_layout::{
+use parkboot::parking::layout::{
     IdRanges, InterruptGate, ParkLayout, SlotPlan, Spread, IDT_ENTRIES, PAGE_SIZE, PARK_GDT,
 };
+use parkboot::platform::acpi::{Cpu, MAX_CPUS};
 
 /// The real-mode IVT and BIOS data area stay untouched.
 const TRAMPOLINE_MIN: u64 = 0x1000;

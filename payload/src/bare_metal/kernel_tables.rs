@@ -7,11 +7,11 @@
 //! right now (see `acpi::cpus_to_withhold`): an OS waits without a timeout for every
 //! CPU the MADT says is enabled.
 
-use crate::boot::Identity;
+use crate::arch::identity::Identity;
 use crate::parking::Parked;
 use core::fmt;
-use parkboot::acpi::{self, AcpiError, PristineTables, Withheld, MAX_CPUS};
 use parkboot::memory::{Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
+use parkboot::platform::acpi::{self, AcpiError, PristineTables, Withheld, MAX_CPUS};
 
 /// Room for the kernels' RSDP, XSDT and MADT.
 const KERNEL_TABLES_BYTES: u64 = 64 * 1024;

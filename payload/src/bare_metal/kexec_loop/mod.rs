@@ -1,30 +1,38 @@
 //! Boot entries and the kexec loop parkboot drives: load each configured kernel from a
 //! pristine copy, boot it, take the boot processor back through the re-entry vector,
 //! and boot again, without ever sending an AP INIT again.
+//!
+//! `state.rs` holds what survives the kernels; `linux.rs` boots a Linux bzImage;
+//! `reentry.rs` is the vector kernels come back through. Multiboot2 kernels are booted
+//! here.
 
+mod linux;
+mod reentry;
+mod state;
+
+pub use state::{summary, BootState, PER_AP_JSON_BYTES};
+
+use crate::arch::finish::{done, stop};
 use crate::arch::{self, cpu, exceptions};
-use crate::parking::Parked;
-use crate::{done, stop};
-use core::fmt::{self, Write};
-use core::mem::MaybeUninit;
+use core::fmt::Write;
 use core::sync::atomic::Ordering;
 use park::reentry::{
     KernelReport, Multiboot2ParkbootTag, ReentryRequest, MULTIBOOT2_TAG_TYPE_PARKBOOT,
 };
 use park::table::{CpuState, MAX_PARKED_CPUS, PARK_TABLE_VERSION};
-use parkboot::boot_loop::{
-    IterationRecord, LoadPhases, LoopLog, Next, ReportRow, Request, Schedule, REPORT_HEADER,
+use parkboot::config::{Entry, Format, Sha256Pin, Source, MAX_SOURCE_NAME};
+use parkboot::flow::boot_loop::{
+    IterationRecord, LoadPhases, Next, ReportRow, Request, Schedule, REPORT_HEADER,
 };
-use parkboot::cbfs::{Cbfs, CbfsError, Compression};
-use parkboot::config::{Config, Entry, Format, Sha256Pin, Source, MAX_SOURCE_NAME};
-use parkboot::fw_cfg::{FwCfg, FwCfgError, IoPorts};
-use parkboot::memory::{
-    Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE,
+use parkboot::kernels::multiboot2::{self};
+use parkboot::memory::{Lifetime, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE};
+use parkboot::parking::layout::{Duration, Spread};
+use parkboot::platform::cbfs::Compression;
+use parkboot::platform::sources;
+use state::{
+    init_state, loop_log, stamp, state, Current, EntryError, Image, PinnedImage, SCRATCH,
+    STAMP_ACPI, STAMP_BOOT_INFO, STAMP_COPIED, STAMP_JUMP,
 };
-use parkboot::multiboot2::{self, Mb2Error};
-use parkboot::park_layout::{Duration, Spread};
-use parkboot::platform::Platform;
-use parkboot::sources;
 
 /// Room for the multiboot2 boot information parkboot builds (memory map included).
 const MBI_BYTES: u64 = 16 * 1024;
@@ -41,294 +49,12 @@ pub static LEGACY_BIOS_INT15: core::sync::atomic::AtomicU32 = core::sync::atomic
 const MAX_CBFS_NAMES: usize = 128;
 /// Loop report rows printed in full; longer loops show the first and last half.
 const REPORT_ROWS: usize = 20;
-/// Everything but `per_ap` fits in a few KiB; `per_ap` has its own bound.
-pub const SUMMARY_CAPACITY: usize = 4096 + crate::boot::PER_AP_JSON_BYTES * MAX_PARKED_CPUS;
-
-/// A kernel or initrd as loaded once from its source: the pristine copy every
-/// iteration reloads from.
-#[derive(Clone, Copy)]
-pub struct Image {
-    pub addr: u64,
-    pub len: usize,
-}
-
-impl Image {
-    pub fn bytes(&self) -> &'static [u8] {
-        // SAFETY: a range parkboot reserved (Permanent) or a boot module it reserved.
-        unsafe { core::slice::from_raw_parts(self.addr as *const u8, self.len) }
-    }
-}
-
-const PHASE_STAMPS: usize = 5;
-const STAMP_COPIED: usize = 1;
-const STAMP_BOOT_INFO: usize = 2;
-const STAMP_ACPI: usize = 3;
-const STAMP_JUMP: usize = 4;
-
-/// Records the end of a load phase of the iteration in flight.
-fn stamp(s: &mut BootState, phase: usize) {
-    if let Some(current) = s.current.as_mut() {
-        current.stamps[phase] = cpu::rdtsc();
-    }
-}
-
-/// The iteration in flight while a kernel runs.
-struct Current {
-    entry: usize,
-    iteration: u32,
-    iterations: u32,
-    start_tsc: u64,
-    /// TSC at the end of each load phase: `[start, copied, boot information, ACPI,
-    /// jump]` (see `LoadPhases::from_stamps`); 0 = not reached.
-    stamps: [u64; PHASE_STAMPS],
-    wake_counts: [u64; MAX_PARKED_CPUS],
-    /// APs parked (and so advertised in the MADT) when this kernel was booted: how
-    /// many must be parked again when it gives the boot processor back.
-    aps_parked: u32,
-    /// Slot states and refusal counts when this kernel was booted.
-    before: Option<crate::misbehaviour::BeforeBoot>,
-}
-
-/// Everything parkboot keeps while kernels run (its stack does not survive them).
-pub struct BootState {
-    pub platform: Platform,
-    pub config: Config,
-    pub memory: MemoryMap,
-    pub parked: Option<Parked>,
-    /// The RSDP kernels get: the rewritten tables, or the platform's in baseline mode.
-    pub kernel_rsdp: u64,
-    pub fw_cfg: Option<FwCfg<IoPorts>>,
-    /// CBFS in the boot media (coreboot entry only).
-    pub cbfs: Option<Cbfs<'static>>,
-    /// CPUs the kernels are told to expect (`parkboot.cpus=`): every CPU in the MADT,
-    /// or, when parked, the ones the kernels' MADT advertises.
-    pub cpus: u32,
-    /// The kernels' ACPI tables, emitted afresh before every boot (parked mode only).
-    pub kernel_tables: Option<crate::kernel_tables::KernelTables>,
-    /// parkboot's page tables, loaded again at the re-entry vector.
-    pub firmware_cr3: u64,
-    pub firmware_cr3_la57: u64,
-    images: [Option<Image>; 8],
-    initrds: [Option<Image>; 8],
-    schedule: Schedule,
-    current: Option<Current>,
-    /// Park table fields, slot states and counts parkboot found wrong and repaired
-    /// after kernels re-entered.
-    table_repairs: u64,
-}
-
-static mut STATE: MaybeUninit<BootState> = MaybeUninit::uninit();
-/// Kept apart from `BootState` because they are large: they live in .bss only.
-static mut LOOP_LOG: LoopLog = LoopLog::new();
-static mut SUMMARY: heapless::String<SUMMARY_CAPACITY> = heapless::String::new();
-static mut SCRATCH: [u64; parkboot::boot_loop::MAX_RECORDED_ITERATIONS] =
-    [0; parkboot::boot_loop::MAX_RECORDED_ITERATIONS];
-
-fn loop_log() -> &'static mut LoopLog {
-    // SAFETY: only the boot processor runs parkboot's Rust code, one user at a time.
-    unsafe { &mut *core::ptr::addr_of_mut!(LOOP_LOG) }
-}
-
-/// Logs the summary built so far, for a kernel that never comes back (Linux kexecs
-/// itself): what parkboot found and did up to the hand-off. The harness merges it with
-/// the summary the kernel's side prints.
-pub fn log_summary_so_far() {
-    log::info!("parkboot: summary: {}}}", summary());
-}
-
-/// The summary JSON, built up from boot to the end, without its closing brace.
-pub fn summary() -> &'static mut heapless::String<SUMMARY_CAPACITY> {
-    // SAFETY: as for `loop_log`.
-    unsafe { &mut *core::ptr::addr_of_mut!(SUMMARY) }
-}
-
-fn state() -> &'static mut BootState {
-    // SAFETY: written once by `start` before anything calls this; only the boot
-    // processor runs parkboot's Rust code.
-    unsafe { (*core::ptr::addr_of_mut!(STATE)).assume_init_mut() }
-}
-
-impl BootState {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        platform: Platform,
-        config: Config,
-        memory: MemoryMap,
-        parked: Option<Parked>,
-        kernel_rsdp: u64,
-        fw_cfg: Option<FwCfg<IoPorts>>,
-        cbfs: Option<Cbfs<'static>>,
-        cpus: u32,
-        map: &crate::parking::FirmwareMap,
-    ) -> Self {
-        BootState {
-            firmware_cr3: map.pml4,
-            firmware_cr3_la57: map.pml5,
-            platform,
-            config,
-            memory,
-            parked,
-            kernel_rsdp,
-            fw_cfg,
-            cbfs,
-            cpus,
-            kernel_tables: None,
-            images: [None; 8],
-            initrds: [None; 8],
-            schedule: Schedule::new(&[]),
-            current: None,
-            table_repairs: 0,
-        }
-    }
-}
-
-/// Why an entry could not be booted. parkboot logs it and goes on with the next entry.
-pub enum EntryError {
-    Memory(MemoryError),
-    FwCfg(FwCfgError),
-    Cbfs(CbfsError),
-    Multiboot2(Mb2Error),
-    Linux(parkboot::linux::LinuxError),
-    NoFwCfg,
-    NoCbfs,
-    NotFound(heapless::String<64>),
-    NotInCbfs(heapless::String<64>),
-    NotAKernel,
-    ModuleMissing(u32),
-    BootInfo(Mb2Error),
-    KernelTables(parkboot::acpi::AcpiError),
-    /// An image whose SHA-256 is not the one the configuration pins (the source and
-    /// the pin are the entry's: [`EntryError::in_entry`] names them).
-    PinMismatch {
-        image: PinnedImage,
-        found: Sha256Pin,
-    },
-}
-
-/// Which of an entry's images a pin is for.
-#[derive(Clone, Copy)]
-pub enum PinnedImage {
-    Kernel,
-    Initrd,
-}
-
-impl PinnedImage {
-    fn name(self) -> &'static str {
-        match self {
-            PinnedImage::Kernel => "kernel",
-            PinnedImage::Initrd => "initrd",
-        }
-    }
-
-    /// The entry's source and pin for this image.
-    fn of(self, entry: &Entry) -> (Option<&Source>, Option<Sha256Pin>) {
-        match self {
-            PinnedImage::Kernel => (Some(&entry.kernel), entry.kernel_sha256),
-            PinnedImage::Initrd => (entry.initrd.as_ref(), entry.initrd_sha256),
-        }
-    }
-}
-
-/// An [`EntryError`] with the entry it happened in, for errors whose message needs
-/// the entry's settings (kept out of the error itself, which stays small).
-pub struct InEntry<'a> {
-    error: &'a EntryError,
-    entry: Option<&'a Entry>,
-}
-
-impl EntryError {
-    pub fn in_entry<'a>(&'a self, entry: Option<&'a Entry>) -> InEntry<'a> {
-        InEntry { error: self, entry }
-    }
-}
-
-impl fmt::Display for InEntry<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.error, self.entry) {
-            (EntryError::PinMismatch { image, found }, Some(entry)) => {
-                let (source, pinned) = image.of(entry);
-                f.write_str(image.name())?;
-                if let Some(source) = source {
-                    write!(f, " {source}")?;
-                }
-                write!(f, ": SHA-256 is {found}, the configuration pins ")?;
-                match pinned {
-                    Some(pinned) => write!(f, "{pinned}; not booted"),
-                    None => f.write_str("another; not booted"),
-                }
-            }
-            (error, _) => write!(f, "{error}"),
-        }
-    }
-}
-
-impl fmt::Display for EntryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EntryError::Memory(e) => write!(f, "{e}"),
-            EntryError::FwCfg(e) => write!(f, "fw_cfg: {e}"),
-            EntryError::Cbfs(e) => write!(f, "{e}"),
-            EntryError::Multiboot2(e) => write!(f, "{e}"),
-            EntryError::Linux(e) => write!(f, "{e}"),
-            EntryError::NoFwCfg => write!(f, "no QEMU fw_cfg device to load it from"),
-            EntryError::NoCbfs => write!(
-                f,
-                "no CBFS to load it from (parkboot was not started by coreboot, or the boot media has none)"
-            ),
-            EntryError::NotFound(name) => write!(f, "fw_cfg has no file '{name}'"),
-            EntryError::NotInCbfs(name) => write!(f, "CBFS has no file '{name}'"),
-            EntryError::NotAKernel => write!(
-                f,
-                "neither a multiboot2 kernel (no header in the first 32 KiB) nor a Linux bzImage (no 'HdrS' at 0x202)"
-            ),
-            EntryError::ModuleMissing(n) => write!(f, "there is no boot module {n}"),
-            EntryError::BootInfo(e) => write!(f, "building the boot information: {e}"),
-            EntryError::KernelTables(e) => write!(f, "emitting the kernels' ACPI tables: {e}"),
-            EntryError::PinMismatch { image, found } => write!(
-                f,
-                "{}: SHA-256 is {found}, not the one the configuration pins; not booted",
-                image.name()
-            ),
-        }
-    }
-}
-
-impl From<MemoryError> for EntryError {
-    fn from(e: MemoryError) -> Self {
-        EntryError::Memory(e)
-    }
-}
-
-impl From<FwCfgError> for EntryError {
-    fn from(e: FwCfgError) -> Self {
-        EntryError::FwCfg(e)
-    }
-}
-
-impl From<CbfsError> for EntryError {
-    fn from(e: CbfsError) -> Self {
-        EntryError::Cbfs(e)
-    }
-}
-
-impl From<Mb2Error> for EntryError {
-    fn from(e: Mb2Error) -> Self {
-        EntryError::Multiboot2(e)
-    }
-}
-
-impl From<parkboot::linux::LinuxError> for EntryError {
-    fn from(e: parkboot::linux::LinuxError) -> Self {
-        EntryError::Linux(e)
-    }
-}
 
 /// Runs the configured entries; never returns (kernels come back through `reentry`).
 pub fn start(boot_state: BootState) -> ! {
-    // SAFETY: the one write, before any reader.
-    unsafe { (*core::ptr::addr_of_mut!(STATE)).write(boot_state) };
+    init_state(boot_state);
     let s = state();
-    arch::set_reentry_cr3(s.firmware_cr3, s.firmware_cr3_la57);
+    reentry::set_reentry_cr3(s.firmware_cr3, s.firmware_cr3_la57);
     if s.config.entries.is_empty() {
         default_entries(s);
     }
@@ -387,7 +113,7 @@ fn fw_cfg_has(s: &mut BootState, name: &str) -> bool {
 }
 
 /// Without configured entries, parkboot boots the kernel CBFS holds (the rule is in
-/// `parkboot::sources`), else what QEMU offers: `opt/parkboot/kernel` (with
+/// `parkboot::platform::sources`), else what QEMU offers: `opt/parkboot/kernel` (with
 /// `opt/parkboot/initrd`), else the standard `-kernel`/`-initrd` items, which QEMU fills
 /// when parkboot is coreboot's payload and a bzImage is given with -kernel.
 fn default_entries(s: &mut BootState) {
@@ -725,7 +451,7 @@ fn detect(entry: &Entry, image: &[u8]) -> Result<Kind, EntryError> {
         Format::Auto => {
             if multiboot2::find_header(image).is_some() {
                 Ok(Kind::Multiboot2)
-            } else if parkboot::linux::looks_like_bzimage(image) {
+            } else if parkboot::kernels::linux::looks_like_bzimage(image) {
                 Ok(Kind::Linux)
             } else {
                 Err(EntryError::NotAKernel)
@@ -781,7 +507,7 @@ fn try_boot(
     });
     match kind {
         Kind::Multiboot2 => boot_multiboot2(s, &entry, image, initrd, iteration, iterations),
-        Kind::Linux => crate::linux_boot::boot_linux(s, &entry, image, initrd, iterations),
+        Kind::Linux => linux::boot_linux(s, &entry, image, initrd, iterations),
     }
 }
 
@@ -826,7 +552,7 @@ fn reserve_copy(
         Lifetime::Boot,
     )?;
     // SAFETY: just reserved.
-    unsafe { parkboot::bulk::copy_raw(addr as *mut u8, bytes.as_ptr(), bytes.len()) };
+    unsafe { parkboot::memory::bulk::copy_raw(addr as *mut u8, bytes.as_ptr(), bytes.len()) };
     Ok(addr)
 }
 
@@ -865,8 +591,8 @@ fn boot_multiboot2(
         // SAFETY: reserved above for this segment (mem_size >= file_size, checked by
         // the plan); the pristine image is apart from every reservation.
         unsafe {
-            parkboot::bulk::copy_raw(segment.dest as *mut u8, data.as_ptr(), data.len());
-            parkboot::bulk::zero_raw(
+            parkboot::memory::bulk::copy_raw(segment.dest as *mut u8, data.as_ptr(), data.len());
+            parkboot::memory::bulk::zero_raw(
                 (segment.dest + segment.file_size as u64) as *mut u8,
                 (segment.mem_size - segment.file_size as u64) as usize,
             );
@@ -943,7 +669,7 @@ fn boot_multiboot2(
     // SAFETY: the plan was validated, its segments loaded into reserved RAM below
     // 4 GiB; the boot stack is free once parkboot hands off.
     unsafe {
-        parkboot::handoff::enter_protected_mode32(
+        parkboot::kernels::handoff::enter_protected_mode32(
             plan.entry,
             multiboot2::BOOTLOADER_MAGIC,
             mbi as u32,
@@ -952,7 +678,7 @@ fn boot_multiboot2(
     }
 }
 
-/// Where a park-aware kernel gives the boot processor back (see `arch/reentry.S`).
+/// Where a park-aware kernel gives the boot processor back (see `reentry.S`).
 pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
     exceptions::init();
     let back_tsc = cpu::rdtsc();

@@ -1,49 +1,47 @@
 //! The boot flow: find the machine, park the APs, check them, report.
 
+use crate::arch::finish::{set_finish, stop, Finish};
+use crate::arch::identity::{self, Identity, IDENTITY};
 use crate::arch::{self, console, cpu, exceptions};
-use crate::entries::{self, BootState};
 use crate::kernel_tables::KernelTables;
+use crate::kexec_loop::{self, BootState, PER_AP_JSON_BYTES};
 use crate::parking::{self, Parked, WakeSample};
-use crate::{set_finish, stop, Finish};
+use core::arch::global_asm;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 use park::table::{CpuState, MAX_PARKED_CPUS};
-use parkboot::acpi::{self, Madt};
-use parkboot::cbfs::{Cbfs, Compression};
 use parkboot::config::{self, Config, OnFinish};
-use parkboot::fw_cfg::{FwCfg, IoPorts};
+use parkboot::kernels::handoff::{FLAT_GDT_POINTER, SEL_CODE32, SEL_CODE64, SEL_DATA};
 use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
-use parkboot::park_layout::{Duration, Spread};
+use parkboot::parking::layout::{Duration, Spread};
+use parkboot::platform::acpi::{self, Madt};
+use parkboot::platform::cbfs::{Cbfs, Compression};
+use parkboot::platform::fw_cfg::{FwCfg, IoPorts};
+use parkboot::platform::sources::{self, ConfigSource};
+use parkboot::platform::{coreboot, pvh};
 use parkboot::platform::{BootSource, MemoryKind, PhysicalMemory, Platform, SerialConsole};
-use parkboot::sources::{self, ConfigSource};
-use parkboot::{coreboot, pvh};
+
+// The entry points (coreboot's ELF entry and the PVH note), 32-bit protected mode to
+// long mode, then `rust_entry`.
+global_asm!(
+    include_str!("entry.S"),
+    rust_entry = sym rust_entry,
+    BOOT_SOURCE_COREBOOT = const BootSource::Coreboot as u32,
+    BOOT_SOURCE_PVH = const BootSource::Pvh as u32,
+    SEL_CODE32 = const SEL_CODE32,
+    SEL_CODE64 = const SEL_CODE64,
+    SEL_DATA = const SEL_DATA,
+    gdt_pointer = sym FLAT_GDT_POINTER,
+    options(att_syntax)
+);
+
+/// Called by `entry.S` in long mode on the boot stack.
+extern "C" fn rust_entry(source: u32, boot_info: u32) -> ! {
+    main(source, boot_info)
+}
 
 const BIOS_AREA: (u64, u64) = (0xE_0000, 0x10_0000);
 const CONFIG_BYTES: usize = 8192;
-/// Room for one AP's entry in the summary's `per_ap` list (about 110 bytes at most).
-pub const PER_AP_JSON_BYTES: usize = 128;
-
-/// End of what the current page tables identity-map: the first 4 GiB until the
-/// firmware map of all RAM is loaded.
-static MAPPED_END: AtomicU64 = AtomicU64::new(FOUR_GIB);
-
-/// Physical memory through the identity map.
-pub struct Identity;
-
-/// The one [`Identity`], for views of firmware memory that outlive a function (CBFS).
-pub static IDENTITY: Identity = Identity;
-
-impl PhysicalMemory for Identity {
-    fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
-        let end = addr.checked_add(len as u64)?;
-        if addr == 0 || end > MAPPED_END.load(Ordering::Relaxed) {
-            return None;
-        }
-        // SAFETY: identity-mapped; parkboot only reads firmware tables this way.
-        Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
-    }
-}
-
 fn find_platform(source: BootSource, boot_info: u32) -> Platform {
     let mut platform = Platform::new(source, boot_info as u64);
     match source {
@@ -519,7 +517,7 @@ fn nmi_test(parked: &Parked) {
     }
 }
 
-pub fn main(source: u32, boot_info: u32) -> ! {
+fn main(source: u32, boot_info: u32) -> ! {
     console::init(SerialConsole::COM1);
     exceptions::init();
     let (hz, how) = cpu::calibrate_tsc();
@@ -560,7 +558,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
                 log::info!(
                     "a legacy BIOS ran before parkboot (INT 15h at {segment:04x}:{offset:04x}): its E820 map does not know parkboot's memory"
                 );
-                entries::LEGACY_BIOS_INT15
+                kexec_loop::LEGACY_BIOS_INT15
                     .store((segment as u32) << 16 | offset as u32, Ordering::Relaxed);
             }
         }
@@ -571,8 +569,8 @@ pub fn main(source: u32, boot_info: u32) -> ! {
     }
     if platform.memory.is_empty() {
         if let Some(fw_cfg) = fw_cfg.as_mut() {
-            let mut entries =
-                [parkboot::fw_cfg::E820Entry::default(); parkboot::platform::MAX_MEMORY_REGIONS];
+            let mut entries = [parkboot::platform::fw_cfg::E820Entry::default();
+                parkboot::platform::MAX_MEMORY_REGIONS];
             if let Ok(n) = fw_cfg.e820(&mut entries) {
                 for e in &entries[..n] {
                     let _ = platform.memory.push(e.region());
@@ -629,7 +627,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
     let map_end = platform.top_of_ram().max(FOUR_GIB);
     let map = parking::build_firmware_map(&mut memory, map_end)
         .unwrap_or_else(|e| stop(format_args!("{e}")));
-    MAPPED_END.store(map_end, Ordering::Relaxed);
+    identity::set_mapped_end(map_end);
     log::info!(
         "page tables: identity map of 0-{:#x} with {} pages ({} KiB of tables)",
         map.end,
@@ -670,7 +668,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         }
     }
 
-    let summary = entries::summary();
+    let summary = kexec_loop::summary();
     let _ = write!(
         summary,
         "{{\"entry\":\"{}\",\"config_source\":\"{}\",\"cpus\":{},\"boot_apic_id\":{},\"memory_mib\":{},\"tsc_mhz\":{},\"madt_usable\":{}",
@@ -696,7 +694,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         }
         let _ = write!(summary, ",\"park\":false,\"aps_parked\":0");
         let cpus = madt.cpus.len() as u32;
-        entries::start(BootState::new(
+        kexec_loop::start(BootState::new(
             platform, config, memory, None, rsdp, fw_cfg, cbfs, cpus, &map,
         ));
     }
@@ -813,7 +811,7 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         summary,
         ",\"aps_beyond_table\":{},\"beyond_table\":\"{}\"",
         parked.beyond_table.len(),
-        parkboot::park_layout::IdRanges(&parked.beyond_table)
+        parkboot::parking::layout::IdRanges(&parked.beyond_table)
     );
     if let Some(s) = start_spread {
         let _ = write!(summary, ",\"init_sipi_start_ns\":{}", s.json());
@@ -861,5 +859,5 @@ pub fn main(source: u32, boot_info: u32) -> ! {
         &map,
     );
     state.kernel_tables = Some(kernel_tables);
-    entries::start(state)
+    kexec_loop::start(state)
 }

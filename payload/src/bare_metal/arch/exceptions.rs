@@ -2,10 +2,11 @@
 //! code, RIP, CR2, registers) and stops parkboot safely instead of triple-faulting.
 //! NMIs are counted and return.
 
-use super::{console, SEL_CODE64};
+use super::console;
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
-use parkboot::park_layout::{InterruptGate, IDT_ENTRIES};
+use parkboot::kernels::handoff::SEL_CODE64;
+use parkboot::parking::layout::{InterruptGate, IDT_ENTRIES};
 
 /// NMIs the boot processor has received.
 pub static NMI_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -154,5 +155,5 @@ extern "C" fn exception_handler(frame: &ExceptionFrame) -> ! {
         frame.r14,
         frame.r15,
     ));
-    crate::stop(format_args!("CPU exception {} {}", frame.vector, name))
+    super::finish::stop(format_args!("CPU exception {} {}", frame.vector, name))
 }

@@ -1,8 +1,8 @@
 //! Hand-off to code that expects 32-bit protected mode with paging off: multiboot2
 //! kernels, the only such entry parkboot boots (Linux is entered in 64-bit mode by
-//! `linux_boot.rs`). `handoff.S` is the only place parkboot leaves long mode.
+//! the kexec loop's `linux.rs`). `handoff.S` is the only place parkboot leaves long mode.
 
-use crate::park_layout::PARK_GDT;
+use crate::parking::layout::PARK_GDT;
 /// parkboot's GDT selectors: the same in its own GDT, the park GDT, the multiboot2
 /// hand-off and the Linux 64-bit entry.
 pub use park::code::{SEL_CODE32, SEL_CODE64, SEL_DATA};

@@ -4,7 +4,7 @@
 
 use core::fmt::{self, Write};
 
-use crate::park_layout::Duration;
+use crate::parking::layout::Duration;
 
 /// Iterations whose details are kept for the report (all are counted).
 pub const MAX_RECORDED_ITERATIONS: usize = 1024;
@@ -520,7 +520,7 @@ mod tests {
         }
         assert_eq!((log.iterations_done, log.iterations_failed), (4, 1));
         let mut scratch = [0u64; 8];
-        let s = crate::park_layout::Spread::of_values(
+        let s = crate::parking::layout::Spread::of_values(
             log.records.iter().map(|r| r.cycle_ns),
             &mut scratch,
         )

@@ -11,7 +11,7 @@ use super::cpu;
 use super::serial::Uart;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use parkboot::cbmem_console::{
+use parkboot::platform::cbmem_console::{
     check_header, check_placement, CbmemConsole, CbmemConsoleError, CbmemConsoleHeader, EarlyLog,
 };
 use parkboot::platform::{PhysicalMemory, Platform, SerialAccess, SerialConsole};

@@ -3,12 +3,12 @@
 //! tells it, on the command line, where the park table is and how many kexec
 //! iterations the entry asks for.
 
-use crate::entries::{BootState, EntryError, Image};
+use super::state::{log_summary_so_far, BootState, EntryError, Image};
 use core::convert::Infallible;
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 use parkboot::config::Entry;
-use parkboot::linux::{self, BootArgs};
+use parkboot::kernels::linux::{self, BootArgs};
 use parkboot::memory::{Lifetime, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE};
 
 const BOOT_PARAMS_BYTES: usize = 4096;
@@ -127,7 +127,7 @@ pub fn boot_linux(
     if let Some(parked) = &s.parked {
         parked.table.boots.fetch_add(1, Ordering::AcqRel);
     }
-    crate::entries::log_summary_so_far();
+    log_summary_so_far();
     // SAFETY: the kernel was validated and loaded into reserved RAM; parkboot's GDT has
     // __BOOT_CS (0x10) and __BOOT_DS (0x18) loaded, its identity map covers the kernel,
     // boot_params and the command line, interrupts are off.

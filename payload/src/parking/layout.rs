@@ -1,10 +1,10 @@
 //! Where everything in the park region goes, the descriptors parked CPUs load, and the
 //! statistics parkboot reports about them. Pure arithmetic, host-tested; the
-//! bare-metal side (`parking.rs`) fills the memory.
+//! bare-metal side (`bare_metal/parking.rs`) fills the memory.
 
 use core::fmt;
 
-use crate::acpi::{Cpu, MAX_CPUS};
+use crate::platform::acpi::{Cpu, MAX_CPUS};
 use park::table::MAX_PARKED_CPUS;
 
 pub const PAGE_SIZE: u64 = 4096;

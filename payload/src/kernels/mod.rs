@@ -1,0 +1,6 @@
+//! The kernels parkboot loads: multiboot2 images (ELF or a.out kludge) and Linux
+//! bzImages, and the hand-off to 32-bit protected mode for multiboot2.
+
+pub mod handoff;
+pub mod linux;
+pub mod multiboot2;
