@@ -4,7 +4,7 @@
 use parkboot::platform::acpi;
 use parkboot::platform::{BootSource, PhysicalMemory, Platform};
 use parkboot::config;
-use parkboot::kernels::{linux, multiboot2};
+use parkboot::kernels::{gzip, linux, multiboot2};
 use parkboot::platform::{coreboot, fw_cfg, pvh};
 
 /// Where the input sits in the fake physical memory.
@@ -120,14 +120,14 @@ pub fn multiboot2_plan(data: &[u8]) {
 }
 
 pub fn gzip(data: &[u8]) {
-    match multiboot2::gzip_inflated_size(data) {
+    match gzip::inflated_size(data) {
         Ok(size) => {
             let mut out = vec![0u8; size];
-            assert_eq!(multiboot2::inflate_gzip(data, &mut out), Ok(size));
+            assert_eq!(gzip::inflate(data, &mut out), Ok(size));
         }
         Err(_) => {
             let mut out = vec![0u8; 1 << 16];
-            assert!(multiboot2::inflate_gzip(data, &mut out).is_err());
+            assert!(gzip::inflate(data, &mut out).is_err());
         }
     }
 }

@@ -11,7 +11,7 @@
 //! same targets coverage-guided for longer.
 
 use parkboot::config;
-use parkboot::kernels::{linux, multiboot2};
+use parkboot::kernels::{gzip, linux, multiboot2};
 use parkboot::platform::acpi::{self, SdtHeader};
 use parkboot::platform::cbfs::Cbfs;
 use parkboot::platform::{coreboot, fw_cfg, pvh};
@@ -661,7 +661,7 @@ fn gzip_sample() -> Vec<u8> {
     let mut gz = vec![0x1f, 0x8b, 8, 0x08, 0, 0, 0, 0, 0, 3];
     gz.extend(b"kernel\0");
     gz.extend(miniz_oxide::deflate::compress_to_vec(&data, 6));
-    gz.extend(multiboot2::crc32(&data).to_le_bytes());
+    gz.extend(gzip::crc32(&data).to_le_bytes());
     gz.extend((data.len() as u32).to_le_bytes());
     gz
 }
@@ -669,7 +669,7 @@ fn gzip_sample() -> Vec<u8> {
 #[test]
 fn gzip_never_panics_and_both_passes_agree() {
     let sample = gzip_sample();
-    assert_eq!(multiboot2::gzip_inflated_size(&sample), Ok(6000));
+    assert_eq!(gzip::inflated_size(&sample), Ok(6000));
     run(
         "gzip",
         0x921f,
@@ -678,18 +678,15 @@ fn gzip_never_panics_and_both_passes_agree() {
         0x200,
         |_| {},
         |input| {
-            let counted = multiboot2::gzip_inflated_size(input);
+            let counted = gzip::inflated_size(input);
             if let Ok(size) = counted {
                 // What the counting pass accepts, inflate accepts into exactly that room.
                 let mut out = vec![0u8; size];
-                assert_eq!(multiboot2::inflate_gzip(input, &mut out), Ok(size));
+                assert_eq!(gzip::inflate(input, &mut out), Ok(size));
             } else {
                 let mut out = vec![0u8; 8192];
                 // What the counting pass refuses, inflate refuses too.
-                assert!(
-                    multiboot2::inflate_gzip(input, &mut out).is_err(),
-                    "{counted:?}"
-                );
+                assert!(gzip::inflate(input, &mut out).is_err(), "{counted:?}");
             }
         },
     );

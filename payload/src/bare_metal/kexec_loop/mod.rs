@@ -24,6 +24,7 @@ use parkboot::config::{Entry, Format, Sha256Pin, Source, MAX_SOURCE_NAME};
 use parkboot::flow::boot_loop::{
     IterationRecord, LoadPhases, Next, ReportRow, Request, Schedule, REPORT_HEADER,
 };
+use parkboot::kernels::gzip;
 use parkboot::kernels::multiboot2::{self};
 use parkboot::memory::{Lifetime, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE};
 use parkboot::parking::layout::{Duration, Spread};
@@ -387,9 +388,9 @@ fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image,
     }
     let mut image = load_source(s, &entry.kernel, KERNEL_COPY)?;
     check_pin(s, entry, PinnedImage::Kernel, image, KERNEL_COPY)?;
-    if multiboot2::is_gzip(image.bytes()) {
+    if gzip::is_gzip(image.bytes()) {
         // Sized by a first pass over the stream, never by the trailer alone.
-        let size = multiboot2::gzip_inflated_size(image.bytes())? as u64;
+        let size = gzip::inflated_size(image.bytes())? as u64;
         let addr = s.memory.allocate(
             size.max(1),
             PAGE,
@@ -401,7 +402,7 @@ fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image,
         )?;
         // SAFETY: just reserved.
         let out = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, size as usize) };
-        let len = multiboot2::inflate_gzip(image.bytes(), out)?;
+        let len = gzip::inflate(image.bytes(), out)?;
         log::info!(
             "entry '{}': inflated {} bytes of gzip to {}",
             entry.name,

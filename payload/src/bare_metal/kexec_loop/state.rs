@@ -9,6 +9,7 @@ use core::mem::MaybeUninit;
 use park::table::MAX_PARKED_CPUS;
 use parkboot::config::{Config, Entry, Sha256Pin, Source};
 use parkboot::flow::boot_loop::{LoopLog, Schedule, MAX_RECORDED_ITERATIONS};
+use parkboot::kernels::gzip::GzipError;
 use parkboot::kernels::linux::LinuxError;
 use parkboot::kernels::multiboot2::Mb2Error;
 use parkboot::memory::{MemoryError, MemoryMap};
@@ -165,6 +166,7 @@ pub enum EntryError {
     FwCfg(FwCfgError),
     Cbfs(CbfsError),
     Multiboot2(Mb2Error),
+    Gzip(GzipError),
     Linux(LinuxError),
     NoFwCfg,
     NoCbfs,
@@ -246,6 +248,7 @@ impl fmt::Display for EntryError {
             EntryError::FwCfg(e) => write!(f, "fw_cfg: {e}"),
             EntryError::Cbfs(e) => write!(f, "{e}"),
             EntryError::Multiboot2(e) => write!(f, "{e}"),
+            EntryError::Gzip(e) => write!(f, "{e}"),
             EntryError::Linux(e) => write!(f, "{e}"),
             EntryError::NoFwCfg => write!(f, "no QEMU fw_cfg device to load it from"),
             EntryError::NoCbfs => write!(
@@ -285,6 +288,12 @@ impl From<FwCfgError> for EntryError {
 impl From<CbfsError> for EntryError {
     fn from(e: CbfsError) -> Self {
         EntryError::Cbfs(e)
+    }
+}
+
+impl From<GzipError> for EntryError {
+    fn from(e: GzipError) -> Self {
+        EntryError::Gzip(e)
     }
 }
 
