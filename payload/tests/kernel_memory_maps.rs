@@ -14,12 +14,12 @@
 use parkboot::kernels::linux::e820_from_kernel_view;
 use parkboot::kernels::multiboot2::InfoBuilder;
 use parkboot::memory::paging::{pages_needed, MapOptions};
-use parkboot::memory::{Lifetime, MemoryMap, ReportAs, Reservation, FOUR_GIB, ONE_MIB, PAGE_SIZE};
+use parkboot::memory::{
+    Lifetime, MemoryMap, ReportAs, Reservation, FOUR_GIB, GIB, MIB, ONE_MIB, PAGE_SIZE,
+};
 use parkboot::parking::layout::ParkLayout;
 use parkboot::platform::{MemoryKind, MemoryRegion};
 
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
 /// e820 and multiboot2 "available RAM".
 const TYPE_USABLE: u32 = 1;
 /// The most entries boot_params holds.

@@ -10,12 +10,13 @@
 use crate::arch::identity::Identity;
 use crate::parking::Parked;
 use core::fmt;
-use parkboot::memory::{Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
+use parkboot::memory::{
+    Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE,
+};
 use parkboot::platform::acpi::{self, AcpiError, PristineTables, Withheld, MAX_CPUS};
 
 /// Room for the kernels' RSDP, XSDT and MADT.
 const KERNEL_TABLES_BYTES: u64 = 64 * 1024;
-const PAGE: u64 = 4096;
 
 /// Why the kernels' tables could not be set up or emitted.
 pub enum KernelTablesError {

@@ -14,9 +14,9 @@ use park::table::{
 use park::{MailboxCommand, WakeupMailbox};
 use parkboot::config::{park_timer_initial_count, Config, ParkWait, WaitMode};
 use parkboot::memory::paging::{self, MapOptions, PageAllocator, ENTRIES_PER_TABLE};
-use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
+use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE};
 use parkboot::parking::layout::{
-    IdRanges, InterruptGate, ParkLayout, SlotPlan, Spread, IDT_ENTRIES, PAGE_SIZE, PARK_GDT,
+    IdRanges, InterruptGate, ParkLayout, SlotPlan, Spread, IDT_ENTRIES, PARK_GDT,
 };
 use parkboot::platform::acpi::{Cpu, MAX_CPUS};
 

@@ -11,7 +11,7 @@ use core::mem::{offset_of, size_of};
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
 
-use crate::memory::FOUR_GIB;
+use crate::memory::{FOUR_GIB, GIB};
 use crate::wire::{wire_struct, WireField};
 
 /// Why gzip data cannot be inflated.
@@ -182,7 +182,7 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 
 /// Most bytes parkboot inflates a gzip kernel to: far above any kernel (Xen is a few
 /// MiB), and a bound on the time a hostile stream can take ("zip bomb").
-pub const GZIP_MAX_INFLATED: u64 = 1 << 30;
+pub const GZIP_MAX_INFLATED: u64 = GIB;
 
 /// The deflate window (RFC 1951: back-references reach at most 32 KiB). The counting
 /// pass inflates into a wrapping buffer of this size and keeps nothing else.

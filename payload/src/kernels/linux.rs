@@ -29,12 +29,8 @@ use core::fmt;
 use core::mem::{offset_of, size_of};
 use core::ops::Range;
 
-use crate::memory::{MemoryMap, ReportAs, PAGE_SIZE};
+use crate::memory::{align_down, align_up, MemoryMap, ReportAs, FOUR_GIB, MIB, PAGE_SIZE};
 use crate::platform::MemoryKind;
-
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
-const FOUR_GIB: u64 = 4 * GIB;
 
 /// The kernel's 64-bit entry point is this far into the loaded protected-mode kernel
 /// (boot protocol, "64-bit Boot Protocol").
@@ -992,16 +988,6 @@ fn version_string(image: &[u8], pointer: u16, setup_bytes: usize) -> Option<&str
     (!text.is_empty()).then_some(text)
 }
 
-/// `value` rounded up to a multiple of `align` (a power of two), `None` on overflow.
-fn align_up(value: u64, align: u64) -> Option<u64> {
-    Some(value.checked_add(align - 1)? & !(align - 1))
-}
-
-/// `value` rounded down to a multiple of `align` (a power of two).
-fn align_down(value: u64, align: u64) -> u64 {
-    value & !(align - 1)
-}
-
 /// Calls `visit(lo, hi)` for each free extent of `memory` (usable RAM outside every
 /// reservation), in ascending order. Read-only, so placing a kernel does not commit
 /// parkboot to anything until the caller reserves.
@@ -1382,7 +1368,7 @@ pub fn build_boot_params(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::Lifetime;
+    use crate::memory::{Lifetime, GIB};
     use crate::platform::MemoryRegion;
     use std::path::PathBuf;
 

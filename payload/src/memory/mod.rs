@@ -36,14 +36,16 @@ pub const MAX_PLATFORM_RANGES: usize = MAX_MEMORY_REGIONS;
 /// load areas stay far below this.
 pub const MAX_RESERVATIONS: usize = 64;
 
+/// Binary size units, the one place parkboot defines them.
+pub const KIB: u64 = 1 << 10;
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+pub const TIB: u64 = 1 << 40;
 /// The 1 MiB line: below it sit the real-mode areas and the AP start trampoline.
-pub const ONE_MIB: u64 = 1 << 20;
-/// The 4 GiB line: what 32-bit code (hand-offs, the AP trampoline) can address.
-pub const FOUR_GIB: u64 = 1 << 32;
-const KIB: u64 = 1 << 10;
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
-const TIB: u64 = 1 << 40;
+pub const ONE_MIB: u64 = MIB;
+/// The 4 GiB line: what 32-bit code (hand-offs, the AP trampoline) can address, and
+/// where the memory-mapped boot flash ends.
+pub const FOUR_GIB: u64 = 4 * GIB;
 
 /// How a range is shown to the kernel parkboot boots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -425,13 +427,15 @@ fn paint(cur: &SpanList, new: Span, out: &mut SpanList) -> Result<(), MemoryErro
     Ok(())
 }
 
-/// `value` rounded up to a multiple of `align` (a power of two), `None` on overflow.
-fn align_up(value: u64, align: u64) -> Option<u64> {
-    Some(value.checked_add(align - 1)? & !(align - 1))
+/// `value` rounded up to a multiple of `align` (a power of two), `None` on overflow or
+/// for an `align` of 0. The one rounding helper for addresses and sizes.
+pub fn align_up(value: u64, align: u64) -> Option<u64> {
+    let mask = align.checked_sub(1)?;
+    Some(value.checked_add(mask)? & !mask)
 }
 
 /// `value` rounded down to a multiple of `align` (a power of two).
-fn align_down(value: u64, align: u64) -> u64 {
+pub fn align_down(value: u64, align: u64) -> u64 {
     value & !(align - 1)
 }
 

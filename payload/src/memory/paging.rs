@@ -34,7 +34,7 @@ pub const ACCESSED: u64 = 1 << 5;
 pub const DIRTY: u64 = 1 << 6;
 /// Entry flag in a PDPT or PD entry: the entry maps a 1 GiB or 2 MiB page instead of
 /// pointing to a lower-level table.
-pub const PAGE_SIZE: u64 = 1 << 7;
+pub const HUGE_PAGE: u64 = 1 << 7;
 /// Entry flag: the translation survives CR3 reloads. Never set: kernels reload CR3 and
 /// must not inherit parkboot's mappings.
 pub const GLOBAL: u64 = 1 << 8;
@@ -47,7 +47,7 @@ pub const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// Flags of every entry parkboot writes: present, writable, supervisor-only, write-back.
 const TABLE_FLAGS: u64 = PRESENT | WRITABLE;
 /// Flags of every large-page leaf entry parkboot writes.
-const LEAF_FLAGS: u64 = PRESENT | WRITABLE | PAGE_SIZE;
+const LEAF_FLAGS: u64 = PRESENT | WRITABLE | HUGE_PAGE;
 
 /// Size of a page mapped by a PD entry.
 pub const SIZE_2M: u64 = 1 << 21;
@@ -243,7 +243,7 @@ pub fn walk(tables: &impl PageTableView, pml4: u64, virt: u64) -> Option<Mapping
             return None;
         }
         let leaf = shift == PT_SHIFT
-            || ((shift == PDPT_SHIFT || shift == PD_SHIFT) && entry & PAGE_SIZE != 0);
+            || ((shift == PDPT_SHIFT || shift == PD_SHIFT) && entry & HUGE_PAGE != 0);
         if leaf {
             let page_size = 1u64 << shift;
             let frame = entry & ADDRESS_MASK & !(page_size - 1);
@@ -339,7 +339,7 @@ mod tests {
             let m = walk(&pages, pml4, addr).unwrap_or_else(|| panic!("{addr:#x} unmapped"));
             assert_eq!(m.phys, addr);
             assert_eq!(m.page_size, page_size);
-            assert_eq!(m.flags, PRESENT | WRITABLE | PAGE_SIZE);
+            assert_eq!(m.flags, PRESENT | WRITABLE | HUGE_PAGE);
             addr += page_size;
         }
         assert_eq!(

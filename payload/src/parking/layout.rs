@@ -7,7 +7,7 @@ use core::fmt;
 use crate::platform::acpi::{Cpu, MAX_CPUS};
 use park::table::MAX_PARKED_CPUS;
 
-pub const PAGE_SIZE: u64 = 4096;
+use crate::memory::PAGE_SIZE;
 /// Stack of each parked CPU: the park loop and its NMI/#MC handlers use a few hundred
 /// bytes; the rest is margin.
 pub const PARK_STACK_SIZE: u64 = 8192;

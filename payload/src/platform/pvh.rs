@@ -470,9 +470,11 @@ impl<'a> StartInfoBuilder<'a> {
         };
         let memory: &[MemoryRegion] = if has_memmap { self.memory } else { &[] };
 
-        let modlist_at = align_up(info_size);
-        let memmap_at = align_up(modlist_at + self.modules.len() * HvmModlistEntry::SIZE);
-        let cmdline_at = align_up(memmap_at + memory.len() * HvmMemmapTableEntry::SIZE);
+        let modlist_at = info_size.next_multiple_of(PVH_ALIGNMENT);
+        let memmap_at = (modlist_at + self.modules.len() * HvmModlistEntry::SIZE)
+            .next_multiple_of(PVH_ALIGNMENT);
+        let cmdline_at =
+            (memmap_at + memory.len() * HvmMemmapTableEntry::SIZE).next_multiple_of(PVH_ALIGNMENT);
         let end = match self.cmdline {
             Some(cmdline) => cmdline_at + cmdline.len() + 1,
             None => cmdline_at,
@@ -537,10 +539,6 @@ impl<'a> StartInfoBuilder<'a> {
         }
         Ok(end)
     }
-}
-
-fn align_up(offset: usize) -> usize {
-    offset.next_multiple_of(PVH_ALIGNMENT)
 }
 
 #[cfg(test)]

@@ -113,7 +113,9 @@ impl<'a> InfoBuilder<'a> {
             self.fail(Mb2Error::InfoTooLarge { tag_type });
             return None;
         };
-        let end = align_up(size, TAG_ALIGN).and_then(|s| self.pos.checked_add(s));
+        let end = size
+            .checked_next_multiple_of(TAG_ALIGN)
+            .and_then(|s| self.pos.checked_add(s));
         let start = self.pos;
         let Some(room) = end.and_then(|end| self.buf.get_mut(start..end)) else {
             self.fail(Mb2Error::InfoBufferTooSmall {
@@ -234,7 +236,9 @@ impl<'a> InfoBuilder<'a> {
         let size = count
             .saturating_mul(MemoryMapEntry::SIZE)
             .saturating_add(MemoryMapTag::SIZE);
-        let end = align_up(size, TAG_ALIGN).and_then(|s| start.checked_add(s));
+        let end = size
+            .checked_next_multiple_of(TAG_ALIGN)
+            .and_then(|s| start.checked_add(s));
         let padding = end.and_then(|end| self.buf.get_mut(start.saturating_add(size)..end));
         let (false, Some(padding), Some(end)) = (full, padding, end) else {
             self.fail(Mb2Error::InfoBufferTooSmall {
@@ -592,7 +596,7 @@ mod tests {
             let h = InfoTagHeader::read_at(&buf, at).unwrap();
             types.push(h.tag_type);
             let end = at + h.size as usize;
-            let padded = align_up(end, TAG_ALIGN).unwrap();
+            let padded = end.checked_next_multiple_of(TAG_ALIGN).unwrap();
             assert!(buf[end..padded].iter().all(|&b| b == 0));
             if h.tag_type == TAG_END {
                 assert_eq!(padded, total);
@@ -629,7 +633,7 @@ mod basic_meminfo_tests {
     use crate::memory::Lifetime;
     use crate::platform::{MemoryKind, MemoryRegion};
 
-    const MIB: u64 = 1 << 20;
+    use crate::memory::MIB;
 
     fn map(regions: &[(u64, u64, MemoryKind)]) -> MemoryMap {
         let regions: Vec<MemoryRegion> = regions

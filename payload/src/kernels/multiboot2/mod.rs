@@ -38,7 +38,7 @@ use elf::parse::ParseAt;
 use elf::segment::{ProgramHeader, SegmentTable};
 use park::reentry::{Multiboot2ParkbootTag, MULTIBOOT2_TAG_TYPE_PARKBOOT};
 
-use crate::memory::{MemoryMap, ReportAs, ONE_MIB};
+use crate::memory::{MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
 
 // ---------------------------------------------------------------------------------------
 // Constants of the specification
@@ -63,8 +63,6 @@ pub const ARCHITECTURE_MIPS32: u32 = 4;
 pub const HEADER_TAG_OPTIONAL: u16 = 1;
 /// `load_addr` of the address tag meaning "load the file from its first byte".
 pub const LOAD_ADDR_FILE_START: u32 = u32::MAX;
-/// The kernel is entered with paging off, so everything it gets must lie below this.
-pub const FOUR_GIB: u64 = 1 << 32;
 /// Most loadable segments a [`LoadPlan`] holds; real multiboot2 kernels have a few.
 pub const MAX_SEGMENTS: usize = 16;
 
@@ -427,11 +425,6 @@ const _: () = assert!(offset_of!(Multiboot2ParkbootTag, park_table_version) == 1
 const _: () = assert!(offset_of!(Multiboot2ParkbootTag, iteration) == 20);
 const _: () = assert!(offset_of!(Multiboot2ParkbootTag, iterations) == 24);
 const _: () = assert!(offset_of!(Multiboot2ParkbootTag, reserved) == 28);
-
-fn align_up(value: usize, align: usize) -> Option<usize> {
-    let mask = align.checked_sub(1)?;
-    Some(value.checked_add(mask)? & !mask)
-}
 
 // ---------------------------------------------------------------------------------------
 // Errors
@@ -948,7 +941,9 @@ fn parse_header_tags(
     let mut tags = HeaderTags::default();
     let mut at = offset + HeaderFixed::SIZE;
     loop {
-        at = align_up(at, TAG_ALIGN).ok_or(Mb2Error::MissingEndTag { offset })?;
+        at = at
+            .checked_next_multiple_of(TAG_ALIGN)
+            .ok_or(Mb2Error::MissingEndTag { offset })?;
         let Some(tag) = HeaderTagHeader::read_at(bytes, at) else {
             return Err(Mb2Error::MissingEndTag { offset });
         };

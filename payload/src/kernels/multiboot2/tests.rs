@@ -17,7 +17,7 @@ fn header_tag(tag_type: u16, flags: u16, payload: &[u8]) -> Vec<u8> {
     .write_at(&mut t, 0)
     .unwrap();
     t.extend_from_slice(payload);
-    t.resize(align_up(t.len(), TAG_ALIGN).unwrap(), 0);
+    t.resize(t.len().checked_next_multiple_of(TAG_ALIGN).unwrap(), 0);
     t
 }
 

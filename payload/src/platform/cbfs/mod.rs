@@ -38,8 +38,8 @@ pub const FILE_MAGIC: [u8; 8] = *b"LARCHIVE";
 pub const MASTER_HEADER_MAGIC: u32 = 0x4f52_4243;
 /// Where x86 keeps the (little-endian, 32-bit) address of the master header.
 pub const MASTER_HEADER_POINTER: u64 = 0xffff_fffc;
-/// The first address above the memory-mapped boot medium.
-pub const FOUR_GIB: u64 = 1 << 32;
+// FOUR_GIB: the first address above the memory-mapped boot medium.
+use crate::memory::FOUR_GIB;
 
 /// File types (`enum cbfs_type`).
 pub const TYPE_DELETED: u32 = 0x0000_0000;
