@@ -185,7 +185,7 @@ fn ram(start: u64, size: u64) -> MemoryRegion {
 
 fn coreboot_sample() -> Vec<u8> {
     let mut buf = vec![0u8; 512];
-    let len = coreboot::TableBuilder::new(&mut buf)
+    let len = coreboot::builder::TableBuilder::new(&mut buf)
         .memory(&[ram(0, 0x9_f000), ram(BASE, 0x3ff0_0000)])
         .acpi_rsdp(0xf_5250)
         .finish()

@@ -1,4 +1,5 @@
 extern crate std;
+use super::builder::TableBuilder;
 use super::*;
 use crate::platform::fake::FakeMemory;
 use crate::platform::BootSource;

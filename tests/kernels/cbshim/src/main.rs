@@ -33,7 +33,7 @@ mod shim {
     use elf::ElfBytes;
     use parkboot::kernels::handoff::{enter_protected_mode32, SEL_CODE32, SEL_CODE64, SEL_DATA};
     use parkboot::platform::cbmem_console::CbmemConsole;
-    use parkboot::platform::coreboot::TableBuilder;
+    use parkboot::platform::coreboot::builder::TableBuilder;
     use parkboot::platform::{
         BootSource, MemoryKind, MemoryRegion, PhysicalMemory, Platform, SerialConsole,
     };
