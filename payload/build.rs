@@ -6,5 +6,5 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
         println!("cargo:rerun-if-changed={}", script.display());
     }
-    println!("cargo:rerun-if-changed=src/arch");
+    println!("cargo:rerun-if-changed=src/bare_metal");
 }

@@ -1,9 +1,11 @@
 //! What the fuzz targets share: the parser calls, each on one input, with the fakes
 //! that parsers reading through [`PhysicalMemory`] or fw_cfg ports need.
 
-use parkboot::acpi;
+use parkboot::platform::acpi;
 use parkboot::platform::{BootSource, PhysicalMemory, Platform};
-use parkboot::{config, coreboot, fw_cfg, linux, multiboot2, pvh};
+use parkboot::config;
+use parkboot::kernels::{gzip, linux, multiboot2};
+use parkboot::platform::{coreboot, fw_cfg, pvh};
 
 /// Where the input sits in the fake physical memory.
 pub const BASE: u64 = 0x10_0000;
@@ -118,14 +120,14 @@ pub fn multiboot2_plan(data: &[u8]) {
 }
 
 pub fn gzip(data: &[u8]) {
-    match multiboot2::gzip_inflated_size(data) {
+    match gzip::inflated_size(data) {
         Ok(size) => {
             let mut out = vec![0u8; size];
-            assert_eq!(multiboot2::inflate_gzip(data, &mut out), Ok(size));
+            assert_eq!(gzip::inflate(data, &mut out), Ok(size));
         }
         Err(_) => {
             let mut out = vec![0u8; 1 << 16];
-            assert!(multiboot2::inflate_gzip(data, &mut out).is_err());
+            assert!(gzip::inflate(data, &mut out).is_err());
         }
     }
 }
@@ -140,7 +142,7 @@ pub fn config_text(data: &[u8]) {
 /// Walks a CBFS image and reads every file (hash check, LZMA, LZ4).
 pub fn cbfs(data: &[u8]) {
     const MAX_OUTPUT: u64 = 1 << 20;
-    let cbfs = parkboot::cbfs::Cbfs::from_bytes(data, 0);
+    let cbfs = parkboot::platform::cbfs::Cbfs::from_bytes(data, 0);
     for file in cbfs.files().map_while(Result::ok) {
         if let Ok(size) = file.size() {
             let mut out = vec![0u8; size.min(MAX_OUTPUT) as usize];

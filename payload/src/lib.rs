@@ -1,23 +1,22 @@
 //! parkboot's host-tested library: every parser, builder and bookkeeper the bare-metal
-//! binary (`main.rs`) uses. Nothing here touches hardware directly except through
-//! traits, so `cargo test` runs it all on the host.
+//! binary (`main.rs`, `bare_metal/`) uses. Nothing here touches hardware directly except
+//! through traits, so `cargo test` runs it all on the host.
+//!
+//! The folders follow the boot flow:
+//! - `platform/`: what parkboot reads about the machine it runs on (coreboot table, PVH
+//!   start info, fw_cfg, ACPI, CBFS, the CBMEM console, where configuration and kernels
+//!   come from);
+//! - `memory/`: the memory map, page tables and bulk copies;
+//! - `parking/`: the park region's layout for the APs;
+//! - `kernels/`: the kernels it loads (multiboot2, Linux) and the 32-bit hand-off;
+//! - `flow/`: the kexec loop's schedule and report;
+//! - `config.rs` (the configuration language) and `wire.rs` (byte-layout helpers).
 #![cfg_attr(not(test), no_std)]
 
-pub mod acpi;
-pub mod boot_loop;
-pub mod bulk;
-pub mod cbfs;
-pub mod cbmem_console;
 pub mod config;
-pub mod coreboot;
-pub mod fw_cfg;
-pub mod handoff;
-pub mod linux;
+pub mod flow;
+pub mod kernels;
 pub mod memory;
-pub mod multiboot2;
-pub mod paging;
-pub mod park_layout;
+pub mod parking;
 pub mod platform;
-pub mod pvh;
-pub mod sources;
 pub mod wire;

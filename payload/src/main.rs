@@ -1,21 +1,37 @@
 //! parkboot, the bare-metal binary. Thin on purpose: it wires hardware to the
-//! host-tested library (`parkboot::*`) and runs the boot flow in `boot.rs`.
+//! host-tested library (`parkboot::*`). Its modules live in `bare_metal/`, in the order
+//! of the boot flow:
+//! - `startup.rs`: from the entry code (`entry.S`) to the parked APs: platform,
+//!   configuration, memory map, page tables, MADT;
+//! - `parking.rs`: starting every AP once and parking it behind the wakeup mailbox;
+//! - `kernel_tables.rs`: the ACPI tables kernels get (parked APs only);
+//! - `kexec_loop/`: loading and booting each entry's kernel over and over, taking the
+//!   boot processor back through the re-entry vector (`reentry.S`);
+//! - `misbehaviour.rs`: what a returning kernel did to the park table and the APs;
+//! - `arch/`: CPU, local APIC, console, exceptions, stopping; used by all the above,
+//!   using none of them.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+// The library (lib.rs) owns the folders beside this file; the binary's own modules
+// live in bare_metal/, so neither crate's modules shadow the other's.
 #[cfg(target_os = "none")]
+#[path = "bare_metal/arch/mod.rs"]
 mod arch;
 #[cfg(target_os = "none")]
-mod boot;
-#[cfg(target_os = "none")]
-mod entries;
-#[cfg(target_os = "none")]
+#[path = "bare_metal/kernel_tables.rs"]
 mod kernel_tables;
 #[cfg(target_os = "none")]
-mod linux_boot;
+#[path = "bare_metal/kexec_loop/mod.rs"]
+mod kexec_loop;
 #[cfg(target_os = "none")]
+#[path = "bare_metal/misbehaviour.rs"]
 mod misbehaviour;
 #[cfg(target_os = "none")]
+#[path = "bare_metal/parking.rs"]
 mod parking;
+#[cfg(target_os = "none")]
+#[path = "bare_metal/startup.rs"]
+mod startup;
 
 #[cfg(not(target_os = "none"))]
 fn main() {
@@ -23,77 +39,8 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
-pub use bare_metal::*;
-
-#[cfg(target_os = "none")]
-mod bare_metal {
-    use crate::arch::{console, cpu};
-    use core::sync::atomic::{AtomicU8, Ordering};
-
-    /// What parkboot does when it is done or has to stop (the `on_finish` setting).
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    #[repr(u8)]
-    pub enum Finish {
-        Halt = 0,
-        Reset = 1,
-        QemuExit = 2,
-    }
-
-    static FINISH: AtomicU8 = AtomicU8::new(Finish::Halt as u8);
-
-    pub fn set_finish(finish: Finish) {
-        FINISH.store(finish as u8, Ordering::Relaxed);
-    }
-
-    /// QEMU's isa-debug-exit device: writing V exits QEMU with status (V << 1) | 1.
-    const QEMU_DEBUG_EXIT_PORT: u16 = 0xf4;
-    const QEMU_EXIT_PASS: u32 = 0x10;
-    const QEMU_EXIT_FAIL: u32 = 0x11;
-    /// The PCI/ACPI reset control register: a full CPU and board reset.
-    const RESET_CONTROL_PORT: u16 = 0xcf9;
-    const RESET_FULL: u8 = 0x0e;
-
-    fn finish(passed: bool) -> ! {
-        match FINISH.load(Ordering::Relaxed) {
-            x if x == Finish::QemuExit as u8 => cpu::outl(
-                QEMU_DEBUG_EXIT_PORT,
-                if passed {
-                    QEMU_EXIT_PASS
-                } else {
-                    QEMU_EXIT_FAIL
-                },
-            ),
-            x if x == Finish::Reset as u8 => {
-                console::write_raw(format_args!("parkboot: resetting\n"));
-                cpu::outb(RESET_CONTROL_PORT, RESET_FULL)
-            }
-            _ => console::write_raw(format_args!("parkboot: halted\n")),
-        }
-        cpu::halt_forever()
-    }
-
-    /// Stops safely after an error: says why, then halts (or exits QEMU with a
-    /// failure status under the test harness).
-    pub fn stop(reason: core::fmt::Arguments) -> ! {
-        log::error!("parkboot: stopped: {}", reason);
-        log::error!("parkboot: result: FAIL: {}", reason);
-        finish(false)
-    }
-
-    /// The end of a successful run.
-    pub fn done() -> ! {
-        log::info!("parkboot: result: pass");
-        finish(true)
-    }
-
-    /// Called by `entry.S` in long mode on the boot stack.
-    pub extern "C" fn rust_entry(source: u32, boot_info: u32) -> ! {
-        crate::boot::main(source, boot_info)
-    }
-
-    #[panic_handler]
-    fn panic(info: &core::panic::PanicInfo) -> ! {
-        console::write_raw(format_args!("\nparkboot: panic: {}\n", info));
-        stop(format_args!("panic"))
-    }
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    arch::console::write_raw(format_args!("\nparkboot: panic: {}\n", info));
+    arch::finish::stop(format_args!("panic"))
 }

@@ -10,10 +10,12 @@
 //! case count (default keeps the whole file to a few seconds); `scripts/fuzz` runs the
 //! same targets coverage-guided for longer.
 
-use parkboot::acpi::{self, SdtHeader};
-use parkboot::cbfs::Cbfs;
+use parkboot::config;
+use parkboot::kernels::{gzip, linux, multiboot2};
+use parkboot::platform::acpi::{self, SdtHeader};
+use parkboot::platform::cbfs::Cbfs;
+use parkboot::platform::{coreboot, fw_cfg, pvh};
 use parkboot::platform::{BootSource, MemoryKind, MemoryRegion, PhysicalMemory, Platform};
-use parkboot::{config, coreboot, fw_cfg, linux, multiboot2, pvh};
 use std::collections::HashMap;
 
 /// xorshift64*: deterministic and good enough to pick mutations.
@@ -183,7 +185,7 @@ fn ram(start: u64, size: u64) -> MemoryRegion {
 
 fn coreboot_sample() -> Vec<u8> {
     let mut buf = vec![0u8; 512];
-    let len = coreboot::TableBuilder::new(&mut buf)
+    let len = coreboot::builder::TableBuilder::new(&mut buf)
         .memory(&[ram(0, 0x9_f000), ram(BASE, 0x3ff0_0000)])
         .acpi_rsdp(0xf_5250)
         .finish()
@@ -659,7 +661,7 @@ fn gzip_sample() -> Vec<u8> {
     let mut gz = vec![0x1f, 0x8b, 8, 0x08, 0, 0, 0, 0, 0, 3];
     gz.extend(b"kernel\0");
     gz.extend(miniz_oxide::deflate::compress_to_vec(&data, 6));
-    gz.extend(multiboot2::crc32(&data).to_le_bytes());
+    gz.extend(gzip::crc32(&data).to_le_bytes());
     gz.extend((data.len() as u32).to_le_bytes());
     gz
 }
@@ -667,7 +669,7 @@ fn gzip_sample() -> Vec<u8> {
 #[test]
 fn gzip_never_panics_and_both_passes_agree() {
     let sample = gzip_sample();
-    assert_eq!(multiboot2::gzip_inflated_size(&sample), Ok(6000));
+    assert_eq!(gzip::inflated_size(&sample), Ok(6000));
     run(
         "gzip",
         0x921f,
@@ -676,18 +678,15 @@ fn gzip_never_panics_and_both_passes_agree() {
         0x200,
         |_| {},
         |input| {
-            let counted = multiboot2::gzip_inflated_size(input);
+            let counted = gzip::inflated_size(input);
             if let Ok(size) = counted {
                 // What the counting pass accepts, inflate accepts into exactly that room.
                 let mut out = vec![0u8; size];
-                assert_eq!(multiboot2::inflate_gzip(input, &mut out), Ok(size));
+                assert_eq!(gzip::inflate(input, &mut out), Ok(size));
             } else {
                 let mut out = vec![0u8; 8192];
                 // What the counting pass refuses, inflate refuses too.
-                assert!(
-                    multiboot2::inflate_gzip(input, &mut out).is_err(),
-                    "{counted:?}"
-                );
+                assert!(gzip::inflate(input, &mut out).is_err(), "{counted:?}");
             }
         },
     );

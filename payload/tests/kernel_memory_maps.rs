@@ -6,25 +6,25 @@
 //! Each of those ranges is reported with the type parkboot asked for (the mailbox and
 //! the kernels' ACPI tables as ACPI NVS, the rest reserved).
 //!
-//! The memory maps are built as `boot.rs`, `parking.rs` and `kernel_tables.rs` build
+//! The memory maps are built as `startup.rs`, `parking.rs` and `kernel_tables.rs` (in `src/bare_metal/`) build
 //! them (same order, names, sizes, limits and report types), on a QEMU-like (SeaBIOS /
 //! PVH) and a coreboot-like platform map, and then on random maps and random
 //! reservation sequences.
 
-use parkboot::linux::e820_from_kernel_view;
-use parkboot::memory::{Lifetime, MemoryMap, ReportAs, Reservation, FOUR_GIB, ONE_MIB, PAGE_SIZE};
-use parkboot::multiboot2::InfoBuilder;
-use parkboot::paging::{pages_needed, MapOptions};
-use parkboot::park_layout::ParkLayout;
+use parkboot::kernels::linux::e820_from_kernel_view;
+use parkboot::kernels::multiboot2::InfoBuilder;
+use parkboot::memory::paging::{pages_needed, MapOptions};
+use parkboot::memory::{
+    Lifetime, MemoryMap, ReportAs, Reservation, FOUR_GIB, GIB, MIB, ONE_MIB, PAGE_SIZE,
+};
+use parkboot::parking::layout::ParkLayout;
 use parkboot::platform::{MemoryKind, MemoryRegion};
 
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
 /// e820 and multiboot2 "available RAM".
 const TYPE_USABLE: u32 = 1;
 /// The most entries boot_params holds.
 const E820_MAX_ENTRIES: usize = 128;
-/// Room for the multiboot2 boot information, as `entries.rs` allocates it.
+/// Room for the multiboot2 boot information, as the kexec loop allocates it.
 const MBI_BYTES: usize = 16 * 1024;
 /// As in `parking.rs` and `kernel_tables.rs`.
 const TRAMPOLINE_MIN: u64 = 0x1000;
@@ -87,7 +87,7 @@ fn boot_like(
     initrd_bytes: u64,
 ) -> MemoryMap {
     let mut map = MemoryMap::new(platform).unwrap();
-    // boot.rs: the image where the ELF was loaded (1 MiB, ~400 KiB with .bss).
+    // startup.rs: the image where the ELF was loaded (1 MiB, ~400 KiB with .bss).
     map.reserve(
         ONE_MIB,
         0x6_3000,
@@ -158,8 +158,8 @@ fn boot_like(
         ReportAs::Reserved,
         Lifetime::Permanent,
     );
-    parkboot::acpi::reserve_kernel_tables(&mut map, KERNEL_TABLES_BYTES).unwrap();
-    // boot.rs: the self-check's samples, freed before the first kernel.
+    parkboot::platform::acpi::reserve_kernel_tables(&mut map, KERNEL_TABLES_BYTES).unwrap();
+    // startup.rs: the self-check's samples, freed before the first kernel.
     allocate(
         &mut map,
         cpus * 64,
@@ -170,7 +170,7 @@ fn boot_like(
         Lifetime::Boot,
     );
     map.release_boot();
-    // entries.rs: pristine copies of the entry's images.
+    // kexec_loop: pristine copies of the entry's images.
     allocate(
         &mut map,
         kernel_bytes,
@@ -192,7 +192,7 @@ fn boot_like(
     map
 }
 
-/// One kernel's load areas, as `linux_boot.rs` places them: the kernel at 16 MiB,
+/// One kernel's load areas, as `kexec_loop/linux.rs` places them: the kernel at 16 MiB,
 /// the initrd, command line and boot_params high below 4 GiB.
 fn linux_load_areas(map: &mut MemoryMap, kernel_bytes: u64, initrd_bytes: u64) {
     map.reserve(
@@ -220,7 +220,7 @@ fn linux_load_areas(map: &mut MemoryMap, kernel_bytes: u64, initrd_bytes: u64) {
     }
 }
 
-/// One multiboot2 kernel's load areas, as `entries.rs` places them.
+/// One multiboot2 kernel's load areas, as the kexec loop places them.
 fn multiboot2_load_areas(map: &mut MemoryMap, module_bytes: u64) {
     map.reserve(
         2 * MIB,

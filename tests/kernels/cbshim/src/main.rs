@@ -31,23 +31,23 @@ mod shim {
     use elf::abi::PT_LOAD;
     use elf::endian::LittleEndian;
     use elf::ElfBytes;
-    use parkboot::cbmem_console::CbmemConsole;
-    use parkboot::coreboot::TableBuilder;
-    use parkboot::handoff::{enter_protected_mode32, SEL_CODE32, SEL_CODE64, SEL_DATA};
+    use parkboot::kernels::handoff::{enter_protected_mode32, SEL_CODE32, SEL_CODE64, SEL_DATA};
+    use parkboot::platform::cbmem_console::CbmemConsole;
+    use parkboot::platform::coreboot::builder::TableBuilder;
     use parkboot::platform::{
         BootSource, MemoryKind, MemoryRegion, PhysicalMemory, Platform, SerialConsole,
     };
 
     // parkboot's own entry code serves here too: PVH note, long mode, boot stack.
     core::arch::global_asm!(
-        include_str!("../../../../payload/src/arch/entry.S"),
+        include_str!("../../../../payload/src/bare_metal/entry.S"),
         rust_entry = sym shim_main,
         BOOT_SOURCE_COREBOOT = const BootSource::Coreboot as u32,
         BOOT_SOURCE_PVH = const BootSource::Pvh as u32,
         SEL_CODE32 = const SEL_CODE32,
         SEL_CODE64 = const SEL_CODE64,
         SEL_DATA = const SEL_DATA,
-        gdt_pointer = sym parkboot::handoff::FLAT_GDT_POINTER,
+        gdt_pointer = sym parkboot::kernels::handoff::FLAT_GDT_POINTER,
         options(att_syntax)
     );
 
@@ -112,16 +112,16 @@ mod shim {
 
     /// Why cbshim could not change the ACPI tables.
     enum TableEditError {
-        Acpi(parkboot::acpi::AcpiError),
-        NoSuchTable(parkboot::acpi::Signature),
+        Acpi(parkboot::platform::acpi::AcpiError),
+        NoSuchTable(parkboot::platform::acpi::Signature),
         TooLarge {
-            signature: parkboot::acpi::Signature,
+            signature: parkboot::platform::acpi::Signature,
             length: usize,
         },
     }
 
-    impl From<parkboot::acpi::AcpiError> for TableEditError {
-        fn from(e: parkboot::acpi::AcpiError) -> Self {
+    impl From<parkboot::platform::acpi::AcpiError> for TableEditError {
+        fn from(e: parkboot::platform::acpi::AcpiError) -> Self {
             TableEditError::Acpi(e)
         }
     }
@@ -148,11 +148,11 @@ mod shim {
     /// place. Returns the new RSDP and the copy's address.
     fn replace_table(
         rsdp: u64,
-        signature: parkboot::acpi::Signature,
+        signature: parkboot::platform::acpi::Signature,
         extra: usize,
         edit: impl FnOnce(&mut [u8]),
     ) -> Result<(u64, u64), TableEditError> {
-        use parkboot::acpi::{build_rsdp, build_xsdt, parse_rsdp, Tables};
+        use parkboot::platform::acpi::{build_rsdp, build_xsdt, parse_rsdp, Tables};
         let tables = Tables::new(&Identity, rsdp)?;
         let original = parse_rsdp(&Identity, rsdp)?;
         let (address, _) = tables
@@ -199,38 +199,45 @@ mod shim {
     /// The correct checksum byte for `table` (the byte that makes it sum to zero).
     fn correct_checksum(table: &[u8]) -> u8 {
         let stored = table[SDT_CHECKSUM_OFFSET];
-        stored.wrapping_sub(parkboot::acpi::checksum(table))
+        stored.wrapping_sub(parkboot::platform::acpi::checksum(table))
     }
 
     /// A copy of the platform's MADT with one more Local APIC entry: parkboot must
     /// report the CPU that never answers and boot on without it.
     fn add_ghost_cpu(rsdp: u64) -> Result<u64, TableEditError> {
         let extra = LOCAL_APIC_ENTRY_LENGTH as usize;
-        let (new_rsdp, _) = replace_table(rsdp, parkboot::acpi::Signature::MADT, extra, |madt| {
-            let end = madt.len();
-            let entry = &mut madt[end - extra..];
-            entry[..4].copy_from_slice(&[
-                MADT_LOCAL_APIC,
-                LOCAL_APIC_ENTRY_LENGTH,
-                GHOST_APIC_ID,
-                GHOST_APIC_ID,
-            ]);
-            entry[4..].copy_from_slice(&LOCAL_APIC_ENABLED.to_le_bytes());
-            madt[SDT_LENGTH_OFFSET..SDT_LENGTH_OFFSET + 4]
-                .copy_from_slice(&(end as u32).to_le_bytes());
-            madt[SDT_CHECKSUM_OFFSET] = correct_checksum(madt);
-        })?;
+        let (new_rsdp, _) = replace_table(
+            rsdp,
+            parkboot::platform::acpi::Signature::MADT,
+            extra,
+            |madt| {
+                let end = madt.len();
+                let entry = &mut madt[end - extra..];
+                entry[..4].copy_from_slice(&[
+                    MADT_LOCAL_APIC,
+                    LOCAL_APIC_ENTRY_LENGTH,
+                    GHOST_APIC_ID,
+                    GHOST_APIC_ID,
+                ]);
+                entry[4..].copy_from_slice(&LOCAL_APIC_ENABLED.to_le_bytes());
+                madt[SDT_LENGTH_OFFSET..SDT_LENGTH_OFFSET + 4]
+                    .copy_from_slice(&(end as u32).to_le_bytes());
+                madt[SDT_CHECKSUM_OFFSET] = correct_checksum(madt);
+            },
+        )?;
         Ok(new_rsdp)
     }
 
     /// The signature `cbshim.bad-checksum=SIG` names, if the command line has it.
-    fn bad_checksum_option(cmdline: &str) -> Option<Result<parkboot::acpi::Signature, &str>> {
+    fn bad_checksum_option(
+        cmdline: &str,
+    ) -> Option<Result<parkboot::platform::acpi::Signature, &str>> {
         let value = cmdline
             .split_ascii_whitespace()
             .find_map(|word| word.strip_prefix(BAD_CHECKSUM_OPTION))?;
         Some(
             <[u8; 4]>::try_from(value.as_bytes())
-                .map(parkboot::acpi::Signature)
+                .map(parkboot::platform::acpi::Signature)
                 .map_err(|_| value),
         )
     }
@@ -240,7 +247,7 @@ mod shim {
     /// (or, for the MADT, refuse to park and boot on).
     fn corrupt_checksum(
         rsdp: u64,
-        signature: parkboot::acpi::Signature,
+        signature: parkboot::platform::acpi::Signature,
     ) -> Result<(u64, u64, u8, u8), TableEditError> {
         let mut checksums = (0, 0);
         let (new_rsdp, copy) = replace_table(rsdp, signature, 0, |table| {
@@ -278,7 +285,8 @@ mod shim {
 
     extern "C" fn shim_main(_source: u32, start_info: u32) -> ! {
         let mut platform = Platform::new(BootSource::Pvh, start_info as u64);
-        if let Err(e) = parkboot::pvh::parse(&Identity, start_info as u64, &mut platform) {
+        if let Err(e) = parkboot::platform::pvh::parse(&Identity, start_info as u64, &mut platform)
+        {
             fail(format_args!("PVH start info: {e}"));
         }
         let Some(module) = platform.modules.first().copied() else {
