@@ -5,7 +5,12 @@
 //
 //   kexec-file load KERNEL INITRD CMDLINE   kexec_file_load(2): the running kernel
 //                                           parses and places the bzImage itself
-//   kexec-file exec                         reboot(LINUX_REBOOT_CMD_KEXEC)
+//   kexec-file exec                         reboot(LINUX_REBOOT_CMD_KEXEC), after the
+//                                           console has sent what was written to it
+//   kexec-file drain                        tcdrain(3) on the console: returns once every
+//                                           byte written to it has left the serial port,
+//                                           so a line printed just before the run ends
+//                                           (or kexecs) is not lost
 //
 // Exit status 0 on success; on failure a message naming the step and the errno.
 #include <errno.h>
@@ -15,6 +20,7 @@
 #include <string.h>
 #include <sys/reboot.h>
 #include <sys/syscall.h>
+#include <termios.h>
 #include <unistd.h>
 
 static int fail(const char *what, const char *arg) {
@@ -40,14 +46,28 @@ static int load(const char *kernel, const char *initrd, const char *cmdline) {
     return 0;
 }
 
+static int drain(void) {
+    int fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return fail("open", "/dev/console");
+    if (tcdrain(fd) != 0)
+        return fail("tcdrain", "/dev/console");
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "load") == 0)
         return load(argv[2], argv[3], argv[4]);
+    if (argc == 2 && strcmp(argv[1], "drain") == 0)
+        return drain();
     if (argc == 2 && strcmp(argv[1], "exec") == 0) {
+        // The serial log is the test's record: let it out before the kernel goes.
+        drain();
         // Returns only when no kernel is loaded (or on EPERM).
         reboot(LINUX_REBOOT_CMD_KEXEC);
         return fail("reboot(LINUX_REBOOT_CMD_KEXEC)", NULL);
     }
-    fprintf(stderr, "usage: kexec-file load KERNEL INITRD CMDLINE | kexec-file exec\n");
+    fprintf(stderr, "usage: kexec-file load KERNEL INITRD CMDLINE | kexec-file exec | kexec-file drain\n");
     return 2;
 }
