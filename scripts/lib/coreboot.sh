@@ -56,23 +56,9 @@ coreboot_build_packages() {
         printf '%s\n' "/usr/lib/gcc/x86_64-linux-gnu/$gcc_major/32/libgcc.a:lib32gcc-$gcc_major-dev"
 }
 
-# Adds a deb-src entry for bookworm, copied from the machine's own Debian entry (the
-# same pattern as ensure_backports in deps.sh).
+# Debian's source packages (coreboot's) need a deb-src entry for bookworm.
 ensure_deb_src() {
-    local list=/etc/apt/sources.list.d/parkboot-sources.sources
-    [ -f "$list" ] && return 0
-    local src
-    src="$(grep -l '^Suites:.*bookworm' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v parkboot- | head -n1)"
-    if [ -n "$src" ]; then
-        say "adding bookworm source packages (deb-src) from $src"
-        awk 'BEGIN{RS="";ORS="\n\n"} /Suites:.*bookworm( |$)/ && !done {gsub(/Types:[^\n]*/,"Types: deb-src"); gsub(/Suites:[^\n]*/,"Suites: bookworm"); print; done=1}' "$src" \
-            | as_root tee "$list" >/dev/null
-    else
-        say "adding bookworm source packages (deb-src, deb.debian.org)"
-        printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-            | as_root tee "$list" >/dev/null
-    fi
-    APT_UPDATED=
+    add_debian_sources parkboot-sources.sources deb-src bookworm
 }
 
 # coreboot_source_version: the version of the coreboot source package apt offers.

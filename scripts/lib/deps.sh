@@ -11,23 +11,33 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# add_debian_sources FILE TYPES SUITE: an apt sources entry (deb822) for SUITE with
+# TYPES (deb or deb-src), copied from the machine's own bookworm entry (same mirror and
+# key), else for deb.debian.org. Nothing to do when FILE exists.
+add_debian_sources() {
+    local list="/etc/apt/sources.list.d/$1" types="$2" suite="$3"
+    [ -f "$list" ] && return 0
+    local src
+    src="$(grep -l '^Suites:.*bookworm' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v '/parkboot-' | head -n1)"
+    if [ -n "$src" ]; then
+        say "adding $suite ($types) from $src"
+        awk -v types="$types" -v suite="$suite" 'BEGIN{RS="";ORS="\n\n"}
+            /Suites:.*bookworm( |$)/ && !done {
+                gsub(/Types:[^\n]*/, "Types: " types); gsub(/Suites:[^\n]*/, "Suites: " suite)
+                print; done=1
+            }' "$src" | as_root tee "$list" >/dev/null
+    else
+        say "adding $suite ($types, deb.debian.org)"
+        printf 'Types: %s\nURIs: http://deb.debian.org/debian\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+            "$types" "$suite" | as_root tee "$list" >/dev/null
+    fi
+    APT_UPDATED=
+}
+
 # QEMU 10 comes from bookworm-backports: bookworm's own 7.2 lacks x2APIC under TCG
 # and the apic_register_write trace event that the INIT IPI witness reads.
 ensure_backports() {
-    local list=/etc/apt/sources.list.d/parkboot-backports.sources
-    [ -f "$list" ] && return 0
-    local src
-    src="$(grep -l '^Suites:.*bookworm' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)"
-    if [ -n "$src" ]; then
-        say "adding bookworm-backports from $src"
-        awk 'BEGIN{RS="";ORS="\n\n"} /Suites:.*bookworm( |$)/ && !done {gsub(/Suites:[^\n]*/,"Suites: bookworm-backports"); print; done=1}' "$src" \
-            | as_root tee "$list" >/dev/null
-    else
-        say "adding bookworm-backports (deb.debian.org)"
-        printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-            | as_root tee "$list" >/dev/null
-    fi
-    APT_UPDATED=
+    add_debian_sources parkboot-backports.sources deb bookworm-backports
 }
 
 apt_update_once() {
