@@ -15,7 +15,7 @@ use parkboot::kernels::handoff::{FLAT_GDT_POINTER, SEL_CODE32, SEL_CODE64, SEL_D
 use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
 use parkboot::parking::layout::{Duration, Spread};
 use parkboot::platform::acpi::{self, Madt};
-use parkboot::platform::cbfs::{Cbfs, Compression};
+use parkboot::platform::cbfs::{Cbfs, CompressionNote};
 use parkboot::platform::fw_cfg::{FwCfg, IoPorts};
 use parkboot::platform::sources::{self, ConfigSource};
 use parkboot::platform::{coreboot, pvh};
@@ -222,11 +222,7 @@ fn find_cbfs(platform: &Platform) -> Option<Cbfs<'static>> {
                 file.name,
                 file.type_name(),
                 file.data.len(),
-                match file.compression {
-                    Compression::None => "",
-                    Compression::Lzma => ", LZMA",
-                    Compression::Lz4 => ", LZ4",
-                }
+                CompressionNote(file.compression)
             ),
             Err(e) => {
                 log::warn!("CBFS: {e}; files after it are not seen");

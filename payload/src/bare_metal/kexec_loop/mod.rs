@@ -28,7 +28,7 @@ use parkboot::kernels::gzip;
 use parkboot::kernels::multiboot2::{self};
 use parkboot::memory::{Lifetime, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE};
 use parkboot::parking::layout::{Duration, Spread};
-use parkboot::platform::cbfs::Compression;
+use parkboot::platform::cbfs::CompressionNote;
 use parkboot::platform::sources;
 use state::{
     init_state, loop_log, stamp, state, Current, EntryError, Image, PinnedImage, SCRATCH,
@@ -306,11 +306,7 @@ fn load_source(
                 file,
                 len,
                 found.data.len(),
-                match found.compression {
-                    Compression::None => "",
-                    Compression::Lzma => ", LZMA",
-                    Compression::Lz4 => ", LZ4",
-                },
+                CompressionNote(found.compression),
                 Duration(cpu::ticks_to_ns(cpu::rdtsc() - start))
             );
             Ok(Image { addr, len })

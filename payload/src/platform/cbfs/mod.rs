@@ -451,6 +451,19 @@ impl Compression {
     }
 }
 
+/// How a file is stored, as the boot log appends it to a size: `, LZMA` or `, LZ4`, and
+/// nothing for a file stored as it is.
+pub struct CompressionNote(pub Compression);
+
+impl fmt::Display for CompressionNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Compression::None => Ok(()),
+            compressed => write!(f, ", {}", compressed.name()),
+        }
+    }
+}
+
 /// A file's hash attribute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileHash<'m> {

@@ -576,3 +576,11 @@ fn erased_flash_ends_the_walk() {
     assert_eq!(cbfs.files().count(), FILES.len());
     assert_eq!(cbfs.find("nothing"), Ok(None));
 }
+
+#[test]
+fn compression_note_names_only_compressed_files() {
+    use std::format;
+    assert_eq!(format!("{}", CompressionNote(Compression::None)), "");
+    assert_eq!(format!("{}", CompressionNote(Compression::Lzma)), ", LZMA");
+    assert_eq!(format!("{}", CompressionNote(Compression::Lz4)), ", LZ4");
+}
