@@ -5,7 +5,7 @@
 use crate::mailbox::{
     MailboxCommand, MAILBOX_APIC_ID_OFFSET, MAILBOX_COMMAND_OFFSET, MAILBOX_WAKEUP_VECTOR_OFFSET,
 };
-use crate::table::{flags, offsets, CpuState};
+use crate::table::{doorbell, flags, offsets, CpuState, PARK_WAKE_VECTOR};
 use core::arch::global_asm;
 use core::mem::offset_of;
 
@@ -50,8 +50,16 @@ pub struct ParkCodeData {
     /// For WAIT_HLT: the local-APIC timer's initial count (divide by 1) for one period
     /// of the park timer, which ends each HLT of the wait.
     pub timer_initial_count: u32,
-    timer_padding: u32,
+    /// For WAIT_HLT: the count for the backstop period of a CPU that sleeps while
+    /// another is the watcher ([`SLEEPER_BACKSTOP_PERIODS`] park-timer periods).
+    pub sleeper_timer_count: u32,
 }
+
+/// A CPU that sleeps in the HLT wait while another CPU is the watcher still looks at
+/// the mailbox on its own once in this many park-timer periods, so a watcher that
+/// stops (faulted, or stuck with interrupts off) slows wakeups down but never loses
+/// them.
+pub const SLEEPER_BACKSTOP_PERIODS: u32 = 64;
 
 const _: () = {
     assert!(offset_of!(ParkCodeData, gdt_base) == offset_of!(ParkCodeData, gdt_limit) + 2);
@@ -87,7 +95,7 @@ impl ParkCodeData {
             idt_base: idt.0,
             vector_limit: vector_limit.min(CANONICAL_LIMIT),
             timer_initial_count,
-            timer_padding: 0,
+            sleeper_timer_count: timer_initial_count.saturating_mul(SLEEPER_BACKSTOP_PERIODS),
         }
     }
 }
@@ -117,7 +125,15 @@ global_asm!(
     FLAG_WAIT_MWAIT = const flags::WAIT_MWAIT,
     FLAG_WAIT_HLT = const flags::WAIT_HLT,
     DATA_TIMER_INITIAL_COUNT = const offset_of!(ParkCodeData, timer_initial_count),
+    DATA_SLEEPER_TIMER_COUNT = const offset_of!(ParkCodeData, sleeper_timer_count),
     TIMER_VECTOR = const PARK_TIMER_VECTOR,
+    WAKE_VECTOR = const PARK_WAKE_VECTOR,
+    DOORBELL_IDLE = const doorbell::IDLE,
+    DOORBELL_ARMED = const doorbell::ARMED,
+    DOORBELL_RUNG = const doorbell::RUNG,
+    DOORBELL_DELIVERED = const doorbell::DELIVERED,
+    TABLE_WATCHER = const offsets::TABLE_WATCHER,
+    SLOT_DOORBELL = const offsets::SLOT_DOORBELL,
     TABLE_PARKED_COUNT = const offsets::TABLE_PARKED_COUNT,
     TABLE_RESET_VECTOR = const offsets::TABLE_RESET_VECTOR,
     TABLE_WAKE_ALL_VECTOR = const offsets::TABLE_WAKE_ALL_VECTOR,
@@ -171,6 +187,7 @@ extern "C" {
     static park_nmi_handler: u8;
     static park_machine_check_handler: u8;
     static park_interrupt_handler: u8;
+    static park_wake_interrupt_handler: u8;
     static park_fault_stubs: u8;
     static park_unexpected_vector_stub: u8;
     static park_code_data: u8;
@@ -183,6 +200,8 @@ pub const NMI_VECTOR: usize = 2;
 pub const MACHINE_CHECK_VECTOR: usize = 18;
 /// The park timer's vector (HLT wait), handled by `park_interrupt_handler`.
 pub const PARK_TIMER_VECTOR: usize = crate::table::PARK_TIMER_VECTOR as usize;
+/// The watcher's wake interrupt (HLT wait), handled by `park_wake_interrupt_handler`.
+pub const WAKE_VECTOR: usize = PARK_WAKE_VECTOR as usize;
 
 fn addr(symbol: &u8) -> usize {
     symbol as *const u8 as usize
@@ -216,6 +235,8 @@ pub struct ParkCode {
     pub machine_check_handler: usize,
     /// External interrupts (vectors 32-255) in the HLT wait, the park timer's too.
     pub interrupt_handler: usize,
+    /// The wake interrupt ([`WAKE_VECTOR`]) in the HLT wait.
+    pub wake_interrupt_handler: usize,
     pub fault_stubs: usize,
     pub unexpected_vector_stub: usize,
     pub data: usize,
@@ -257,6 +278,7 @@ pub fn park_code() -> ParkCode {
             nmi_handler: addr(&park_nmi_handler) - start,
             machine_check_handler: addr(&park_machine_check_handler) - start,
             interrupt_handler: addr(&park_interrupt_handler) - start,
+            wake_interrupt_handler: addr(&park_wake_interrupt_handler) - start,
             fault_stubs: addr(&park_fault_stubs) - start,
             unexpected_vector_stub: addr(&park_unexpected_vector_stub) - start,
             data: addr(&park_code_data) - start,

@@ -12,6 +12,14 @@
  *   r15 = the park timer's local APIC for the HLT wait: its xAPIC MMIO base,
  *   TIMER_X2APIC in x2APIC mode, TIMER_NONE when the CPU does not wait with HLT
  *
+ * The HLT wait has one watcher (the table's `watcher`: APIC ID + 1 of the CPU that
+ * claimed it first): it alone looks at the mailbox and the doorbell every park-timer
+ * period and sends WAKE_VECTOR to a sleeping CPU they concern. Every other CPU sleeps
+ * in HLT with its slot's doorbell ARMED and only a backstop tick (sleeper_timer_count,
+ * many periods) of its own, so N parked CPUs cost one timer tick per period, not N.
+ * A watcher that leaves (or sees a wake-all) rings every sleeper; one of them takes
+ * the role over.
+ *
  * Constants in braces come from the Rust ABI definitions (park::table,
  * park::mailbox, park::code) as const operands, so layout lives in one place.
  */
@@ -79,6 +87,14 @@
 .set X2APIC_MSR_TIMER_INITIAL, 0x838
 .set X2APIC_MSR_TIMER_DIVIDE, 0x83E
 .set TIMER_DIVIDE_BY_1,     0xB
+/* The watcher's wake interrupt: fixed delivery, physical destination. */
+.set XAPIC_ICR_LOW,         0x300
+.set XAPIC_ICR_HIGH,        0x310
+.set XAPIC_ICR_DEST_SHIFT,  24
+.set ICR_DELIVERY_PENDING,  1 << 12
+.set ICR_IDLE_SPINS,        1 << 20             /* bounded wait for a busy xAPIC ICR */
+.set X2APIC_MSR_ICR,        0x830
+.set RING_ALL,              0xFFFFFFFF          /* park_ring: every sleeping CPU */
 
 /* r12 = slot of the CPU running this (0 if the table has none), r13 = park table,
  * r14d = APIC ID. Uses no stack: the ResetVector runs it before it has one.
@@ -388,10 +404,11 @@
 .Ltimer_done\@:
 .endm
 
-/* One park timer period from now (r15 names the local APIC, not TIMER_NONE).
+/* One-shot timer \count (a park_code_data offset: the watcher's period or a
+ * sleeper's backstop) from now (r15 names the local APIC, not TIMER_NONE).
  * Clobbers rax, rcx, rdx. */
-.macro ARM_PARK_TIMER
-    mov     park_code_data + {DATA_TIMER_INITIAL_COUNT}(%rip), %eax
+.macro ARM_PARK_TIMER count
+    mov     park_code_data + \count(%rip), %eax
     cmp     $TIMER_X2APIC, %r15
     jne     .Lxapic\@
     mov     $X2APIC_MSR_TIMER_INITIAL, %ecx
@@ -448,12 +465,75 @@
 .Lstopped\@:
 .endm
 
+/* The wake interrupt to the CPU whose APIC ID is in edx (r15 names this CPU's local
+ * APIC). Clobbers rax, rcx, rdx. */
+.macro SEND_WAKE_INTERRUPT
+    cmp     $TIMER_X2APIC, %r15
+    jne     .Lxapic\@
+    mov     $X2APIC_MSR_ICR, %ecx
+    mov     ${WAKE_VECTOR}, %eax
+    wrmsr                                       /* edx: destination */
+    jmp     .Lsent\@
+.Lxapic\@:
+    mov     $ICR_IDLE_SPINS, %ecx
+.Lbusy\@:
+    testl   $ICR_DELIVERY_PENDING, XAPIC_ICR_LOW(%r15)
+    jz      .Lidle\@
+    pause
+    dec     %ecx
+    jnz     .Lbusy\@
+.Lidle\@:
+    shl     $XAPIC_ICR_DEST_SHIFT, %edx
+    movl    %edx, XAPIC_ICR_HIGH(%r15)
+    movl    ${WAKE_VECTOR}, XAPIC_ICR_LOW(%r15)
+.Lsent\@:
+.endm
+
+/* A watcher leaving the park loop gives the role up and rings every sleeper: one of
+ * them takes it over (and a wake-all reaches them all). The role is cleared before
+ * the doorbells are read, and a sleeper arms its doorbell before it reads the role
+ * (both locked): either it sees no watcher and claims the role, or it is rung.
+ * Clobbers rax, rcx, rdx, rsi, rdi, r8. */
+.macro RESIGN_WATCHER
+    cmp     $TIMER_NONE, %r15
+    je      .Lnot_watcher\@
+    lea     1(%r14), %eax
+    xor     %ecx, %ecx
+    lock cmpxchg %ecx, {TABLE_WATCHER}(%r13)
+    jne     .Lnot_watcher\@
+    mov     $RING_ALL, %edi
+    call    park_ring
+.Lnot_watcher\@:
+.endm
+
+/* After a sleep with the doorbell armed: back to IDLE, and never with a wake interrupt
+ * still on its way. ARMED (nobody rang) or DELIVERED (it came): IDLE at once. RUNG:
+ * the watcher is sending it; interrupts are opened for one instruction at a time
+ * until its handler has marked it DELIVERED. Clobbers rax, rcx. */
+.macro SETTLE_DOORBELL
+.Lsettle\@:
+    mov     ${DOORBELL_ARMED}, %eax
+    mov     ${DOORBELL_IDLE}, %ecx
+    lock cmpxchg %ecx, {SLOT_DOORBELL}(%r12)
+    je      .Lsettled\@
+    cmp     ${DOORBELL_RUNG}, %eax
+    jne     .Lidle\@                           /* DELIVERED (or already IDLE) */
+    sti
+    pause                                       /* the one instruction after STI */
+    cli
+    jmp     .Lsettle\@
+.Lidle\@:
+    movl    ${DOORBELL_IDLE}, {SLOT_DOORBELL}(%r12)
+.Lsettled\@:
+.endm
+
 /* Before a CPU leaves for a vector: LINT1 masked again (the next kernel's first code,
  * e.g. Linux's trampoline, runs with an empty IDT, where a platform NMI routed
  * through LINT1 would shut the CPU down; the kernel programs LINT1 itself), then
  * state Running, parked_count one lower, wake_count one higher, the TSC stamped.
  * The park timer is stopped first. Clobbers rax, rcx, rdx. */
 .macro LEAVE_BOOKKEEPING
+    RESIGN_WATCHER
     STOP_PARK_TIMER
     MASK_PLATFORM_NMI
     movl    ${STATE_RUNNING}, {SLOT_STATE}(%r12)
@@ -554,10 +634,18 @@ park_enter:
     mov     %rax, {SLOT_WAKE_ALL_SEEN}(%r12)
     READ_TSC
     mov     %rax, {SLOT_LAST_PARK_TSC}(%r12)
+    movl    ${DOORBELL_IDLE}, {SLOT_DOORBELL}(%r12)
     movl    ${STATE_PARKED}, {SLOT_STATE}(%r12)
     lock incl {TABLE_PARKED_COUNT}(%r13)
     mov     park_code_data + {DATA_MAILBOX}(%rip), %rbx
     START_PARK_TIMER
+    cmp     $TIMER_NONE, %r15
+    je      park_loop
+    /* Interrupts a kernel left pending are taken (and ended) now, before this CPU can
+     * arm its doorbell, so none of them can pass for the watcher's wake interrupt. */
+    sti
+    nop                                         /* the one instruction after STI */
+    cli
 
 park_loop:
     testl   ${FLAG_WAIT_MWAIT}, park_code_data + {DATA_FLAGS}(%rip)
@@ -586,19 +674,91 @@ park_check_wake_all:
 2:
     cmp     $TIMER_NONE, %r15
     je      3f
-    /* HLT until the park timer's interrupt (or an NMI): interrupts are on for the
-     * HLT alone (STI's one-instruction shadow covers it), the handler only ends the
-     * interrupt, and the timer is armed before each HLT (a tick that comes before
-     * the HLT stays pending and ends it at once), so a write that lands between the
-     * look above and the HLT is seen one period later at most. */
-    ARM_PARK_TIMER
+    /* The HLT wait. Interrupts are on for the HLT alone (STI's one-instruction shadow
+     * covers it): an interrupt that comes between the look above and the HLT stays
+     * pending and ends the HLT at once. */
+    mov     {TABLE_WATCHER}(%r13), %eax
+    lea     1(%r14), %ecx
+    cmp     %ecx, %eax
+    je      park_watch
+    test    %eax, %eax
+    jnz     park_sleep
+    lock cmpxchg %ecx, {TABLE_WATCHER}(%r13)    /* no watcher: claim the role */
+    jmp     park_loop
+
+/* The watcher: a command in the mailbox for another CPU rings that CPU (its own and
+ * the doorbell it has just looked at itself), then HLT until the next tick. A
+ * write that lands between the look and the HLT is seen one period later at most. */
+park_watch:
+    movzwl  {MAILBOX_COMMAND}(%rbx), %eax
+    cmp     ${COMMAND_NOOP}, %eax
+    je      1f
+    mov     {MAILBOX_APIC_ID}(%rbx), %edi
+    cmp     %r14d, %edi
+    je      1f
+    call    park_ring
+1:
+    ARM_PARK_TIMER {DATA_TIMER_INITIAL_COUNT}
     sti
     hlt
     cli
     jmp     park_loop
+
+/* Another CPU watches: arm the doorbell (locked, so the look below comes after it),
+ * look once more, and HLT until rung (or the backstop tick, or an NMI). */
+park_sleep:
+    mov     ${DOORBELL_ARMED}, %eax
+    xchg    %eax, {SLOT_DOORBELL}(%r12)
+    movzwl  {MAILBOX_COMMAND}(%rbx), %eax
+    cmp     ${COMMAND_NOOP}, %eax
+    je      1f
+    cmp     {MAILBOX_APIC_ID}(%rbx), %r14d
+    je      park_settle
+1:
+    mov     {TABLE_WAKE_ALL_GENERATION}(%r13), %rax
+    cmp     {SLOT_WAKE_ALL_SEEN}(%r12), %rax
+    jne     park_settle
+    cmpl    $0, {TABLE_WATCHER}(%r13)
+    je      park_settle
+    ARM_PARK_TIMER {DATA_SLEEPER_TIMER_COUNT}
+    sti
+    hlt
+    cli
+park_settle:
+    SETTLE_DOORBELL
+    jmp     park_loop
 3:
     pause
     jmp     park_loop
+
+/* Rings sleeping CPUs: the one whose APIC ID is in edi, or every one for RING_ALL
+ * (never this CPU). Each ARMED doorbell taken (ARMED -> RUNG, locked) gets exactly one
+ * wake interrupt. Clobbers rax, rcx, rdx, rsi, r8. */
+park_ring:
+    lea     {TABLE_SLOTS}(%r13), %rsi
+    mov     park_code_data + {DATA_CPU_COUNT}(%rip), %r8d
+1:
+    test    %r8d, %r8d
+    jz      4f
+    cmp     %r12, %rsi
+    je      3f
+    cmp     $RING_ALL, %edi
+    je      2f
+    cmp     {SLOT_APIC_ID}(%rsi), %edi
+    jne     3f
+2:
+    mov     ${DOORBELL_ARMED}, %eax
+    mov     ${DOORBELL_RUNG}, %ecx
+    lock cmpxchg %ecx, {SLOT_DOORBELL}(%rsi)
+    jne     3f
+    mov     {SLOT_APIC_ID}(%rsi), %edx
+    SEND_WAKE_INTERRUPT
+3:
+    add     ${SLOT_SIZE}, %rsi
+    dec     %r8d
+    jmp     1b
+4:
+    ret
 
 park_mailbox_wakeup:
     cmp     {MAILBOX_APIC_ID}(%rbx), %r14d
@@ -628,6 +788,16 @@ park_mailbox_test:
 
 park_wake_all:
     mov     %rax, {SLOT_WAKE_ALL_SEEN}(%r12)
+    /* The watcher passes a wake-all on to every sleeper (each answers it itself). */
+    cmp     $TIMER_NONE, %r15
+    je      1f
+    lea     1(%r14), %ecx
+    cmp     {TABLE_WATCHER}(%r13), %ecx
+    jne     1f
+    mov     $RING_ALL, %edi
+    call    park_ring
+    mov     {TABLE_WAKE_ALL_GENERATION}(%r13), %rax   /* park_ring clobbered it */
+1:
     mov     {TABLE_WAKE_ALL_VECTOR}(%r13), %rbp
     test    %rbp, %rbp
     jz      park_loop                           /* 0: stay parked, by design */
@@ -687,6 +857,25 @@ park_interrupt_handler:
     push    %rax
     push    %rcx
     push    %rdx
+    PARK_TIMER_EOI
+    pop     %rdx
+    pop     %rcx
+    pop     %rax
+    iretq
+
+/* The watcher's wake interrupt (WAKE_VECTOR, HLT wait only): marks the doorbell
+ * DELIVERED if it was RUNG (so an interrupt of this vector that a kernel left pending
+ * cannot pass for it), ends it, and returns to the loop (interrupts are on only
+ * inside the park loop, where r12 is this CPU's slot). */
+.global park_wake_interrupt_handler
+park_wake_interrupt_handler:
+    endbr64                                     /* IDT entries are IBT targets */
+    push    %rax
+    push    %rcx
+    push    %rdx
+    mov     ${DOORBELL_RUNG}, %eax
+    mov     ${DOORBELL_DELIVERED}, %ecx
+    lock cmpxchg %ecx, {SLOT_DOORBELL}(%r12)
     PARK_TIMER_EOI
     pop     %rdx
     pop     %rcx
@@ -825,6 +1014,10 @@ park_fault:
     lock decl {TABLE_PARKED_COUNT}(%r13)
 1:
     movl    ${STATE_FAULTED}, {SLOT_STATE}(%r12)
+    /* A faulted watcher gives the role up (the sleepers' backstop tick finds it free). */
+    lea     1(%r14), %eax
+    xor     %ecx, %ecx
+    lock cmpxchg %ecx, {TABLE_WATCHER}(%r13)
 2:
     cli
     hlt

@@ -81,6 +81,29 @@ impl CpuState {
 /// nothing of this vector pending or in service.
 pub const PARK_TIMER_VECTOR: u8 = 0xEE;
 
+/// The vector of the wake interrupt of the `WAIT_HLT` wait: the watcher (see
+/// [`ParkTable::watcher`]) sends it to a sleeping CPU whose doorbell
+/// ([`CpuSlot::doorbell`]) is [`doorbell::ARMED`]. In the same 32-vector block as the
+/// park timer's, so one ISR/IRR word shows both. A CPU leaving the park loop has
+/// nothing of this vector pending or in service either.
+pub const PARK_WAKE_VECTOR: u8 = 0xED;
+
+/// Values of [`CpuSlot::doorbell`], the handshake between a CPU sleeping in the
+/// `WAIT_HLT` wait and the watcher that wakes it with [`PARK_WAKE_VECTOR`].
+pub mod doorbell {
+    /// Not asleep (or not in the HLT wait): nobody sends it a wake interrupt.
+    pub const IDLE: u32 = 0;
+    /// Asleep in HLT (or about to be): the watcher may ring it.
+    pub const ARMED: u32 = 1;
+    /// The watcher took the doorbell (ARMED -> RUNG, locked) and sends exactly one
+    /// wake interrupt.
+    pub const RUNG: u32 = 2;
+    /// The wake interrupt arrived (its handler set RUNG -> DELIVERED). Only from IDLE,
+    /// ARMED or DELIVERED does the CPU leave the park loop, so no wake interrupt is
+    /// ever left in flight to a kernel.
+    pub const DELIVERED: u32 = 3;
+}
+
 /// Bits of [`ParkTable::flags`].
 pub mod flags {
     /// Parked CPUs wait with MONITOR/MWAIT on the mailbox's first cache line (else a
@@ -142,7 +165,9 @@ pub struct CpuSlot {
     pub refused_vector: AtomicU64,
     /// How many vectors it refused since it was first parked.
     pub refused_count: AtomicU32,
-    pub reserved: u32,
+    /// A [`doorbell`] value: how this CPU waits in the `WAIT_HLT` wait (written by the
+    /// CPU and the watcher only; kernels leave it alone).
+    pub doorbell: AtomicU32,
 }
 
 const _: () = {
@@ -166,7 +191,7 @@ const _: () = {
     assert!(offset_of!(CpuSlot, kernel_scratch) == 96);
     assert!(offset_of!(CpuSlot, refused_vector) == 112);
     assert!(offset_of!(CpuSlot, refused_count) == 120);
-    assert!(offset_of!(CpuSlot, reserved) == 124);
+    assert!(offset_of!(CpuSlot, doorbell) == 124);
 };
 
 impl CpuSlot {
@@ -234,7 +259,12 @@ pub struct ParkTable {
     /// With flag [`flags::CHECKSUM`]: [`ParkTable::compute_checksum`] over the fields
     /// only parkboot writes (header fields and each slot's `apic_id` and `stack_top`).
     pub checksum: u32,
-    pub reserved: u32,
+    /// `WAIT_HLT`: the APIC ID + 1 of the one parked CPU that looks at the mailbox and
+    /// the doorbell every park-timer period and rings ([`CpuSlot::doorbell`]) the CPUs
+    /// they concern; 0 when none has claimed the role yet. The others sleep in HLT
+    /// without a timer tick until rung (with a backstop of their own: see the README).
+    /// Written by parked CPUs only.
+    pub watcher: AtomicU32,
 }
 
 const _: () = {
@@ -260,7 +290,7 @@ const _: () = {
     assert!(offset_of!(ParkTable, slot_count) == 112);
     assert!(offset_of!(ParkTable, cpus_beyond_table) == 116);
     assert!(offset_of!(ParkTable, checksum) == 120);
-    assert!(offset_of!(ParkTable, reserved) == 124);
+    assert!(offset_of!(ParkTable, watcher) == 124);
     assert!(size_of::<ParkTable>() == 128);
 };
 
@@ -300,6 +330,8 @@ pub mod offsets {
     pub const SLOT_KERNEL_SCRATCH: usize = offset_of!(CpuSlot, kernel_scratch);
     pub const SLOT_REFUSED_VECTOR: usize = offset_of!(CpuSlot, refused_vector);
     pub const SLOT_REFUSED_COUNT: usize = offset_of!(CpuSlot, refused_count);
+    pub const SLOT_DOORBELL: usize = offset_of!(CpuSlot, doorbell);
+    pub const TABLE_WATCHER: usize = offset_of!(ParkTable, watcher);
 }
 
 /// What is wrong with a park table header ([`ParkTable::check`]).

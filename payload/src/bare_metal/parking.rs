@@ -197,9 +197,11 @@ pub fn choose_park_wait(config: &Config) -> ParkWaitSetup {
     let timer_initial_count = match (mode, timer_hz) {
         (WaitMode::Hlt, Some(hz)) => {
             log::info!(
-                "park timer: local-APIC timer at {} kHz, period {} us",
+                "park timer: local-APIC timer at {} kHz, period {} us on one watcher CPU \
+                 (the others sleep until it wakes them, and look on their own every {} periods)",
                 hz / 1000,
-                config.park_timer_us
+                config.park_timer_us,
+                park::code::SLEEPER_BACKSTOP_PERIODS
             );
             park_timer_initial_count(hz, config.park_timer_us)
         }
@@ -306,6 +308,7 @@ pub fn park_all(
                 // Interrupts are on during the HLT wait: the park timer's and any
                 // other external interrupt are ended and the CPU waits on. (IF stays
                 // 0 in the other waits: a vector above 31 there is a fault.)
+                code::WAKE_VECTOR if wait.mode == WaitMode::Hlt => park_code.wake_interrupt_handler,
                 _ if wait.mode == WaitMode::Hlt => park_code.interrupt_handler,
                 _ => park_code.unexpected_vector_stub,
             };

@@ -17,7 +17,8 @@ use park::reentry::{
     KernelReport, Multiboot2ParkbootTag, ReentryRequest, MULTIBOOT2_TAG_TYPE_PARKBOOT,
 };
 use park::table::{
-    flags, offsets, CpuSlot, CpuState, ParkTable, PARK_TABLE_VERSION, PARK_TIMER_VECTOR,
+    doorbell, flags, offsets, CpuSlot, CpuState, ParkTable, PARK_TABLE_VERSION, PARK_TIMER_VECTOR,
+    PARK_WAKE_VECTOR,
 };
 
 /// CPUs this kernel keeps a proof of wakeup for. Its own limit, not the park table's:
@@ -154,11 +155,12 @@ impl ApProof {
         self.tsc.store(0, Ordering::Release);
     }
 
-    /// `Err` with what is wrong when the AP came with the park timer still running,
-    /// pending or in service (see `Check::ParkTimerLeftBehind`).
+    /// `Err` with what is wrong when the AP came with the park timer still running, or
+    /// the park timer's or the watcher's wake vector pending or in service (see
+    /// `Check::ParkTimerLeftBehind`).
     fn park_timer_left_behind(&self) -> Result<(), (u32, bool, bool)> {
         let lvt_timer = self.lvt_timer.load(Ordering::Acquire);
-        let vector_bit = 1u32 << (PARK_TIMER_VECTOR % 32);
+        let vector_bit = (1u32 << (PARK_TIMER_VECTOR % 32)) | (1u32 << (PARK_WAKE_VECTOR % 32));
         let in_service = self.timer_isr.load(Ordering::Acquire) & vector_bit != 0;
         let pending = self.timer_irr.load(Ordering::Acquire) & vector_bit != 0;
         // An LVT of 0 means the APIC was disabled at the entry: no timer at all.
@@ -177,6 +179,10 @@ impl ApProof {
         }
     }
 }
+
+// The AP entry reads the ISR and IRR words of the park timer's vector: the wake
+// vector must be in the same word.
+const _: () = assert!(PARK_TIMER_VECTOR / 32 == PARK_WAKE_VECTOR / 32);
 
 // The AP entry turns a slot address into an index with the table's own slots_offset
 // and slot_size, and an index into a proof address with a shift.
@@ -352,9 +358,12 @@ enum Check {
     KeepAps,
     /// `testkernel.misbehave=` names a known misbehaviour.
     MisbehaveOption,
-    /// A woken AP's local-APIC timer is masked, with nothing of the park timer's vector
-    /// pending or in service: the HLT wait's timer stays in parkboot.
+    /// A woken AP's local-APIC timer is masked, with nothing of the park timer's or the
+    /// wake vector pending or in service: the HLT wait's interrupts stay in parkboot.
     ParkTimerLeftBehind,
+    /// In the HLT wait exactly one parked CPU is the watcher and every other parked CPU
+    /// sleeps with its doorbell armed (so only the watcher takes timer ticks).
+    OneWatcher,
 }
 
 /// Text of at most `MESSAGE_BYTES - 1` bytes (cut at a character boundary), for the
@@ -819,6 +828,46 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
     let timeout = table.tsc_hz.saturating_mul(WAIT_TIMEOUT_SECONDS);
     let mut woken = [false; MAX_CPUS];
 
+    // ---- the HLT wait: one watcher, every other parked CPU asleep ----
+    if table.flags & flags::WAIT_HLT != 0 && !expected.is_empty() {
+        let watcher_slot = || {
+            let watcher = table.watcher.load(Ordering::Acquire);
+            expected
+                .iter()
+                .position(|&index| slot_at(table, index).apic_id.wrapping_add(1) == watcher)
+        };
+        let settled = || {
+            watcher_slot().is_some_and(|w| {
+                expected.iter().enumerate().all(|(i, &index)| {
+                    i == w
+                        || slot_at(table, index).doorbell.load(Ordering::Acquire) == doorbell::ARMED
+                })
+            })
+        };
+        if !wait_until(timeout, settled) {
+            let armed = expected
+                .iter()
+                .filter(|&&index| {
+                    slot_at(table, index).doorbell.load(Ordering::Acquire) == doorbell::ARMED
+                })
+                .count();
+            fail!(
+                Check::OneWatcher,
+                "HLT wait: watcher field {:#x} names {} parked CPU; {armed} of {} parked CPUs \
+                 sleep with their doorbell armed",
+                table.watcher.load(Ordering::Acquire),
+                if watcher_slot().is_some() { "a" } else { "no" },
+                expected.len()
+            );
+        }
+        say!(
+            "HLT wait: APIC ID {} watches the mailbox; the other {} parked CPUs sleep with \
+             their doorbell armed",
+            table.watcher.load(Ordering::Acquire).wrapping_sub(1),
+            expected.len() - 1
+        );
+    }
+
     // ---- the mailbox, one AP at a time ----
     for &index in &expected {
         let slot = slot_at(table, index);
@@ -860,8 +909,8 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
         if let Err((lvt, in_service, pending)) = proof.park_timer_left_behind() {
             fail!(
                 Check::ParkTimerLeftBehind,
-                "APIC ID {}: woken with LVT timer {lvt:#x}, park timer vector in service \
-                 {in_service}, pending {pending}",
+                "APIC ID {}: woken with LVT timer {lvt:#x}, park timer or wake vector in \
+                 service {in_service}, pending {pending}",
                 slot.apic_id
             );
         }
@@ -918,8 +967,8 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
         if let Err((lvt, in_service, pending)) = AP_PROOFS[index].park_timer_left_behind() {
             fail!(
                 Check::ParkTimerLeftBehind,
-                "APIC ID {}: woken with LVT timer {lvt:#x}, park timer vector in service \
-                 {in_service}, pending {pending}",
+                "APIC ID {}: woken with LVT timer {lvt:#x}, park timer or wake vector in \
+                 service {in_service}, pending {pending}",
                 slot.apic_id
             );
         }
