@@ -420,6 +420,7 @@ impl Boot {
         });
 
         let mut control = Control {
+            pid: child.0.id(),
             stdin: child.0.stdin.take(),
             monitor_socket,
             monitor: None,
@@ -553,6 +554,7 @@ fn escape_option(text: &str) -> String {
 
 /// What the line callback can do while the guest runs.
 pub struct Control {
+    pid: u32,
     stdin: Option<ChildStdin>,
     monitor_socket: Option<PathBuf>,
     monitor: Option<Monitor>,
@@ -617,6 +619,34 @@ impl Control {
     pub fn time_left(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
+
+    /// Host CPU time QEMU has used so far, all its threads together (the first field
+    /// of each `/proc/PID/task/TID/schedstat`, in nanoseconds). Unlike the host clock
+    /// it does not grow while QEMU waits for a host core, so it measures emulation
+    /// work on a busy host too. `None` where /proc does not say.
+    pub fn qemu_cpu_time(&self) -> Option<Duration> {
+        cpu_time_of(self.pid)
+    }
+}
+
+/// The CPU time of every thread of process `pid` so far (see [`Control::qemu_cpu_time`]).
+pub fn cpu_time_of(pid: u32) -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        // A thread may end between the listing and the read: it is left out.
+        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+            total += schedstat_cpu_ns(&text)?;
+        }
+    }
+    Some(Duration::from_nanos(total))
+}
+
+/// The first field of a schedstat line: nanoseconds spent on a CPU.
+fn schedstat_cpu_ns(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
 }
 
 struct Monitor {
@@ -721,6 +751,26 @@ impl Drop for RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedstat_gives_the_cpu_nanoseconds() {
+        assert_eq!(schedstat_cpu_ns("123456789 2000 17\n"), Some(123_456_789));
+        assert_eq!(schedstat_cpu_ns(""), None);
+        assert_eq!(schedstat_cpu_ns("x 1 2"), None);
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_grows_with_work() {
+        let before = cpu_time_of(std::process::id()).expect("/proc is readable");
+        let mut x = 0u64;
+        let spin_until = Instant::now() + Duration::from_millis(50);
+        while Instant::now() < spin_until {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = cpu_time_of(std::process::id()).expect("/proc is readable");
+        assert!(after > before, "{before:?} -> {after:?}");
+        assert_eq!(cpu_time_of(u32::MAX), None);
+    }
 
     #[test]
     fn command_line_has_the_fixed_options() {

@@ -324,6 +324,16 @@ struct LinuxRow {
     cpus: String,
     bringup_ms: String,
     cycle: Option<Duration>,
+    /// QEMU's host CPU time over the same cycle.
+    cpu_cycle: Option<Duration>,
+}
+
+/// One `parkboot-linux: iteration` line: its text after that prefix, when it arrived
+/// (host clock, from the start of the run) and QEMU's CPU time then.
+struct TimedLine {
+    text: String,
+    at: Duration,
+    cpu: Option<Duration>,
 }
 
 struct LinuxTable {
@@ -331,10 +341,11 @@ struct LinuxTable {
 }
 
 /// Rows from `parkboot-linux: iteration I/N: cpus online C/C, smp bring-up T ms...`
-/// lines and the host time each arrived.
-fn linux_iteration_table(lines: &[(String, Duration)]) -> LinuxTable {
+/// lines, the host time each arrived and QEMU's CPU time then.
+fn linux_iteration_table(lines: &[TimedLine]) -> LinuxTable {
     let mut rows = Vec::new();
-    for (i, (text, at)) in lines.iter().enumerate() {
+    for (i, line) in lines.iter().enumerate() {
+        let text = &line.text;
         let iteration = text.split(':').next().unwrap_or("?").to_string();
         let after = |key: &str| {
             text.split(key)
@@ -347,7 +358,10 @@ fn linux_iteration_table(lines: &[(String, Duration)]) -> LinuxTable {
             iteration,
             cpus: after("cpus online "),
             bringup_ms: after("smp bring-up "),
-            cycle: lines.get(i + 1).map(|(_, next)| next.saturating_sub(*at)),
+            cycle: lines.get(i + 1).map(|next| next.at.saturating_sub(line.at)),
+            cpu_cycle: lines
+                .get(i + 1)
+                .and_then(|next| Some(next.cpu?.saturating_sub(line.cpu?))),
         });
     }
     LinuxTable { rows }
@@ -372,11 +386,12 @@ impl LinuxTable {
                 self.rows
                     .iter()
                     .map(|r| format!(
-                        "{{\"iteration\":{},\"cpus_online\":{},\"smp_bringup_ms\":{},\"kexec_cycle_ns\":{}}}",
+                        "{{\"iteration\":{},\"cpus_online\":{},\"smp_bringup_ms\":{},\"kexec_cycle_ns\":{},\"kexec_cycle_cpu_ns\":{}}}",
                         json::quote(&r.iteration),
                         json::quote(&r.cpus),
                         r.bringup_ms.parse::<f64>().map(json::number).unwrap_or_else(|_| "null".to_string()),
-                        r.cycle.map(|c| c.as_nanos().to_string()).unwrap_or_else(|| "null".to_string())
+                        r.cycle.map(|c| c.as_nanos().to_string()).unwrap_or_else(|| "null".to_string()),
+                        r.cpu_cycle.map(|c| c.as_nanos().to_string()).unwrap_or_else(|| "null".to_string())
                     ))
                     .collect::<Vec<_>>()
                     .join(",")
@@ -475,26 +490,35 @@ fn main() -> ExitCode {
     // The serial log goes out live, line by line (stdout is line-buffered). Linux
     // iterations are timed here, on the host: each kexec restarts the guest's clocks.
     let started = std::time::Instant::now();
-    let mut linux_iterations: Vec<(String, Duration)> = Vec::new();
-    let outcome = boot.run_with(|line, _| {
+    let mut linux_iterations: Vec<TimedLine> = Vec::new();
+    let outcome = boot.run_with(|line, control| {
         println!("{line}");
         if let Some(rest) = line.split("parkboot-linux: iteration ").nth(1) {
-            linux_iterations.push((rest.to_string(), started.elapsed()));
+            linux_iterations.push(TimedLine {
+                text: rest.to_string(),
+                at: started.elapsed(),
+                cpu: control.qemu_cpu_time(),
+            });
         }
     });
     let linux_table = linux_iteration_table(&linux_iterations);
     if !linux_table.rows.is_empty() {
-        println!("Linux kexec loop (cycle = one iteration line to the next, host time):");
-        println!("  iteration  CPUs up  SMP bring-up (kernel log)  kexec cycle");
+        println!(
+            "Linux kexec loop (cycle = one iteration line to the next: host clock, and QEMU's host CPU time):"
+        );
+        println!("  iteration  CPUs up  SMP bring-up (kernel log)  kexec cycle  QEMU CPU time");
+        let seconds = |d: Option<Duration>| {
+            d.map(|c| format!("{:.2} s", c.as_secs_f64()))
+                .unwrap_or_else(|| "-".to_string())
+        };
         for row in &linux_table.rows {
             println!(
-                "  {:9}  {:7}  {:>22} ms  {}",
+                "  {:9}  {:7}  {:>22} ms  {:>11}  {:>13}",
                 row.iteration,
                 row.cpus,
                 row.bringup_ms,
-                row.cycle
-                    .map(|c| format!("{:.2} s", c.as_secs_f64()))
-                    .unwrap_or_else(|| "-".to_string())
+                seconds(row.cycle),
+                seconds(row.cpu_cycle)
             );
         }
     }
@@ -674,6 +698,46 @@ mod tests {
             command: Vec::new(),
             harness_error: None,
         }
+    }
+
+    #[test]
+    fn linux_rows_time_each_cycle_on_both_clocks() {
+        let line = |text: &str, at_ms: u64, cpu_ms: Option<u64>| TimedLine {
+            text: text.to_string(),
+            at: Duration::from_millis(at_ms),
+            cpu: cpu_ms.map(Duration::from_millis),
+        };
+        let table = linux_iteration_table(&[
+            line(
+                "1/3: cpus online 4/4, smp bring-up 240.5 ms",
+                1000,
+                Some(900),
+            ),
+            line(
+                "2/3: cpus online 4/4, smp bring-up 251 ms",
+                8000,
+                Some(7100),
+            ),
+            line("3/3: cpus online 3/4, smp bring-up 260 ms", 15500, None),
+        ]);
+        let rows = &table.rows;
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            (rows[0].iteration.as_str(), rows[0].cpus.as_str()),
+            ("1/3", "4/4")
+        );
+        assert_eq!(rows[1].bringup_ms, "251");
+        assert_eq!(rows[0].cycle, Some(Duration::from_millis(7000)));
+        assert_eq!(rows[0].cpu_cycle, Some(Duration::from_millis(6200)));
+        assert_eq!(rows[1].cycle, Some(Duration::from_millis(7500)));
+        assert_eq!(rows[1].cpu_cycle, None, "no CPU time at the next line");
+        assert_eq!((rows[2].cycle, rows[2].cpu_cycle), (None, None));
+        let json = table.json().expect("rows");
+        assert!(
+            json[0].1.contains("\"kexec_cycle_cpu_ns\":6200000000"),
+            "{}",
+            json[0].1
+        );
     }
 
     #[test]
