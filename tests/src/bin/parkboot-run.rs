@@ -328,6 +328,46 @@ struct LinuxRow {
     cpu_cycle: Option<Duration>,
 }
 
+/// Lines that mark the phases of a Linux kexec cycle, in the order they come: the old
+/// kernel's last words before it jumps, the new kernel's first, its SMP bring-up, its
+/// init, and the init's iteration line. Which of them appear depends on the kernel's
+/// log level (`loglevel=7` shows them all).
+const PHASE_MARKS: &[(&str, &str)] = &[
+    ("kexec", "kexec_core: Starting new kernel"),
+    ("kernel", "Linux version "),
+    ("smp_start", "smp: Bringing up secondary CPUs"),
+    ("smp_done", "smp: Brought up "),
+    ("init", "Run /init as init process"),
+    ("iteration", "parkboot-linux: iteration "),
+];
+
+/// Per phase (`from->to` of consecutive marks), the host-clock and QEMU-CPU-time
+/// durations of every occurrence, in the order the phases first appear.
+fn linux_phases(
+    marks: &[(&'static str, Duration, Option<Duration>)],
+) -> Vec<(String, Vec<u128>, Vec<u128>)> {
+    let mut phases: Vec<(String, Vec<u128>, Vec<u128>)> = Vec::new();
+    for pair in marks.windows(2) {
+        let [(from, at, cpu), (to, next_at, next_cpu)] = pair else {
+            continue;
+        };
+        let name = format!("{from}->{to}");
+        let index = match phases.iter().position(|(n, _, _)| *n == name) {
+            Some(index) => index,
+            None => {
+                phases.push((name, Vec::new(), Vec::new()));
+                phases.len() - 1
+            }
+        };
+        let entry = &mut phases[index];
+        entry.1.push(next_at.saturating_sub(*at).as_nanos());
+        if let (Some(cpu), Some(next_cpu)) = (cpu, next_cpu) {
+            entry.2.push(next_cpu.saturating_sub(*cpu).as_nanos());
+        }
+    }
+    phases
+}
+
 /// One `parkboot-linux: iteration` line: its text after that prefix, when it arrived
 /// (host clock, from the start of the run) and QEMU's CPU time then.
 struct TimedLine {
@@ -491,8 +531,12 @@ fn main() -> ExitCode {
     // iterations are timed here, on the host: each kexec restarts the guest's clocks.
     let started = std::time::Instant::now();
     let mut linux_iterations: Vec<TimedLine> = Vec::new();
+    let mut marks: Vec<(&'static str, Duration, Option<Duration>)> = Vec::new();
     let outcome = boot.run_with(|line, control| {
         println!("{line}");
+        if let Some((name, _)) = PHASE_MARKS.iter().find(|(_, text)| line.contains(text)) {
+            marks.push((name, started.elapsed(), control.qemu_cpu_time()));
+        }
         if let Some(rest) = line.split("parkboot-linux: iteration ").nth(1) {
             linux_iterations.push(TimedLine {
                 text: rest.to_string(),
@@ -540,6 +584,34 @@ fn main() -> ExitCode {
     if options.json {
         let mut line = json_line(&outcome);
         if let Some(extra) = linux_table.json() {
+            line = json::merge(&line, &extra).unwrap_or(line);
+        }
+        let phases = linux_phases(&marks);
+        // Only the iteration line itself: no phase marks in this kernel's log level.
+        if phases
+            .iter()
+            .any(|(name, _, _)| name != "iteration->iteration")
+        {
+            let list = |values: &[u128]| {
+                values
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let members = phases
+                .iter()
+                .map(|(name, host, cpu)| {
+                    format!(
+                        "{}:{{\"host_ns\":[{}],\"cpu_ns\":[{}]}}",
+                        json::quote(name),
+                        list(host),
+                        list(cpu)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let extra = vec![("linux_phases".to_string(), format!("{{{members}}}"))];
             line = json::merge(&line, &extra).unwrap_or(line);
         }
         println!("{line}");
@@ -698,6 +770,32 @@ mod tests {
             command: Vec::new(),
             harness_error: None,
         }
+    }
+
+    #[test]
+    fn phases_run_from_one_mark_to_the_next() {
+        let ms = Duration::from_millis;
+        let phases = linux_phases(&[
+            ("iteration", ms(1000), Some(ms(900))),
+            ("kexec", ms(3000), Some(ms(2800))),
+            ("kernel", ms(7000), Some(ms(6000))),
+            ("iteration", ms(12000), None),
+            ("kexec", ms(14000), Some(ms(12500))),
+            ("kernel", ms(18500), Some(ms(16000))),
+        ]);
+        let names: Vec<&str> = phases.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["iteration->kexec", "kexec->kernel", "kernel->iteration"]
+        );
+        assert_eq!(phases[1].1, [4_000_000_000, 4_500_000_000]);
+        assert_eq!(phases[1].2, [3_200_000_000, 3_500_000_000]);
+        assert_eq!(phases[0].1, [2_000_000_000, 2_000_000_000]);
+        assert_eq!(
+            phases[0].2,
+            [1_900_000_000],
+            "no CPU time at one end: left out"
+        );
     }
 
     #[test]
