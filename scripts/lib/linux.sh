@@ -119,8 +119,8 @@ ensure_linux_kernel() {
     PARKBOOT_LINUX_PACKAGE="$pkg"
 }
 
-# busybox-static: one static binary gives the init its shell and tools (devmem,
-# dmesg, awk, cpio, poweroff).
+# busybox-static: one static binary gives the init its shell and tools (dmesg, awk,
+# cpio, poweroff).
 ensure_linux_busybox() {
     linux_unpacked busybox-static "$PARKBOOT_LINUX_DIR/busybox" './bin/busybox' || return 1
     PARKBOOT_LINUX_BUSYBOX="$PARKBOOT_LINUX_DIR/busybox/bin/busybox"
