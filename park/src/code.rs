@@ -53,13 +53,25 @@ pub struct ParkCodeData {
     /// For WAIT_HLT: the count for the backstop period of a CPU that sleeps while
     /// another is the watcher ([`SLEEPER_BACKSTOP_PERIODS`] park-timer periods).
     pub sleeper_timer_count: u32,
+    /// For WAIT_HLT: the longest period of the watcher, which doubles its period from
+    /// `timer_initial_count` up to this ([`WATCHER_IDLE_PERIODS`] periods) while the
+    /// mailbox stays empty, and goes back to one period when a command comes.
+    pub watcher_idle_timer_count: u32,
+    watcher_padding: u32,
 }
 
 /// A CPU that sleeps in the HLT wait while another CPU is the watcher still looks at
 /// the mailbox on its own once in this many park-timer periods, so a watcher that
 /// stops (faulted, or stuck with interrupts off) slows wakeups down but never loses
 /// them.
-pub const SLEEPER_BACKSTOP_PERIODS: u32 = 64;
+pub const SLEEPER_BACKSTOP_PERIODS: u32 = 256;
+
+/// The watcher's period grows to at most this many park-timer periods while nothing
+/// happens (each tick of an idle watcher costs an emulator tens of microseconds of
+/// the CPU that boots the kernel), and is one period again from the first mailbox
+/// command on: the first wakeup after a quiet spell waits up to this many periods,
+/// those right after it one period at most.
+pub const WATCHER_IDLE_PERIODS: u32 = 8;
 
 const _: () = {
     assert!(offset_of!(ParkCodeData, gdt_base) == offset_of!(ParkCodeData, gdt_limit) + 2);
@@ -96,6 +108,8 @@ impl ParkCodeData {
             vector_limit: vector_limit.min(CANONICAL_LIMIT),
             timer_initial_count,
             sleeper_timer_count: timer_initial_count.saturating_mul(SLEEPER_BACKSTOP_PERIODS),
+            watcher_idle_timer_count: timer_initial_count.saturating_mul(WATCHER_IDLE_PERIODS),
+            watcher_padding: 0,
         }
     }
 }
@@ -126,6 +140,7 @@ global_asm!(
     FLAG_WAIT_HLT = const flags::WAIT_HLT,
     DATA_TIMER_INITIAL_COUNT = const offset_of!(ParkCodeData, timer_initial_count),
     DATA_SLEEPER_TIMER_COUNT = const offset_of!(ParkCodeData, sleeper_timer_count),
+    DATA_WATCHER_IDLE_TIMER_COUNT = const offset_of!(ParkCodeData, watcher_idle_timer_count),
     TIMER_VECTOR = const PARK_TIMER_VECTOR,
     WAKE_VECTOR = const PARK_WAKE_VECTOR,
     DOORBELL_IDLE = const doorbell::IDLE,

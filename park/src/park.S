@@ -7,7 +7,9 @@
  *
  * Register use while parked:
  *   r12 = this CPU's slot   r13 = the park table   r14d = this CPU's APIC ID
- *   rbx = the wakeup mailbox                        rbp = the vector being jumped to
+ *   rbx = the wakeup mailbox
+ *   rbp = the watcher's current timer count in the loop; the vector being jumped to
+ *         when the CPU leaves
  *   r15d = how the CPU entered (ENTRY_START or ENTRY_RETURN); from park_enter on,
  *   r15 = the park timer's local APIC for the HLT wait: its xAPIC MMIO base,
  *   TIMER_X2APIC in x2APIC mode, TIMER_NONE when the CPU does not wait with HLT
@@ -404,11 +406,9 @@
 .Ltimer_done\@:
 .endm
 
-/* One-shot timer \count (a park_code_data offset: the watcher's period or a
- * sleeper's backstop) from now (r15 names the local APIC, not TIMER_NONE).
+/* One-shot timer of eax counts from now (r15 names the local APIC, not TIMER_NONE).
  * Clobbers rax, rcx, rdx. */
-.macro ARM_PARK_TIMER count
-    mov     park_code_data + \count(%rip), %eax
+.macro ARM_PARK_TIMER
     cmp     $TIMER_X2APIC, %r15
     jne     .Lxapic\@
     mov     $X2APIC_MSR_TIMER_INITIAL, %ecx
@@ -673,7 +673,7 @@ park_check_wake_all:
     jmp     park_loop
 2:
     cmp     $TIMER_NONE, %r15
-    je      3f
+    je      park_pause
     /* The HLT wait. Interrupts are on for the HLT alone (STI's one-instruction shadow
      * covers it): an interrupt that comes between the look above and the HLT stays
      * pending and ends the HLT at once. */
@@ -683,22 +683,40 @@ park_check_wake_all:
     je      park_watch
     test    %eax, %eax
     jnz     park_sleep
+    mov     park_code_data + {DATA_TIMER_INITIAL_COUNT}(%rip), %ebp
     lock cmpxchg %ecx, {TABLE_WATCHER}(%r13)    /* no watcher: claim the role */
     jmp     park_loop
 
 /* The watcher: a command in the mailbox for another CPU rings that CPU (its own and
  * the doorbell it has just looked at itself), then HLT until the next tick. A
- * write that lands between the look and the HLT is seen one period later at most. */
+ * write that lands between the look and the HLT is seen one period (ebp) later at
+ * most. The period doubles on every tick that finds the mailbox empty, up to
+ * watcher_idle_timer_count, and is one park-timer period again once a command
+ * comes. */
 park_watch:
     movzwl  {MAILBOX_COMMAND}(%rbx), %eax
     cmp     ${COMMAND_NOOP}, %eax
-    je      1f
+    je      2f
+    mov     park_code_data + {DATA_TIMER_INITIAL_COUNT}(%rip), %ebp
     mov     {MAILBOX_APIC_ID}(%rbx), %edi
     cmp     %r14d, %edi
     je      1f
     call    park_ring
+    jmp     1f
+2:
+    add     %ebp, %ebp
+    jc      3f                                  /* past 2^32: the longest period */
+    cmp     park_code_data + {DATA_WATCHER_IDLE_TIMER_COUNT}(%rip), %ebp
+    jbe     4f
+3:
+    mov     park_code_data + {DATA_WATCHER_IDLE_TIMER_COUNT}(%rip), %ebp
+4:
+    test    %ebp, %ebp
+    jnz     1f
+    mov     park_code_data + {DATA_TIMER_INITIAL_COUNT}(%rip), %ebp
 1:
-    ARM_PARK_TIMER {DATA_TIMER_INITIAL_COUNT}
+    mov     %ebp, %eax
+    ARM_PARK_TIMER
     sti
     hlt
     cli
@@ -720,14 +738,16 @@ park_sleep:
     jne     park_settle
     cmpl    $0, {TABLE_WATCHER}(%r13)
     je      park_settle
-    ARM_PARK_TIMER {DATA_SLEEPER_TIMER_COUNT}
+    mov     park_code_data + {DATA_SLEEPER_TIMER_COUNT}(%rip), %eax
+    ARM_PARK_TIMER
     sti
     hlt
     cli
 park_settle:
     SETTLE_DOORBELL
     jmp     park_loop
-3:
+
+park_pause:
     pause
     jmp     park_loop
 
