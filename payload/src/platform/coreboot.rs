@@ -7,8 +7,9 @@
 //! into an error that says where it is damaged, never into a fault or a panic, because
 //! parkboot's console depends on this table and a silent crash would leave no trace.
 //!
-//! [`builder::TableBuilder`] writes the same layout, so host tests and the bare-metal test loader
-//! can give parkboot a table without running coreboot.
+//! `builder::TableBuilder` (test-only: host tests, and test crates and the bare-metal test
+//! loader through the `test-support` feature) writes the same layout, so they can give parkboot a table
+//! without running coreboot.
 
 use core::fmt;
 use core::mem::{offset_of, size_of};
@@ -78,6 +79,7 @@ const RECORD_SIZE_MULTIPLE: u32 = 4;
 
 /// Register spacing coreboot reports for an I/O-port UART: 8250 registers are one port
 /// apart.
+#[cfg(any(test, feature = "test-support"))]
 const IO_UART_REGISTER_WIDTH: u32 = 1;
 /// Register spacing assumed for a memory-mapped UART in records from before `regwidth`
 /// existed: byte-spaced, like a PC 16550.
@@ -484,11 +486,11 @@ pub enum CorebootError {
         /// valid; `None` when the signature was nowhere.
         scan_fault: Option<TableFault>,
     },
-    /// [`builder::TableBuilder`]: the caller's buffer is too small.
+    /// `builder::TableBuilder` (tests): the caller's buffer is too small.
     BufferTooSmall { needed: usize, available: usize },
-    /// [`builder::TableBuilder`]: `lb_serial.baseaddr` is 32 bits wide.
+    /// `builder::TableBuilder` (tests): `lb_serial.baseaddr` is 32 bits wide.
     SerialBaseTooHigh { base: u64 },
-    /// [`builder::TableBuilder`]: the records exceed what a header can describe.
+    /// `builder::TableBuilder` (tests): the records exceed what a header can describe.
     TableTooLarge { table_bytes: usize },
 }
 
@@ -949,6 +951,7 @@ pub fn memory_kind(lb_type: u32) -> MemoryKind {
 }
 
 /// parkboot's kinds back to coreboot's `LB_MEM_*`, for [`builder::TableBuilder`].
+#[cfg(any(test, feature = "test-support"))]
 pub fn lb_memory_type(kind: MemoryKind) -> u32 {
     match kind {
         MemoryKind::Usable => LB_MEM_RAM,
@@ -1035,6 +1038,9 @@ pub fn parse(
     Ok(())
 }
 
+/// Test-only (host tests, and test loaders through the `test-support` feature): not part
+/// of the shipped library.
+#[cfg(any(test, feature = "test-support"))]
 pub mod builder;
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! through [`PhysicalMemory`] with bounds-checked accessors, so a bad structure gives a
 //! [`PvhError`] that says where, never a fault.
 //!
-//! [`StartInfoBuilder`] lays out the same structures for tests and test loaders.
+//! `StartInfoBuilder` (test-only: host tests, and test crates through the `test-support`
+//! feature) lays out the same structures.
 
 use core::fmt;
 use core::mem::offset_of;
@@ -105,6 +106,7 @@ const _: () = assert!(offset_of!(HvmMemmapTableEntry, r#type) == 16);
 const _: () = assert!(offset_of!(HvmMemmapTableEntry, reserved) == 20);
 
 /// The start info, module list and memory map are all 8-byte structures.
+#[cfg(any(test, feature = "test-support"))]
 const PVH_ALIGNMENT: usize = 8;
 
 /// What is wrong with one start info.
@@ -183,7 +185,7 @@ pub enum PvhError {
         start_info: u64,
         problem: PvhProblem,
     },
-    /// [`StartInfoBuilder::write`]: the caller's buffer is too small.
+    /// `StartInfoBuilder::write` (tests): the caller's buffer is too small.
     BufferTooSmall { needed: usize, available: usize },
 }
 
@@ -216,6 +218,7 @@ pub fn memory_kind(e820_type: u32) -> MemoryKind {
 
 /// parkboot's kinds back to Xen's types, for [`StartInfoBuilder`]. E820 has no type for
 /// coreboot's tables, so they become reserved, which is how they must be treated anyway.
+#[cfg(any(test, feature = "test-support"))]
 pub fn e820_type(kind: MemoryKind) -> u32 {
     match kind {
         MemoryKind::Usable => XEN_HVM_MEMMAP_TYPE_RAM,
@@ -400,11 +403,12 @@ fn read_cmdline(mem: &impl PhysicalMemory, addr: u64, out: &mut [u8]) -> Result<
 }
 
 /// Lays out an `hvm_start_info` with its module list, memory map and command line in one
-/// buffer, as a hypervisor would, so tests and test loaders can start parkboot's PVH path
-/// without one.
+/// buffer, as a hypervisor would, so tests can exercise parkboot's PVH path without one.
+/// Test-only (the `test-support` feature): not part of the shipped library.
 ///
 /// Layout in the buffer: start info, module list, memory map (version 1 and later only),
 /// command line, each 8-byte aligned.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Clone, Copy, Debug)]
 pub struct StartInfoBuilder<'a> {
     version: u32,
@@ -414,12 +418,14 @@ pub struct StartInfoBuilder<'a> {
     memory: &'a [MemoryRegion],
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Default for StartInfoBuilder<'_> {
     fn default() -> Self {
         Self::new()
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl<'a> StartInfoBuilder<'a> {
     /// A version 1 start info with nothing in it.
     pub fn new() -> Self {
