@@ -17,8 +17,10 @@
  * The HLT wait has one watcher (the table's `watcher`: APIC ID + 1 of the CPU that
  * claimed it first): it alone looks at the mailbox and the doorbell every park-timer
  * period and sends WAKE_VECTOR to a sleeping CPU they concern. Every other CPU sleeps
- * in HLT with its slot's doorbell ARMED and only a backstop tick (sleeper_timer_count,
- * many periods) of its own, so N parked CPUs cost one timer tick per period, not N.
+ * in HLT with only a backstop tick (sleeper_timer_count, many periods) of its own, so
+ * N parked CPUs cost one timer tick per period, not N. Every CPU in that HLT, the
+ * watcher too, has its slot's doorbell ARMED: whoever takes it (ARMED -> RUNG) sends
+ * it one WAKE_VECTOR, the watcher or a kernel (CpuSlot::take_doorbell).
  * A watcher that leaves (or sees a wake-all) rings every sleeper; one of them takes
  * the role over.
  *
@@ -717,9 +719,14 @@ park_watch:
 1:
     mov     %ebp, %eax
     ARM_PARK_TIMER
+    /* Armed like any sleeper, so a kernel may ring the watcher too (a command written
+     * after the look above is still seen at the next tick if nobody does). */
+    mov     ${DOORBELL_ARMED}, %eax
+    xchg    %eax, {SLOT_DOORBELL}(%r12)
     sti
     hlt
     cli
+    SETTLE_DOORBELL
     jmp     park_loop
 
 /* Another CPU watches: arm the doorbell (locked, so the look below comes after it),

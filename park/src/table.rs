@@ -552,9 +552,51 @@ impl ParkTable {
     }
 }
 
+impl CpuSlot {
+    /// Takes this CPU's doorbell if it is armed, i.e. the CPU sleeps in the `WAIT_HLT`
+    /// wait (a locked ARMED -> RUNG). `Some(apic_id)`: the caller now owes that CPU
+    /// exactly one fixed interrupt with [`PARK_WAKE_VECTOR`] (physical destination),
+    /// and must send it; the CPU will not leave the park loop before it arrives.
+    /// `None`: the CPU is awake, or does not wait with HLT, and will see what was
+    /// written for it on its own (the watcher within one of its periods).
+    ///
+    /// A kernel that wakes a CPU through the mailbox or the wake-all doorbell calls
+    /// this after writing the command (or ringing the doorbell) and sends the interrupt,
+    /// so the CPU answers in microseconds instead of at the watcher's next tick.
+    pub fn take_doorbell(&self) -> Option<u32> {
+        self.doorbell
+            .compare_exchange(
+                doorbell::ARMED,
+                doorbell::RUNG,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .ok()
+            .map(|_| self.apic_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_armed_doorbell_is_taken_and_only_once() {
+        // SAFETY: CpuSlot is plain integers and atomics; all zeros is a valid (Empty) slot.
+        let slot: CpuSlot = unsafe { core::mem::zeroed() };
+        let slot = CpuSlot { apic_id: 7, ..slot };
+        assert_eq!(slot.take_doorbell(), None, "idle: awake");
+        slot.doorbell.store(doorbell::ARMED, Ordering::Relaxed);
+        assert_eq!(slot.take_doorbell(), Some(7));
+        assert_eq!(slot.doorbell.load(Ordering::Relaxed), doorbell::RUNG);
+        assert_eq!(
+            slot.take_doorbell(),
+            None,
+            "rung: one interrupt is owed already"
+        );
+        slot.doorbell.store(doorbell::DELIVERED, Ordering::Relaxed);
+        assert_eq!(slot.take_doorbell(), None);
+    }
 
     #[test]
     fn states_round_trip() {

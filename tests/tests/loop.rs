@@ -482,6 +482,48 @@ fn boots_a_kernel_from_a_pvh_boot_module() {
     assert_eq!(outcome.summary_field("iterations_done"), "3");
 }
 
+/// In the HLT wait a kernel that sends no wake interrupts (as Linux, which knows
+/// nothing of doorbells) still gets every CPU, through the mailbox and the doorbell,
+/// from the watcher alone: the one parked CPU that polls and rings the others.
+#[test]
+fn the_watcher_alone_wakes_cpus_for_a_kernel_that_sends_no_interrupt() {
+    const ITERATIONS: u32 = 3;
+    const CPUS: u32 = 6;
+    let config = format!(
+        "self_check = on\non_finish = qemu-exit\npark_wait = hlt\n[entry test-kernel]\nkernel = fw_cfg:opt/parkboot/kernel\nformat = multiboot2\niterations = {ITERATIONS}\ncmdline = \"testkernel.ring=off\"\n"
+    );
+    let outcome = Boot::new(parkboot_image())
+        .smp(CPUS)
+        .config_text(config)
+        .fw_cfg_file("opt/parkboot/kernel", test_kernel("testkernel"))
+        .trace_init_ipis(true)
+        .timeout(TIMEOUT)
+        .run();
+    outcome.assert_pass();
+    assert_eq!(
+        outcome.summary_field("iterations_done"),
+        ITERATIONS.to_string()
+    );
+    assert_eq!(
+        outcome.summary_field("cpus_woken_min"),
+        (CPUS - 1).to_string()
+    );
+    assert_eq!(
+        outcome.count_lines("testkernel: no wake interrupts from this kernel"),
+        ITERATIONS as usize,
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(
+        outcome.count_lines("the other 4 parked CPUs sleep with their doorbell armed"),
+        ITERATIONS as usize,
+        "{}",
+        outcome.report()
+    );
+    let witness = outcome.init_ipis.as_ref().expect("INIT witness");
+    assert_eq!(witness.inits_after_park, Some(0), "{witness:?}");
+}
+
 /// A kernel rings the doorbell while one AP is held running in it; that AP comes back
 /// through the ResetVector and must stay parked (no jump to the vector of a ring it
 /// missed), and the next kernel finds `wake_all_vector` cleared by parkboot, so no CPU

@@ -67,6 +67,9 @@ static AP_HOLD_RELEASE: AtomicU32 = AtomicU32::new(0);
 /// MADT's Multiprocessor Wakeup entry in place, as Linux does when it cannot hand CPUs
 /// back (`acpi_mp_disable_offlining`). The next kernel must still find it intact.
 const CLOBBER_ACPI_OPTION: &str = "testkernel.clobber-acpi";
+/// Command line option: wake parked CPUs through the mailbox and the doorbell only,
+/// without sending the HLT wait's wake interrupt (see `apic`): the watcher wakes them.
+const NO_RING_OPTION: &str = "testkernel.ring=off";
 /// Command line option: misbehave on purpose, to test how parkboot copes.
 const MISBEHAVE_OPTION: &str = "testkernel.misbehave=";
 
@@ -830,42 +833,13 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
 
     // ---- the HLT wait: one watcher, every other parked CPU asleep ----
     if table.flags & flags::WAIT_HLT != 0 && !expected.is_empty() {
-        let watcher_slot = || {
-            let watcher = table.watcher.load(Ordering::Acquire);
-            expected
-                .iter()
-                .position(|&index| slot_at(table, index).apic_id.wrapping_add(1) == watcher)
-        };
-        let settled = || {
-            watcher_slot().is_some_and(|w| {
-                expected.iter().enumerate().all(|(i, &index)| {
-                    i == w
-                        || slot_at(table, index).doorbell.load(Ordering::Acquire) == doorbell::ARMED
-                })
-            })
-        };
-        if !wait_until(timeout, settled) {
-            let armed = expected
-                .iter()
-                .filter(|&&index| {
-                    slot_at(table, index).doorbell.load(Ordering::Acquire) == doorbell::ARMED
-                })
-                .count();
-            fail!(
-                Check::OneWatcher,
-                "HLT wait: watcher field {:#x} names {} parked CPU; {armed} of {} parked CPUs \
-                 sleep with their doorbell armed",
-                table.watcher.load(Ordering::Acquire),
-                if watcher_slot().is_some() { "a" } else { "no" },
-                expected.len()
-            );
-        }
-        say!(
-            "HLT wait: APIC ID {} watches the mailbox; the other {} parked CPUs sleep with \
-             their doorbell armed",
-            table.watcher.load(Ordering::Acquire).wrapping_sub(1),
-            expected.len() - 1
-        );
+        watcher::one_watcher(table, &expected, timeout)?;
+    }
+    let ring = !cmdline
+        .split_ascii_whitespace()
+        .any(|option| option == NO_RING_OPTION);
+    if !ring && table.flags & flags::WAIT_HLT != 0 {
+        say!("no wake interrupts from this kernel ({NO_RING_OPTION}): the watcher wakes every CPU");
     }
 
     // ---- the mailbox, one AP at a time ----
@@ -880,6 +854,9 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
         mailbox
             .command
             .store(MailboxCommand::Wakeup as u16, Ordering::Release);
+        if ring {
+            crate::apic::ring(slot);
+        }
         if !wait_until(timeout, || {
             mailbox.command.load(Ordering::Acquire) == MailboxCommand::Noop as u16
         }) {
@@ -941,6 +918,11 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
     let rung = rdtsc();
     // The library rings the doorbell and writes the mailbox line parked CPUs MONITOR.
     table.wake_all(mailbox, vector);
+    if ring {
+        for &index in &expected {
+            crate::apic::ring(slot_at(table, index));
+        }
+    }
     let all_stamped = || {
         expected
             .iter()
@@ -1006,6 +988,7 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
 }
 
 mod misbehave;
+mod watcher;
 use misbehave::{bad_vectors, corrupt_table, keep_aps, stale_doorbell};
 
 fn state_name(raw: u32) -> &'static str {

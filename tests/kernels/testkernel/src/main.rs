@@ -15,6 +15,8 @@
 #[cfg(any(target_os = "none", test))]
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod acpi;
+#[cfg(target_os = "none")]
+mod apic;
 #[cfg(any(target_os = "none", test))]
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod bootinfo;
