@@ -664,7 +664,9 @@ fn main(source: u32, boot_info: u32) -> ! {
         }
     }
 
-    let summary = kexec_loop::summary();
+    // SAFETY: startup is the summary's first user; the kexec loop takes it only after
+    // `kexec_loop::start`, which this reference does not outlive.
+    let summary = unsafe { kexec_loop::summary() };
     let _ = write!(
         summary,
         "{{\"entry\":\"{}\",\"config_source\":\"{}\",\"cpus\":{},\"boot_apic_id\":{},\"memory_mib\":{},\"tsc_mhz\":{},\"madt_usable\":{}",
