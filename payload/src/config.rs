@@ -246,9 +246,9 @@ pub struct Config {
     pub park_wait: ParkWait,
     /// The HLT wait's timer period in microseconds: the longest a wakeup waits.
     pub park_timer_us: u32,
-    /// Touch an unmapped address once the platform is known, to show (and test) the
-    /// exception report: parkboot then stops.
-    pub fault_test: bool,
+    /// Touch an unmapped address (or panic) once the platform is known, to show (and
+    /// test) the exception and panic reports: parkboot then stops.
+    pub fault_test: FaultTest,
     /// Switch the boot processor's local APIC to x2APIC mode before starting the APs
     /// (it is switched anyway when an APIC ID above 254 needs it).
     pub x2apic: bool,
@@ -271,6 +271,38 @@ pub enum ParkWait {
     /// MONITOR/MWAIT where CPUID offers it, else the PAUSE loop: never a timer
     /// interrupt while parked.
     Mwait,
+}
+
+/// What `fault_test` does once the platform is known (parkboot then stops).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultTest {
+    /// Nothing (`off`).
+    Off,
+    /// Read an address no page table maps (`on`): a page fault.
+    Unmapped,
+    /// The same read while a log line is being written (`while-logging`): the fault
+    /// arrives with the console lock held.
+    WhileLogging,
+    /// Panic while a log line is being written (`panic-while-logging`).
+    PanicWhileLogging,
+}
+
+impl FaultTest {
+    const ALL: [FaultTest; 4] = [
+        FaultTest::Off,
+        FaultTest::Unmapped,
+        FaultTest::WhileLogging,
+        FaultTest::PanicWhileLogging,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultTest::Off => "off",
+            FaultTest::Unmapped => "on",
+            FaultTest::WhileLogging => "while-logging",
+            FaultTest::PanicWhileLogging => "panic-while-logging",
+        }
+    }
 }
 
 impl ParkWait {
@@ -611,7 +643,7 @@ struct Globals {
     nmi_test: bool,
     park_wait: ParkWait,
     park_timer_us: u32,
-    fault_test: bool,
+    fault_test: FaultTest,
     x2apic: bool,
 }
 
@@ -625,7 +657,7 @@ impl Globals {
         nmi_test: false,
         park_wait: ParkWait::Auto,
         park_timer_us: DEFAULT_PARK_TIMER_US,
-        fault_test: false,
+        fault_test: FaultTest::Off,
         x2apic: false,
     };
 }
@@ -634,6 +666,7 @@ const EXPECTED_SWITCH: &str = "on or off";
 const EXPECTED_COUNT: &str = "a whole number from 1 to 4294967295";
 const EXPECTED_ON_FINISH: &str = "halt, reset or qemu-exit";
 const EXPECTED_PARK_WAIT: &str = "auto, pause, hlt or mwait";
+const EXPECTED_FAULT_TEST: &str = "on, off, while-logging or panic-while-logging";
 /// The HLT wait's default period. Linux wakes APs one after the other and waits for
 /// each acknowledgement, so a bring-up waits about half a period more per AP (about
 /// 16 ms for 31 APs at 1 ms); each period also costs every parked CPU one timer
@@ -715,7 +748,12 @@ impl GlobalKey {
                 g.self_check_rounds = rounds;
             }
             GlobalKey::NmiTest => g.nmi_test = parse_switch(key, value)?,
-            GlobalKey::FaultTest => g.fault_test = parse_switch(key, value)?,
+            GlobalKey::FaultTest => {
+                g.fault_test = FaultTest::ALL
+                    .into_iter()
+                    .find(|t| t.as_str() == value)
+                    .ok_or_else(|| invalid(key, EXPECTED_FAULT_TEST, value))?;
+            }
             GlobalKey::X2Apic => g.x2apic = parse_switch(key, value)?,
             GlobalKey::ParkTimerUs => {
                 let us = parse_count(key, value)?;

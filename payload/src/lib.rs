@@ -10,7 +10,8 @@
 //! - `parking/`: the park region's layout for the APs;
 //! - `kernels/`: the kernels it loads (multiboot2, Linux) and the 32-bit hand-off;
 //! - `flow/`: the kexec loop's schedule and report;
-//! - `config.rs` (the configuration language) and `wire.rs` (byte-layout helpers).
+//! - `config.rs` (the configuration language), `wire.rs` (byte-layout helpers) and
+//!   `racy_cell.rs` (the bare-metal binary's statics).
 #![cfg_attr(not(test), no_std)]
 
 pub mod config;
@@ -19,4 +20,5 @@ pub mod kernels;
 pub mod memory;
 pub mod parking;
 pub mod platform;
+pub mod racy_cell;
 pub mod wire;

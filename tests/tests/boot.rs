@@ -1,6 +1,6 @@
 //! parkboot boots from both entry points and reports the machine it found.
 
-use parkboot_tests::{parkboot_image, test_kernel, Boot};
+use parkboot_tests::{parkboot_image, test_kernel, Boot, ExitStatusKind};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -87,6 +87,67 @@ fn broken_coreboot_table_is_a_clear_error_not_a_crash() {
         reason.contains("checksum"),
         "the error should name the checksum: {reason}"
     );
+}
+
+/// The exception and panic paths print through the console lock the logger holds
+/// while it writes a line: a fault in the middle of a line must still be reported, and
+/// the run must end as configured (a FAIL exit), not hang on the lock.
+#[test]
+fn a_cpu_exception_while_a_line_is_logged_is_reported_and_parkboot_stops() {
+    let outcome = Boot::new(parkboot_image())
+        .config_text("fault_test = while-logging\non_finish = qemu-exit\n")
+        .timeout(TIMEOUT)
+        .run();
+    assert_eq!(outcome.status, ExitStatusKind::Fail, "{}", outcome.report());
+    assert!(
+        outcome
+            .find_line("parkboot: console lock taken over from the interrupted code")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert!(
+        outcome
+            .find_line("CPU exception 14 page fault (#PF)")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert!(
+        outcome.find_line("CR2 0x0000400000000000").is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert!(outcome
+        .fail_reason()
+        .unwrap_or("")
+        .contains("CPU exception 14"));
+}
+
+#[test]
+fn a_panic_while_a_line_is_logged_is_reported_and_parkboot_stops() {
+    let outcome = Boot::new(parkboot_image())
+        .config_text("fault_test = panic-while-logging\non_finish = qemu-exit\n")
+        .timeout(TIMEOUT)
+        .run();
+    assert_eq!(outcome.status, ExitStatusKind::Fail, "{}", outcome.report());
+    assert!(
+        outcome
+            .find_line("parkboot: console lock taken over from the interrupted code")
+            .is_some(),
+        "{}",
+        outcome.report()
+    );
+    // The panic message may follow its location on a line of its own.
+    assert!(
+        outcome.find_line("parkboot: panic: ").is_some()
+            && outcome
+                .find_line("fault_test: a panic while a log line is written")
+                .is_some(),
+        "{}",
+        outcome.report()
+    );
+    assert_eq!(outcome.fail_reason(), Some("panic"), "{}", outcome.report());
 }
 
 #[test]

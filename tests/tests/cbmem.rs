@@ -298,3 +298,32 @@ fn a_cpu_exception_is_reported_in_the_cbmem_console_too() {
         "{text}"
     );
 }
+
+#[test]
+fn a_cpu_exception_while_a_line_is_logged_is_reported_in_the_cbmem_console_too() {
+    let dir = TempDir::new("fault-while-logging");
+    let ram = dir.0.join("ram");
+    let boot = Boot::new(test_kernel("cbshim"))
+        .initrd(parkboot_image())
+        .memory_mib(MEMORY_MIB)
+        .config_text("fault_test = while-logging\non_finish = qemu-exit\n")
+        .timeout(TIMEOUT);
+    let outcome = ram_in_file(boot, &ram).run();
+    assert_eq!(outcome.status, ExitStatusKind::Fail, "{}", outcome.report());
+    let (_, text) = find_console(&ram).expect("a CBMEM console in guest RAM");
+    assert_starts_with_cbshim_then_parkboot(&text);
+    // The fault interrupted a line: the exception path takes the console over, says
+    // so after the unfinished line, and the report and the stop follow.
+    assert!(
+        text.contains(
+            "while this line is written: \nparkboot: console lock taken over from the interrupted code\n\nparkboot: CPU exception 14 page fault (#PF) on the boot processor\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.contains("parkboot: result: FAIL: CPU exception 14")),
+        "{text}"
+    );
+}

@@ -10,7 +10,7 @@ use core::arch::global_asm;
 use core::fmt::{self, Write};
 use core::sync::atomic::Ordering;
 use park::table::{CpuState, MAX_PARKED_CPUS};
-use parkboot::config::{self, Config, OnFinish};
+use parkboot::config::{self, Config, FaultTest, OnFinish};
 use parkboot::kernels::handoff::{FLAT_GDT_POINTER, SEL_CODE32, SEL_CODE64, SEL_DATA};
 use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
 use parkboot::parking::layout::{Duration, Spread};
@@ -468,6 +468,54 @@ fn log_park_table(parked: &Parked) {
 
 /// The NMI test: the harness injects NMIs while every AP is parked, then sends a byte
 /// on the console; parkboot then checks each AP counted NMIs and is still parked.
+/// Faults (or panics) on purpose, as `fault_test` asks: the exception or panic report
+/// ends the run.
+fn fault_test(test: FaultTest) -> ! {
+    const UNMAPPED: u64 = 1 << 46;
+    /// Reads `UNMAPPED` when shown: the fault arrives while the console lock is held.
+    struct ReadUnmapped;
+    impl fmt::Display for ReadUnmapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            // SAFETY: deliberately faults; the exception handler reports it and stops.
+            let value = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
+            write!(f, "{value:#x}")
+        }
+    }
+    /// Panics when shown: the panic comes while the console lock is held.
+    struct PanicWhenShown;
+    impl fmt::Display for PanicWhenShown {
+        fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+            panic!("fault_test: a panic while a log line is written")
+        }
+    }
+    match test {
+        FaultTest::Off => {}
+        FaultTest::Unmapped => {
+            log::info!(
+                "fault_test: reading {:#x}, which no page table maps",
+                UNMAPPED
+            );
+            // SAFETY: deliberately faults; the exception handler reports it and stops.
+            let value = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
+            stop(format_args!(
+                "fault_test: reading {UNMAPPED:#x} did not fault (read {value:#x})"
+            ));
+        }
+        FaultTest::WhileLogging => log::info!(
+            "fault_test: reading {:#x}, which no page table maps, while this line is written: {}",
+            UNMAPPED,
+            ReadUnmapped
+        ),
+        FaultTest::PanicWhileLogging => {
+            log::info!("fault_test: panicking while this line is written: {PanicWhenShown}")
+        }
+    }
+    stop(format_args!(
+        "fault_test: {} did not stop parkboot",
+        test.as_str()
+    ))
+}
+
 fn nmi_test(parked: &Parked) {
     const GO_AHEAD_TIMEOUT_S: u64 = 60;
     log::info!("parkboot: NMI test: waiting for NMIs; send any byte on the console when done");
@@ -631,17 +679,8 @@ fn main(source: u32, boot_info: u32) -> ! {
         map.pages * 4
     );
 
-    if config.fault_test {
-        const UNMAPPED: u64 = 1 << 46;
-        log::info!(
-            "fault_test: reading {:#x}, which no page table maps",
-            UNMAPPED
-        );
-        // SAFETY: deliberately faults; the exception handler reports it and stops.
-        let value = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
-        stop(format_args!(
-            "fault_test: reading {UNMAPPED:#x} did not fault (read {value:#x})"
-        ));
+    if config.fault_test != FaultTest::Off {
+        fault_test(config.fault_test);
     }
 
     let boot_apic_id = cpu::apic_id();
@@ -664,7 +703,9 @@ fn main(source: u32, boot_info: u32) -> ! {
         }
     }
 
-    let summary = kexec_loop::summary();
+    // SAFETY: startup is the summary's first user; the kexec loop takes it only after
+    // `kexec_loop::start`, which this reference does not outlive.
+    let summary = unsafe { kexec_loop::summary() };
     let _ = write!(
         summary,
         "{{\"entry\":\"{}\",\"config_source\":\"{}\",\"cpus\":{},\"boot_apic_id\":{},\"memory_mib\":{},\"tsc_mhz\":{},\"madt_usable\":{}",

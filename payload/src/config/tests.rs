@@ -569,6 +569,24 @@ fn park_timer_count_from_rate_and_period() {
 }
 
 #[test]
+fn fault_test_settings() {
+    assert_eq!(parse("").unwrap().fault_test, FaultTest::Off);
+    for (text, expected) in [
+        ("off", FaultTest::Off),
+        ("on", FaultTest::Unmapped),
+        ("while-logging", FaultTest::WhileLogging),
+        ("panic-while-logging", FaultTest::PanicWhileLogging),
+    ] {
+        let c = parse(&format!("fault_test = {text}\n")).unwrap();
+        assert_eq!(c.fault_test, expected, "{text}");
+    }
+    assert_eq!(
+        parse("fault_test = yes").unwrap_err().to_string(),
+        "line 1: fault_test must be on, off, while-logging or panic-while-logging, found 'yes'"
+    );
+}
+
+#[test]
 fn park_test_settings() {
     let c = parse("").unwrap();
     assert_eq!(

@@ -190,22 +190,23 @@ pub struct FwCfgDmaAccess {
 ///
 /// Physical addresses handed to [`FwCfgPorts::dma`] equal pointers because parkboot
 /// identity-maps memory.
+///
+/// Single register accesses go through `x86_64`'s `Port`. The two that move memory
+/// stay inline assembly, the only port I/O assembly in parkboot: `rep insb` (no crate
+/// offers string I/O), and the DMA doorbell, which must not be declared `nomem` as
+/// `Port`'s accesses are, because the device reads and writes memory during it.
 #[cfg(all(target_os = "none", target_arch = "x86_64"))]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IoPorts;
 
 #[cfg(all(target_os = "none", target_arch = "x86_64"))]
+use x86_64::instructions::port::Port;
+
+#[cfg(all(target_os = "none", target_arch = "x86_64"))]
 impl FwCfgPorts for IoPorts {
     fn select(&mut self, key: u16) {
         // SAFETY: writing the fw_cfg selector only changes the device's item pointer.
-        unsafe {
-            core::arch::asm!(
-                "out dx, ax",
-                in("dx") FW_CFG_PORT_SEL,
-                in("ax") key,
-                options(nomem, nostack, preserves_flags)
-            );
-        }
+        unsafe { Port::<u16>::new(FW_CFG_PORT_SEL).write(key) }
     }
 
     fn read_data(&mut self, buf: &mut [u8]) {
@@ -223,22 +224,13 @@ impl FwCfgPorts for IoPorts {
     }
 
     fn dma_signature(&mut self) -> u64 {
-        let (high, low): (u32, u32);
         // SAFETY: reading the DMA address register has no side effects.
-        unsafe {
-            core::arch::asm!(
-                "in eax, dx",
-                out("eax") high,
-                in("dx") FW_CFG_PORT_DMA_HIGH,
-                options(nomem, nostack, preserves_flags)
-            );
-            core::arch::asm!(
-                "in eax, dx",
-                out("eax") low,
-                in("dx") FW_CFG_PORT_DMA_LOW,
-                options(nomem, nostack, preserves_flags)
-            );
-        }
+        let (high, low): (u32, u32) = unsafe {
+            (
+                Port::new(FW_CFG_PORT_DMA_HIGH).read(),
+                Port::new(FW_CFG_PORT_DMA_LOW).read(),
+            )
+        };
         // The register is big-endian: the port reads deliver its bytes in memory order.
         (u64::from(u32::from_be(high)) << 32) | u64::from(u32::from_be(low))
     }

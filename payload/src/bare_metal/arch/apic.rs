@@ -2,7 +2,29 @@
 //! to start each AP once, and measuring the local-APIC timer's rate for the parked
 //! CPUs' HLT wait. xAPIC (MMIO) or x2APIC (MSR), whichever mode the CPU is in.
 
-use super::cpu::{self, rdmsr, wrmsr};
+use super::cpu;
+use x86_64::registers::model_specific::Msr;
+
+/// Reads one of the local APIC's MSRs.
+///
+/// # Safety
+///
+/// `msr` must exist on this CPU: `IA32_APIC_BASE`, or an x2APIC register while the
+/// APIC is in x2APIC mode.
+unsafe fn rdmsr(msr: u32) -> u64 {
+    // SAFETY: the caller vouches for the MSR.
+    unsafe { Msr::new(msr).read() }
+}
+
+/// Writes one of the local APIC's MSRs.
+///
+/// # Safety
+///
+/// As for [`rdmsr`], and `value` must leave the APIC in a state parkboot expects.
+unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the caller vouches for the MSR and the value.
+    unsafe { Msr::new(msr).write(value) }
+}
 
 const MSR_APIC_BASE: u32 = 0x1B;
 const APIC_BASE_ADDRESS_MASK: u64 = 0x000F_FFFF_FFFF_F000;
@@ -66,12 +88,14 @@ impl LocalApic {
     /// The APIC in the mode it is in now, software-enabled (an APIC that firmware left
     /// software-disabled may not send IPIs on every implementation).
     pub fn current() -> Self {
-        let base = rdmsr(MSR_APIC_BASE);
+        // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU.
+        let base = unsafe { rdmsr(MSR_APIC_BASE) };
         let mode = if base & APIC_BASE_X2APIC_ENABLE != 0 {
             Mode::X2Apic
         } else {
             if base & APIC_BASE_GLOBAL_ENABLE == 0 {
-                wrmsr(MSR_APIC_BASE, base | APIC_BASE_GLOBAL_ENABLE);
+                // SAFETY: enables the APIC at the base it has, in the mode it is in.
+                unsafe { wrmsr(MSR_APIC_BASE, base | APIC_BASE_GLOBAL_ENABLE) };
             }
             Mode::XApic {
                 base: base & APIC_BASE_ADDRESS_MASK,
@@ -91,11 +115,15 @@ impl LocalApic {
         if !cpu::has_x2apic() {
             return false;
         }
-        let base = rdmsr(MSR_APIC_BASE);
-        wrmsr(
-            MSR_APIC_BASE,
-            base | APIC_BASE_GLOBAL_ENABLE | APIC_BASE_X2APIC_ENABLE,
-        );
+        // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; CPUID says this one
+        // has x2APIC mode, which xAPIC mode may switch to directly.
+        unsafe {
+            let base = rdmsr(MSR_APIC_BASE);
+            wrmsr(
+                MSR_APIC_BASE,
+                base | APIC_BASE_GLOBAL_ENABLE | APIC_BASE_X2APIC_ENABLE,
+            );
+        }
         self.mode = Mode::X2Apic;
         true
     }
@@ -110,9 +138,10 @@ impl LocalApic {
             Mode::XApic { base } => unsafe {
                 core::ptr::read_volatile((base + offset) as *const u32)
             },
-            Mode::X2Apic => {
+            // SAFETY: an x2APIC register, in x2APIC mode.
+            Mode::X2Apic => unsafe {
                 rdmsr(X2APIC_MSR_BASE + (offset as u32 >> X2APIC_REGISTER_SHIFT)) as u32
-            }
+            },
         }
     }
 
@@ -122,10 +151,14 @@ impl LocalApic {
             Mode::XApic { base } => unsafe {
                 core::ptr::write_volatile((base + offset) as *mut u32, value)
             },
-            Mode::X2Apic => wrmsr(
-                X2APIC_MSR_BASE + (offset as u32 >> X2APIC_REGISTER_SHIFT),
-                value as u64,
-            ),
+            // SAFETY: an x2APIC register, in x2APIC mode; callers write timer
+            // registers only.
+            Mode::X2Apic => unsafe {
+                wrmsr(
+                    X2APIC_MSR_BASE + (offset as u32 >> X2APIC_REGISTER_SHIFT),
+                    value as u64,
+                )
+            },
         }
     }
 
@@ -156,7 +189,8 @@ impl LocalApic {
             Mode::XApic { base } => unsafe {
                 core::ptr::read_volatile((base + XAPIC_SPURIOUS) as *const u32)
             },
-            Mode::X2Apic => rdmsr(X2APIC_MSR_SPURIOUS) as u32,
+            // SAFETY: an x2APIC register, in x2APIC mode.
+            Mode::X2Apic => unsafe { rdmsr(X2APIC_MSR_SPURIOUS) as u32 },
         }
     }
 
@@ -166,14 +200,18 @@ impl LocalApic {
             Mode::XApic { base } => unsafe {
                 core::ptr::write_volatile((base + XAPIC_SPURIOUS) as *mut u32, value)
             },
-            Mode::X2Apic => wrmsr(X2APIC_MSR_SPURIOUS, value as u64),
+            // SAFETY: an x2APIC register, in x2APIC mode; the value keeps the APIC
+            // enabled.
+            Mode::X2Apic => unsafe { wrmsr(X2APIC_MSR_SPURIOUS, value as u64) },
         }
     }
 
     fn send(&self, apic_id: u32, command: u32) -> Result<(), IpiNotSent> {
         match self.mode {
             Mode::X2Apic => {
-                wrmsr(X2APIC_MSR_ICR, (apic_id as u64) << 32 | command as u64);
+                // SAFETY: the ICR, in x2APIC mode; the IPIs parkboot sends (INIT,
+                // STARTUP) go only to APs it is starting.
+                unsafe { wrmsr(X2APIC_MSR_ICR, (apic_id as u64) << 32 | command as u64) };
                 Ok(())
             }
             Mode::XApic { base } => {

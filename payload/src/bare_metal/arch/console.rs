@@ -15,6 +15,7 @@ use parkboot::platform::cbmem_console::{
     check_header, check_placement, CbmemConsole, CbmemConsoleError, CbmemConsoleHeader, EarlyLog,
 };
 use parkboot::platform::{PhysicalMemory, Platform, SerialAccess, SerialConsole};
+use spin::{Mutex, MutexGuard};
 
 /// Bytes of log kept for the CBMEM console until the coreboot table is read (the
 /// first lines take well under 1 KiB).
@@ -33,23 +34,12 @@ struct Sinks {
     buffering: bool,
 }
 
-struct Console {
-    sinks: core::cell::UnsafeCell<Sinks>,
-    locked: AtomicBool,
-}
-
-// SAFETY: access to the sinks goes through the `locked` spin lock.
-unsafe impl Sync for Console {}
-
-static CONSOLE: Console = Console {
-    sinks: core::cell::UnsafeCell::new(Sinks {
-        uart: Uart::new(SerialConsole::COM1),
-        cbmem: None,
-        early: EarlyLog::new(),
-        buffering: true,
-    }),
-    locked: AtomicBool::new(false),
-};
+static CONSOLE: Mutex<Sinks> = Mutex::new(Sinks {
+    uart: Uart::new(SerialConsole::COM1),
+    cbmem: None,
+    early: EarlyLog::new(),
+    buffering: true,
+});
 
 /// Set while bytes are being written to the CBMEM console: a fault that arrives then
 /// came from that memory, so the panic path stops writing there.
@@ -58,69 +48,50 @@ static CBMEM_WRITING: AtomicBool = AtomicBool::new(false);
 /// TSC at parkboot's entry: timestamps count from here.
 static START_TSC: AtomicU64 = AtomicU64::new(0);
 
-struct Guard;
+/// Said before the report when the panic or exception path took the console over from
+/// the code it interrupted: that code's line ends unfinished above it.
+const TAKEN_OVER: &str = "\nparkboot: console lock taken over from the interrupted code\n";
 
-impl Guard {
-    fn lock() -> Guard {
-        while CONSOLE
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            core::hint::spin_loop();
-        }
-        Guard
-    }
-
-    /// The lock for the panic and exception paths: taken even if a line was being
-    /// written when the fault came, so they never deadlock on it.
-    fn lock_for_panic() -> Guard {
-        for _ in 0..PANIC_LOCK_SPINS {
-            if CONSOLE
-                .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Guard;
-            }
-            core::hint::spin_loop();
-        }
-        CONSOLE.locked.swap(true, Ordering::Acquire);
-        let mut guard = Guard;
-        if CBMEM_WRITING.swap(false, Ordering::Relaxed) {
-            // The fault came from writing the CBMEM console: leave it alone from now.
-            guard.sinks().cbmem = None;
-        }
-        guard
-    }
-
-    fn sinks(&mut self) -> &mut Sinks {
-        // SAFETY: the lock is held for the guard's lifetime.
-        unsafe { &mut *CONSOLE.sinks.get() }
-    }
+fn lock() -> MutexGuard<'static, Sinks> {
+    CONSOLE.lock()
 }
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        CONSOLE.locked.store(false, Ordering::Release);
+/// The lock for the panic and exception paths: taken even if a line was being written
+/// when the fault came, so they never deadlock on it.
+fn lock_for_panic() -> MutexGuard<'static, Sinks> {
+    for _ in 0..PANIC_LOCK_SPINS {
+        if let Some(guard) = CONSOLE.try_lock() {
+            return guard;
+        }
+        core::hint::spin_loop();
     }
+    // SAFETY: only the boot processor logs, so the holder is the code this panic or
+    // exception interrupted. It never resumes (both paths end in `finish::stop`, which
+    // does not return), so its guard is never used or dropped again.
+    unsafe { CONSOLE.force_unlock() };
+    let mut guard = CONSOLE.lock();
+    if CBMEM_WRITING.swap(false, Ordering::Relaxed) {
+        // The fault came from writing the CBMEM console: leave it alone from now.
+        guard.cbmem = None;
+    }
+    let _ = guard.write_str(TAKEN_OVER);
+    guard
 }
 
-impl Write for Guard {
+impl Write for Sinks {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let sinks = self.sinks();
         for byte in s.bytes() {
             if byte == b'\n' {
-                sinks.uart.write_byte(b'\r');
+                self.uart.write_byte(b'\r');
             }
-            sinks.uart.write_byte(byte);
+            self.uart.write_byte(byte);
         }
-        if let Some(cbmem) = sinks.cbmem.as_mut() {
+        if let Some(cbmem) = self.cbmem.as_mut() {
             CBMEM_WRITING.store(true, Ordering::Relaxed);
             cbmem.write(s.as_bytes());
             CBMEM_WRITING.store(false, Ordering::Relaxed);
-        } else if sinks.buffering {
-            sinks.early.push(s.as_bytes());
+        } else if self.buffering {
+            self.early.push(s.as_bytes());
         }
         Ok(())
     }
@@ -131,8 +102,8 @@ pub fn init(config: SerialConsole) {
     START_TSC
         .compare_exchange(0, cpu::rdtsc(), Ordering::Relaxed, Ordering::Relaxed)
         .ok();
-    let mut guard = Guard::lock();
-    let uart = &mut guard.sinks().uart;
+    let mut guard = lock();
+    let uart = &mut guard.uart;
     *uart = Uart::new(config);
     let answers = uart.init();
     drop(guard);
@@ -164,22 +135,22 @@ fn report_silent_uart(config: SerialConsole) {
 }
 
 pub fn current() -> SerialConsole {
-    Guard::lock().sinks().uart.config()
+    lock().uart.config()
 }
 
 /// Whether a UART answered where the console was started.
 pub fn serial_present() -> bool {
-    Guard::lock().sinks().uart.is_present()
+    lock().uart.is_present()
 }
 
 /// Reads one byte of console input if there is one (the NMI test's go-ahead).
 pub fn try_read_byte() -> Option<u8> {
-    Guard::lock().sinks().uart.try_read_byte()
+    lock().uart.try_read_byte()
 }
 
 /// Writes without a timestamp, for the panic and exception paths.
 pub fn write_raw(args: fmt::Arguments) {
-    let mut guard = Guard::lock_for_panic();
+    let mut guard = lock_for_panic();
     let _ = guard.write_fmt(args);
 }
 
@@ -196,17 +167,17 @@ pub fn attach_cbmem_console(platform: &Platform, memory: &impl PhysicalMemory) {
 
 fn attach(platform: &Platform, memory: &impl PhysicalMemory) {
     let Some(addr) = platform.cbmem_console else {
-        let mut guard = Guard::lock();
-        guard.sinks().buffering = false;
-        guard.sinks().early = EarlyLog::new();
+        let mut guard = lock();
+        guard.buffering = false;
+        guard.early = EarlyLog::new();
         return;
     };
     match open_cbmem_console(platform, memory, addr) {
         Ok(console) => {
             let (size, cursor, wrapped) =
                 (console.size(), console.position(), console.overflowed());
-            let mut guard = Guard::lock();
-            let sinks = guard.sinks();
+            let mut guard = lock();
+            let sinks = &mut *guard;
             let console = sinks.cbmem.insert(console);
             sinks.early.replay_into(console);
             sinks.buffering = false;
@@ -220,9 +191,9 @@ fn attach(platform: &Platform, memory: &impl PhysicalMemory) {
             );
         }
         Err(e) => {
-            let mut guard = Guard::lock();
-            guard.sinks().buffering = false;
-            guard.sinks().early = EarlyLog::new();
+            let mut guard = lock();
+            guard.buffering = false;
+            guard.early = EarlyLog::new();
             drop(guard);
             log::warn!("{e}: parkboot's log goes to the serial port only");
         }
@@ -266,7 +237,7 @@ impl log::Log for Logger {
 
     fn log(&self, record: &log::Record) {
         let us = uptime_us();
-        let mut guard = Guard::lock();
+        let mut guard = lock();
         let _ = write!(guard, "[{:5}.{:06}] ", us / 1_000_000, us % 1_000_000);
         let _ = match record.level() {
             log::Level::Error => guard.write_str("ERROR: "),

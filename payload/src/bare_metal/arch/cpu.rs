@@ -1,7 +1,10 @@
-//! Small CPU helpers: TSC time, port and MSR access, CPUID queries.
+//! Small CPU helpers: TSC time and CPUID queries. Port and MSR access goes through
+//! `x86_64`'s `Port` and `Msr`, whose accesses are `unsafe`: each caller says why its
+//! access is harmless.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::instructions::port::Port;
 
 /// TSC ticks per second, measured at boot against the PIT (0 until then).
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
@@ -52,39 +55,6 @@ pub fn wait_until(deadline: u64, mut done: impl FnMut() -> bool) -> Option<u64> 
             return None;
         }
         core::hint::spin_loop();
-    }
-}
-
-pub fn outb(port: u16, value: u8) {
-    // SAFETY: port I/O to devices parkboot owns.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack)) }
-}
-
-pub fn inb(port: u16) -> u8 {
-    let value: u8;
-    // SAFETY: port I/O to devices parkboot owns.
-    unsafe { asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack)) }
-    value
-}
-
-pub fn outl(port: u16, value: u32) {
-    // SAFETY: port I/O to devices parkboot owns.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack)) }
-}
-
-pub fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: callers read architectural MSRs that exist on every x86_64 CPU or were
-    // checked with CPUID.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) }
-    (hi as u64) << 32 | lo as u64
-}
-
-pub fn wrmsr(msr: u32, value: u64) {
-    // SAFETY: as for rdmsr.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
-             options(nomem, nostack))
     }
 }
 
@@ -162,17 +132,26 @@ fn measure_tsc_against_pit() -> Option<u64> {
     const GIVE_UP_TICKS: u64 = 10_000_000_000;
 
     let count = (PIT_HZ * CALIBRATION_MS / 1000) as u16;
-    let gate = inb(PIT_GATE);
-    outb(PIT_GATE, (gate & !SPEAKER_ENABLE) & !GATE_ENABLE);
-    outb(PIT_COMMAND, CHANNEL2_MODE0_LOHI);
-    outb(PIT_CHANNEL2, count as u8);
-    outb(PIT_CHANNEL2, (count >> 8) as u8);
-    outb(PIT_GATE, (gate & !SPEAKER_ENABLE) | GATE_ENABLE);
+    let mut gate_port = Port::<u8>::new(PIT_GATE);
+    let mut command = Port::<u8>::new(PIT_COMMAND);
+    let mut channel2 = Port::<u8>::new(PIT_CHANNEL2);
+    // SAFETY: PIT channel 2 and its gate drive only the PC speaker (kept off here);
+    // nothing else in parkboot uses them, and the gate is restored below.
+    let gate = unsafe { gate_port.read() };
+    // SAFETY: as above.
+    unsafe {
+        gate_port.write((gate & !SPEAKER_ENABLE) & !GATE_ENABLE);
+        command.write(CHANNEL2_MODE0_LOHI);
+        channel2.write(count as u8);
+        channel2.write((count >> 8) as u8);
+        gate_port.write((gate & !SPEAKER_ENABLE) | GATE_ENABLE);
+    }
     let start = rdtsc();
     let mut hz = None;
     loop {
         let now = rdtsc();
-        if inb(PIT_GATE) & OUT2_HIGH != 0 {
+        // SAFETY: reading the gate register has no side effects.
+        if unsafe { gate_port.read() } & OUT2_HIGH != 0 {
             hz = Some((now - start) * 1000 / CALIBRATION_MS);
             break;
         }
@@ -180,7 +159,8 @@ fn measure_tsc_against_pit() -> Option<u64> {
             break;
         }
     }
-    outb(PIT_GATE, gate);
+    // SAFETY: puts back the gate value read above.
+    unsafe { gate_port.write(gate) };
     hz
 }
 

@@ -7,6 +7,7 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 use parkboot::kernels::handoff::SEL_CODE64;
 use parkboot::parking::layout::{InterruptGate, IDT_ENTRIES};
+use parkboot::racy_cell::RacyCell;
 
 /// NMIs the boot processor has received.
 pub static NMI_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -25,26 +26,29 @@ extern "C" {
 const EXCEPTION_VECTORS: usize = 32;
 const STUB_STRIDE: u64 = 16;
 /// The boot processor's IDT (also loaded by the re-entry vector, `reentry.S`).
-pub static mut IDT: [InterruptGate; IDT_ENTRIES] = [InterruptGate::MISSING; IDT_ENTRIES];
+pub static IDT: RacyCell<[InterruptGate; IDT_ENTRIES]> =
+    RacyCell::new([InterruptGate::MISSING; IDT_ENTRIES]);
 /// Its LIDT limit.
 pub const IDT_LIMIT: u16 = (IDT_ENTRIES * core::mem::size_of::<InterruptGate>() - 1) as u16;
 
 /// Loads the IDT. Vectors above 31 stay not-present: with interrupts off none can
 /// arrive, and if one did the resulting #GP/#NP is reported like any exception.
+/// Runs at start and again at every re-entry (the same gates each time).
 pub fn init() {
-    // SAFETY: runs once on the boot processor before anything can fault into it.
-    unsafe {
-        let stubs = core::ptr::addr_of!(exception_stubs) as u64;
-        let idt = &mut *core::ptr::addr_of_mut!(IDT);
-        for (vector, gate) in idt.iter_mut().take(EXCEPTION_VECTORS).enumerate() {
-            *gate = InterruptGate::new(stubs + vector as u64 * STUB_STRIDE, SEL_CODE64);
-        }
-        let pointer = x86_64::structures::DescriptorTablePointer {
-            limit: IDT_LIMIT,
-            base: x86_64::VirtAddr::new(idt.as_ptr() as u64),
-        };
-        x86_64::instructions::tables::lidt(&pointer);
+    let stubs = core::ptr::addr_of!(exception_stubs) as u64;
+    // SAFETY: only the boot processor runs this, with interrupts off, and nothing else
+    // refers to the IDT (the CPU and `reentry.S` only use its address); an exception
+    // while the gates are rewritten finds them already holding the same values.
+    let idt = unsafe { IDT.get_mut() };
+    for (vector, gate) in idt.iter_mut().take(EXCEPTION_VECTORS).enumerate() {
+        *gate = InterruptGate::new(stubs + vector as u64 * STUB_STRIDE, SEL_CODE64);
     }
+    let pointer = x86_64::structures::DescriptorTablePointer {
+        limit: IDT_LIMIT,
+        base: x86_64::VirtAddr::new(IDT.as_mut_ptr() as u64),
+    };
+    // SAFETY: a complete IDT in a static, so it stays valid for as long as it is loaded.
+    unsafe { x86_64::instructions::tables::lidt(&pointer) };
 }
 
 pub fn nmi_count() -> u64 {

@@ -3,6 +3,7 @@
 
 use super::{console, cpu};
 use core::sync::atomic::{AtomicU8, Ordering};
+use x86_64::instructions::port::Port;
 
 /// What parkboot does when it is done or has to stop (the `on_finish` setting).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -29,17 +30,20 @@ const RESET_FULL: u8 = 0x0e;
 
 fn finish(passed: bool) -> ! {
     match FINISH.load(Ordering::Relaxed) {
-        x if x == Finish::QemuExit as u8 => cpu::outl(
-            QEMU_DEBUG_EXIT_PORT,
-            if passed {
+        x if x == Finish::QemuExit as u8 => {
+            let status = if passed {
                 QEMU_EXIT_PASS
             } else {
                 QEMU_EXIT_FAIL
-            },
-        ),
+            };
+            // SAFETY: ending the run is the intent; without the device (not under the
+            // harness) the write goes nowhere and parkboot halts below.
+            unsafe { Port::<u32>::new(QEMU_DEBUG_EXIT_PORT).write(status) }
+        }
         x if x == Finish::Reset as u8 => {
             console::write_raw(format_args!("parkboot: resetting\n"));
-            cpu::outb(RESET_CONTROL_PORT, RESET_FULL)
+            // SAFETY: resetting the machine is the intent.
+            unsafe { Port::<u8>::new(RESET_CONTROL_PORT).write(RESET_FULL) }
         }
         _ => console::write_raw(format_args!("parkboot: halted\n")),
     }

@@ -7,8 +7,8 @@
 //! 16550 does (Linux's 8250 driver uses the same test): such a UART is marked absent
 //! and never written or read, so parkboot runs the same without a serial port.
 
-use super::cpu::{inb, outb};
 use parkboot::platform::{SerialAccess, SerialConsole};
+use x86_64::instructions::port::Port;
 
 const REG_DATA: u64 = 0;
 const REG_INTERRUPT_ENABLE: u64 = 1;
@@ -54,7 +54,9 @@ impl Uart {
 
     fn write_reg(&self, reg: u64, value: u8) {
         match self.config.access {
-            SerialAccess::Io { base } => outb(base + reg as u16, value),
+            // SAFETY: a register of the UART the platform named as the console, which
+            // only this console drives.
+            SerialAccess::Io { base } => unsafe { Port::new(base + reg as u16).write(value) },
             SerialAccess::Mmio { base, reg_width } => {
                 let addr = base + reg * reg_width.max(1) as u64;
                 // SAFETY: the UART's registers, identity-mapped.
@@ -71,7 +73,8 @@ impl Uart {
 
     fn read_reg(&self, reg: u64) -> u8 {
         match self.config.access {
-            SerialAccess::Io { base } => inb(base + reg as u16),
+            // SAFETY: as above; reading the data register only takes a received byte.
+            SerialAccess::Io { base } => unsafe { Port::new(base + reg as u16).read() },
             SerialAccess::Mmio { base, reg_width } => {
                 let addr = base + reg * reg_width.max(1) as u64;
                 // SAFETY: the UART's registers, identity-mapped.

@@ -31,7 +31,7 @@ use parkboot::parking::layout::{Duration, Spread};
 use parkboot::platform::cbfs::CompressionNote;
 use parkboot::platform::sources;
 use state::{
-    init_state, loop_log, stamp, state, Current, EntryError, Image, PinnedImage, SCRATCH,
+    init_state, loop_log, scratch, stamp, state, Current, EntryError, Image, PinnedImage,
     STAMP_ACPI, STAMP_BOOT_INFO, STAMP_COPIED, STAMP_JUMP,
 };
 
@@ -53,15 +53,20 @@ const REPORT_ROWS: usize = 20;
 
 /// Runs the configured entries; never returns (kernels come back through `reentry`).
 pub fn start(boot_state: BootState) -> ! {
-    init_state(boot_state);
-    let s = state();
+    // SAFETY: `start` runs once, before any reference to the state exists; `s` is its
+    // first and is not used after `run`, which takes its own.
+    let s = unsafe {
+        init_state(boot_state);
+        state()
+    };
     reentry::set_reentry_cr3(s.firmware_cr3, s.firmware_cr3_la57);
     if s.config.entries.is_empty() {
         default_entries(s);
     }
     let iterations: heapless::Vec<u32, 8> = s.config.entries.iter().map(|e| e.iterations).collect();
     s.schedule = Schedule::new(&iterations);
-    loop_log().iterations_requested = iterations.iter().map(|&n| n as u64).sum();
+    // SAFETY: the loop log's first user; nothing else refers to it.
+    unsafe { loop_log() }.iterations_requested = iterations.iter().map(|&n| n as u64).sum();
     if s.config.entries.is_empty() {
         log::info!("no boot entries: none configured, and neither CBFS nor fw_cfg offers a kernel");
     }
@@ -79,7 +84,9 @@ fn run(mut next: Next) -> ! {
                 iterations,
             } => {
                 let error = boot(entry, iteration, iterations);
-                let s = state();
+                // SAFETY: `boot` returned, so the reference `try_boot` took is dead;
+                // this one is not used after this step.
+                let s = unsafe { state() };
                 let config_entry = s.config.entries.get(entry);
                 let name = config_entry.map(|e| e.name.as_str()).unwrap_or("?");
                 log::error!(
@@ -89,7 +96,8 @@ fn run(mut next: Next) -> ! {
                     iterations,
                     error.in_entry(config_entry)
                 );
-                loop_log().push(IterationRecord {
+                // SAFETY: no other reference to the loop log is in use in this step.
+                unsafe { loop_log() }.push(IterationRecord {
                     entry: entry as u8,
                     iteration,
                     parkboot_memory_bytes: s.memory.parkboot_bytes(),
@@ -470,7 +478,9 @@ fn try_boot(
     iteration: u32,
     iterations: u32,
 ) -> Result<core::convert::Infallible, EntryError> {
-    let s = state();
+    // SAFETY: `run`, the only caller (through `boot`), holds no reference to the state
+    // across it.
+    let s = unsafe { state() };
     let start_tsc = cpu::rdtsc();
     release_boot_memory(s);
     let mut entry = s.config.entries[index].clone();
@@ -679,7 +689,10 @@ fn boot_multiboot2(
 pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
     exceptions::init();
     let back_tsc = cpu::rdtsc();
-    let s = state();
+    // SAFETY: entered from the re-entry vector on a fresh boot stack: every frame that
+    // held a reference to the state was abandoned when the kernel was booted. `s` is not
+    // used after `run`, which takes its own.
+    let s = unsafe { state() };
     // The report is copied first, before anything is written into memory the kernel
     // owned, and only from RAM: an address in a hole, MMIO or beyond RAM is refused
     // by name instead of faulting (or reading a device register).
@@ -822,7 +835,8 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
         if passed { "" } else { ": FAILED" }
     );
     phases.reentry_ns = cpu::ticks_to_ns(cpu::rdtsc() - back_tsc);
-    loop_log().push(IterationRecord {
+    // SAFETY: no other reference to the loop log is in use in this step.
+    unsafe { loop_log() }.push(IterationRecord {
         entry: current.entry as u8,
         iteration: current.iteration,
         cycle_ns,
@@ -848,8 +862,9 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
 }
 
 fn finish() -> ! {
-    let s = state();
-    let log = loop_log();
+    // SAFETY: `run`, the only caller, holds no reference to the state or the loop log
+    // across it; `finish` never returns.
+    let (s, log) = unsafe { (state(), loop_log()) };
     if log.iterations_requested > 0 {
         log::info!(
             "loop report: {} of {} iterations done, {} failed",
@@ -875,8 +890,8 @@ fn finish() -> ! {
             log::info!("  {}", ReportRow { name, record: r });
         }
     }
-    // SAFETY: as for `loop_log`.
-    let scratch = unsafe { &mut *core::ptr::addr_of_mut!(SCRATCH) };
+    // SAFETY: `finish` is the scratch array's only user.
+    let scratch = unsafe { scratch() };
     let passed = || log.records.iter().filter(|r| r.passed);
     let cycle = Spread::of_values(passed().map(|r| r.cycle_ns), scratch);
     let wake = Spread::of_values(
@@ -927,7 +942,9 @@ fn finish() -> ! {
     if let Some(w) = wake_all {
         log::info!("  wake-all of every AP (kernel) min / median / max: {}", w);
     }
-    let summary = summary();
+    // SAFETY: startup's reference is dead (it called `start`, which never returns), and
+    // `log_summary_so_far` is not called from here on.
+    let summary = unsafe { summary() };
     if let Some(parked) = &s.parked {
         let _ = write!(
             summary,

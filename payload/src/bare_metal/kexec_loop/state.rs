@@ -17,6 +17,7 @@ use parkboot::platform::acpi::AcpiError;
 use parkboot::platform::cbfs::{Cbfs, CbfsError};
 use parkboot::platform::fw_cfg::{FwCfg, FwCfgError, IoPorts};
 use parkboot::platform::Platform;
+use parkboot::racy_cell::RacyCell;
 
 /// Room for one AP's entry in the summary's `per_ap` list (about 110 bytes at most).
 pub const PER_AP_JSON_BYTES: usize = 128;
@@ -96,34 +97,66 @@ pub struct BootState {
     pub(super) table_repairs: u64,
 }
 
-static mut STATE: MaybeUninit<BootState> = MaybeUninit::uninit();
+static STATE: RacyCell<MaybeUninit<BootState>> = RacyCell::new(MaybeUninit::uninit());
 /// Kept apart from `BootState` because they are large: they live in .bss only.
-pub(super) static mut LOOP_LOG: LoopLog = LoopLog::new();
-pub(super) static mut SUMMARY: heapless::String<SUMMARY_CAPACITY> = heapless::String::new();
-pub(super) static mut SCRATCH: [u64; MAX_RECORDED_ITERATIONS] = [0; MAX_RECORDED_ITERATIONS];
+static LOOP_LOG: RacyCell<LoopLog> = RacyCell::new(LoopLog::new());
+static SUMMARY: RacyCell<heapless::String<SUMMARY_CAPACITY>> =
+    RacyCell::new(heapless::String::new());
+static SCRATCH: RacyCell<[u64; MAX_RECORDED_ITERATIONS]> =
+    RacyCell::new([0; MAX_RECORDED_ITERATIONS]);
 
-pub(super) fn loop_log() -> &'static mut LoopLog {
-    // SAFETY: only the boot processor runs parkboot's Rust code, one user at a time.
-    unsafe { &mut *core::ptr::addr_of_mut!(LOOP_LOG) }
+/// The loop's log of iterations.
+///
+/// # Safety
+///
+/// No other reference from this function may be in use while the returned one is.
+pub(super) unsafe fn loop_log() -> &'static mut LoopLog {
+    // SAFETY: the caller's promise; only the boot processor runs parkboot's Rust code.
+    unsafe { LOOP_LOG.get_mut() }
+}
+
+/// Room for the loop report's sorting.
+///
+/// # Safety
+///
+/// As for [`loop_log`].
+pub(super) unsafe fn scratch() -> &'static mut [u64; MAX_RECORDED_ITERATIONS] {
+    // SAFETY: as for `loop_log`.
+    unsafe { SCRATCH.get_mut() }
 }
 
 /// Logs the summary built so far, for a kernel that never comes back (Linux kexecs
 /// itself): what parkboot found and did up to the hand-off. The harness merges it with
 /// the summary the kernel's side prints.
 pub fn log_summary_so_far() {
-    log::info!("parkboot: summary: {}}}", summary());
+    // SAFETY: holders of a reference from `summary` do not call this while they use it
+    // (its contract says so).
+    let summary = unsafe { summary() };
+    log::info!("parkboot: summary: {}}}", summary);
 }
 
 /// The summary JSON, built up from boot to the end, without its closing brace.
-pub fn summary() -> &'static mut heapless::String<SUMMARY_CAPACITY> {
+///
+/// # Safety
+///
+/// As for [`loop_log`]; and [`log_summary_so_far`] must not run while the returned
+/// reference is in use.
+pub unsafe fn summary() -> &'static mut heapless::String<SUMMARY_CAPACITY> {
     // SAFETY: as for `loop_log`.
-    unsafe { &mut *core::ptr::addr_of_mut!(SUMMARY) }
+    unsafe { SUMMARY.get_mut() }
 }
 
-pub(super) fn state() -> &'static mut BootState {
-    // SAFETY: written once by `start` before anything calls this; only the boot
-    // processor runs parkboot's Rust code.
-    unsafe { (*core::ptr::addr_of_mut!(STATE)).assume_init_mut() }
+/// The boot state.
+///
+/// # Safety
+///
+/// [`init_state`] has run, and no other reference from this function is used while
+/// the returned one is: each of the loop's steps takes it afresh and none keeps it
+/// across a call to another step.
+pub(super) unsafe fn state() -> &'static mut BootState {
+    // SAFETY: initialised (the caller's promise) and not aliased (likewise); only the
+    // boot processor runs parkboot's Rust code.
+    unsafe { STATE.get_mut().assume_init_mut() }
 }
 
 impl BootState {
@@ -310,7 +343,11 @@ impl From<LinuxError> for EntryError {
 }
 
 /// Stores the boot state; `start` calls it once, before anything reads it.
-pub(super) fn init_state(boot_state: BootState) {
-    // SAFETY: the one write, before any reader.
-    unsafe { (*core::ptr::addr_of_mut!(STATE)).write(boot_state) };
+///
+/// # Safety
+///
+/// No reference from [`state`] may be in use (none can be before the first call).
+pub(super) unsafe fn init_state(boot_state: BootState) {
+    // SAFETY: the caller's promise: nothing else refers to the state now.
+    unsafe { STATE.get_mut().write(boot_state) };
 }
