@@ -10,6 +10,8 @@ use std::vec::Vec;
 use super::*;
 use crate::platform::fake::FakeMemory;
 
+mod acpi_crate;
+
 // ---------------------------------------------------------------------------------------
 // Table assembly helpers. Each returns bytes with a correct checksum.
 
