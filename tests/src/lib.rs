@@ -26,7 +26,6 @@
 //! ```
 
 pub mod cbmem;
-pub mod json;
 mod outcome;
 mod qemu;
 pub mod rom;

@@ -228,11 +228,10 @@ impl Outcome {
             .summary
             .as_deref()
             .unwrap_or_else(|| panic!("no summary line\n{}", self.report()));
-        crate::json::object_members(summary)
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(summary)
             .unwrap_or_else(|e| panic!("the summary is not JSON ({e}): {summary}"))
-            .into_iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+            .get(key)
+            .map(serde_json::Value::to_string)
             .unwrap_or_else(|| panic!("the summary has no {key}: {summary}"))
     }
 

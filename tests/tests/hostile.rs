@@ -2,7 +2,7 @@
 //! guest's failure code, a named error in the `--json` line and QEMU gone, never a
 //! triple fault and never a run that sits out its timeout.
 
-use parkboot_tests::{json, linux_kernel, parkboot_image, test_kernel, workspace_root, Boot};
+use parkboot_tests::{linux_kernel, parkboot_image, test_kernel, workspace_root, Boot};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -30,7 +30,7 @@ fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 /// The JSON members of the last line of a `parkboot-run --json` run with `args`.
-fn run_json(config: &Path, kernel: &Path, args: &[&str]) -> (json::Members, String) {
+fn run_json(config: &Path, kernel: &Path, args: &[&str]) -> (Members, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_parkboot-run"))
         .arg("--image")
         .arg(parkboot_image())
@@ -45,28 +45,33 @@ fn run_json(config: &Path, kernel: &Path, args: &[&str]) -> (json::Members, Stri
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(!output.status.success(), "the run must fail:\n{stdout}");
     let last = stdout.lines().last().unwrap_or("");
-    let members = json::object_members(last)
+    let members = serde_json::from_str(last)
         .unwrap_or_else(|e| panic!("last line is not JSON ({e}):\n{stdout}"));
     (members, stdout)
 }
 
-fn member<'a>(members: &'a json::Members, key: &str) -> Option<&'a str> {
-    members
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+/// The JSON object of a summary line.
+type Members = serde_json::Map<String, serde_json::Value>;
+
+/// The value of `key` as JSON text.
+fn member(members: &Members, key: &str) -> Option<String> {
+    members.get(key).map(serde_json::Value::to_string)
 }
 
 /// `"ok":false`, the guest's own failure exit (not a reset, not the timeout) and an
 /// `error` that contains `named`.
-fn assert_refused(members: &json::Members, stdout: &str, named: &str) {
-    assert_eq!(member(members, "ok"), Some("false"), "{stdout}");
-    assert_eq!(member(members, "exit"), Some("\"fail\""), "{stdout}");
+fn assert_refused(members: &Members, stdout: &str, named: &str) {
+    assert_eq!(member(members, "ok").as_deref(), Some("false"), "{stdout}");
+    assert_eq!(
+        member(members, "exit").as_deref(),
+        Some("\"fail\""),
+        "{stdout}"
+    );
     let error = member(members, "error").unwrap_or_else(|| panic!("no error member:\n{stdout}"));
     assert!(error.contains(named), "error {error} should name {named}");
     // The parked CPUs were never disturbed by the refused image.
     assert_eq!(
-        member(members, "init_ipis_after_park"),
+        member(members, "init_ipis_after_park").as_deref(),
         Some("0"),
         "{stdout}"
     );

@@ -3,7 +3,7 @@
 //! AP is ever sent INIT again. Broken kernel images get a clear error and parkboot
 //! goes on with the next entry.
 
-use parkboot_tests::{json, parkboot_image, test_kernel, Boot, Outcome};
+use parkboot_tests::{parkboot_image, test_kernel, Boot, Outcome};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,12 +21,12 @@ fn loop_config(iterations: u32) -> String {
 /// The summary's `parkboot_memory_bytes` as (min, max).
 fn parkboot_memory(outcome: &Outcome) -> (u64, u64) {
     let spread = outcome.summary_field("parkboot_memory_bytes");
-    let members = json::object_members(&spread).expect("parkboot_memory_bytes is an object");
+    let members: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&spread).expect("parkboot_memory_bytes is an object");
     let get = |key: &str| {
         members
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
             .unwrap_or_else(|| panic!("parkboot_memory_bytes has no {key}: {spread}"))
     };
     (get("min"), get("max"))

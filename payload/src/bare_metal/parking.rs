@@ -25,7 +25,6 @@ const TRAMPOLINE_MIN: u64 = 0x1000;
 /// INIT-SIPI-SIPI timing from the MP specification.
 const INIT_TO_SIPI_US: u64 = 10_000;
 const SIPI_TO_SIPI_US: u64 = 200;
-const PTE_PRESENT_WRITABLE: u64 = 0b11;
 const SIPI_VECTOR_SHIFT: u64 = 12;
 /// How long the self-check waits for one AP to answer one wakeup.
 const WAKE_TIMEOUT_US: u64 = 1_000_000;
@@ -146,7 +145,7 @@ pub fn build_firmware_map(memory: &mut MemoryMap, end: u64) -> Result<FirmwareMa
     let pml4 =
         paging::build_identity_map(&mut allocator, end, options).map_err(ParkError::Paging)?;
     // SAFETY: the PML5 page is reserved above.
-    unsafe { *(pml5 as *mut u64) = pml4 | PTE_PRESENT_WRITABLE };
+    unsafe { *(pml5 as *mut u64) = pml4 | paging::TABLE_FLAGS.bits() };
     // SAFETY: the new map covers everything the bootstrap map did (0-4 GiB) and more.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) pml4) };
     Ok(FirmwareMap {

@@ -2,7 +2,8 @@
 //! [`inflated_size`] checks a whole member in a first pass that keeps no output and says
 //! how large it inflates; [`inflate`] then unpacks it into a buffer of that size,
 //! checking its CRC32 and size again. No buffer is ever sized from the trailer alone.
-//! Inflating is `miniz_oxide`'s; the header, the trailer and CRC32 are read here.
+//! Inflating is `miniz_oxide`'s, CRC32 `crc32fast`'s; the header and trailer are read
+//! here.
 //! Bad input gives a [`GzipError`] that says what is wrong and where, never a panic.
 
 use core::fmt;
@@ -139,40 +140,11 @@ pub const GZIP_FNAME: u8 = 1 << 3;
 pub const GZIP_FCOMMENT: u8 = 1 << 4;
 const GZIP_FLAGS_KNOWN: u8 = GZIP_FTEXT | GZIP_FHCRC | GZIP_FEXTRA | GZIP_FNAME | GZIP_FCOMMENT;
 
-/// CRC-32 (IEEE 802.3, reflected) polynomial, as gzip uses it.
-const CRC32_POLYNOMIAL: u32 = 0xEDB8_8320;
-const CRC32_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < table.len() {
-        let mut crc = i as u32;
-        let mut bit = 0;
-        while bit < u8::BITS {
-            crc = if crc & 1 != 0 {
-                CRC32_POLYNOMIAL ^ (crc >> 1)
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
-
-/// The CRC-32 gzip stores in its trailer (and, truncated to 16 bits, in FHCRC).
+/// The CRC-32 (IEEE 802.3, reflected) that gzip stores in its trailer (and, truncated
+/// to 16 bits, in FHCRC): `crc32fast`'s table-driven software path (parkboot runs
+/// with SSE off, so no SIMD path is compiled in).
 pub fn crc32(data: &[u8]) -> u32 {
-    !crc32_update(!0, data)
-}
-
-/// Feeds `data` into a running CRC-32 register (start with `!0`, finish with `!`).
-fn crc32_update(mut crc: u32, data: &[u8]) -> u32 {
-    for &byte in data {
-        let index = ((crc ^ u32::from(byte)) & 0xff) as usize;
-        crc = CRC32_TABLE.get(index).copied().unwrap_or(0) ^ (crc >> u8::BITS);
-    }
-    crc
+    crc32fast::hash(data)
 }
 
 /// Whether `bytes` start like gzip data.
@@ -206,7 +178,7 @@ pub fn inflated_size(compressed: &[u8]) -> Result<usize, GzipError> {
     let mut in_pos = 0usize;
     let mut out_pos = 0usize;
     let mut total = 0u64;
-    let mut crc = !0u32;
+    let mut crc = crc32fast::Hasher::new();
     loop {
         let input = body.get(in_pos..).unwrap_or(&[]);
         // The whole input is present (no HAS_MORE_INPUT); the window wraps.
@@ -215,7 +187,7 @@ pub fn inflated_size(compressed: &[u8]) -> Result<usize, GzipError> {
         let produced = window
             .get(out_pos..out_pos.saturating_add(written))
             .unwrap_or(&[]);
-        crc = crc32_update(crc, produced);
+        crc.update(produced);
         total = total.saturating_add(written as u64);
         out_pos = (out_pos + written) & (DEFLATE_WINDOW - 1);
         if total > GZIP_MAX_INFLATED {
@@ -238,7 +210,12 @@ pub fn inflated_size(compressed: &[u8]) -> Result<usize, GzipError> {
             }
         }
     }
-    check_gzip_trailer(compressed, body_start.saturating_add(in_pos), !crc, total)?;
+    check_gzip_trailer(
+        compressed,
+        body_start.saturating_add(in_pos),
+        crc.finalize(),
+        total,
+    )?;
     // At most GZIP_MAX_INFLATED: fits in usize.
     Ok(total as usize)
 }

@@ -18,36 +18,19 @@ pub const ENTRIES_PER_TABLE: usize = 512;
 /// Size of one page table, and of the smallest page.
 pub const TABLE_SIZE: u64 = 4096;
 
-/// Entry flag: the entry is valid.
-pub const PRESENT: u64 = 1 << 0;
-/// Entry flag: writes are allowed through this entry.
-pub const WRITABLE: u64 = 1 << 1;
-/// Entry flag: user mode may access. Never set by parkboot: nothing runs in ring 3.
-pub const USER: u64 = 1 << 2;
-/// Entry flag: write-through caching. Never set: parkboot maps everything write-back.
-pub const WRITE_THROUGH: u64 = 1 << 3;
-/// Entry flag: caching disabled. Never set: parkboot maps everything write-back.
-pub const CACHE_DISABLE: u64 = 1 << 4;
-/// Entry flag: set by the CPU on access.
-pub const ACCESSED: u64 = 1 << 5;
-/// Entry flag: set by the CPU on write (leaf entries only).
-pub const DIRTY: u64 = 1 << 6;
-/// Entry flag in a PDPT or PD entry: the entry maps a 1 GiB or 2 MiB page instead of
-/// pointing to a lower-level table.
-pub const HUGE_PAGE: u64 = 1 << 7;
-/// Entry flag: the translation survives CR3 reloads. Never set: kernels reload CR3 and
-/// must not inherit parkboot's mappings.
-pub const GLOBAL: u64 = 1 << 8;
-/// Entry flag: instruction fetches are not allowed. Never set: kernels are entered
-/// through these tables.
-pub const NO_EXECUTE: u64 = 1 << 63;
+/// The flag bits of a page table entry (present, writable, huge page, ...).
+pub use x86_64::structures::paging::PageTableFlags;
+
 /// The physical address bits of an entry (bits 12-51, the architectural maximum).
 pub const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 /// Flags of every entry parkboot writes: present, writable, supervisor-only, write-back.
-const TABLE_FLAGS: u64 = PRESENT | WRITABLE;
+/// Never user, write-through, cache-disable, global (kernels reload CR3 and must not
+/// inherit parkboot's mappings) or no-execute (kernels are entered through these
+/// tables).
+pub const TABLE_FLAGS: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE);
 /// Flags of every large-page leaf entry parkboot writes.
-const LEAF_FLAGS: u64 = PRESENT | WRITABLE | HUGE_PAGE;
+const LEAF_FLAGS: PageTableFlags = TABLE_FLAGS.union(PageTableFlags::HUGE_PAGE);
 
 /// Size of a page mapped by a PD entry.
 pub const SIZE_2M: u64 = 1 << 21;
@@ -193,19 +176,19 @@ pub fn build_identity_map(
         let base = gib * SIZE_1G;
         if pdpt_index == 0 {
             pdpt = builder.table()?;
-            builder.alloc.page_mut(pml4)[pml4_index] = pdpt | TABLE_FLAGS;
+            builder.alloc.page_mut(pml4)[pml4_index] = pdpt | TABLE_FLAGS.bits();
         }
         let entry = if options.gigabyte_pages {
-            base | LEAF_FLAGS
+            base | LEAF_FLAGS.bits()
         } else {
             let pd = builder.table()?;
             let table = builder.alloc.page_mut(pd);
             let mut page = base;
             for slot in table.iter_mut() {
-                *slot = page | LEAF_FLAGS;
+                *slot = page | LEAF_FLAGS.bits();
                 page += SIZE_2M;
             }
-            pd | TABLE_FLAGS
+            pd | TABLE_FLAGS.bits()
         };
         builder.alloc.page_mut(pdpt)[pdpt_index] = entry;
     }
@@ -219,8 +202,8 @@ pub struct Mapping {
     pub phys: u64,
     /// Size of the page that maps it (4 KiB, 2 MiB or 1 GiB).
     pub page_size: u64,
-    /// Flags of the leaf entry (address bits cleared).
-    pub flags: u64,
+    /// Flags of the leaf entry.
+    pub flags: PageTableFlags,
 }
 
 /// The table index of `virt` at the level whose entries cover `1 << shift` bytes.
@@ -239,18 +222,20 @@ pub fn walk(tables: &impl PageTableView, pml4: u64, virt: u64) -> Option<Mapping
     let mut table = pml4;
     for shift in [PML4_SHIFT, PDPT_SHIFT, PD_SHIFT, PT_SHIFT] {
         let entry = *tables.table(table)?.get(index(virt, shift))?;
-        if entry & PRESENT == 0 {
+        let flags = PageTableFlags::from_bits_retain(entry & !ADDRESS_MASK);
+        if !flags.contains(PageTableFlags::PRESENT) {
             return None;
         }
         let leaf = shift == PT_SHIFT
-            || ((shift == PDPT_SHIFT || shift == PD_SHIFT) && entry & HUGE_PAGE != 0);
+            || ((shift == PDPT_SHIFT || shift == PD_SHIFT)
+                && flags.contains(PageTableFlags::HUGE_PAGE));
         if leaf {
             let page_size = 1u64 << shift;
             let frame = entry & ADDRESS_MASK & !(page_size - 1);
             return Some(Mapping {
                 phys: frame | (virt & (page_size - 1)),
                 page_size,
-                flags: entry & !ADDRESS_MASK,
+                flags,
             });
         }
         table = entry & ADDRESS_MASK;
@@ -339,7 +324,10 @@ mod tests {
             let m = walk(&pages, pml4, addr).unwrap_or_else(|| panic!("{addr:#x} unmapped"));
             assert_eq!(m.phys, addr);
             assert_eq!(m.page_size, page_size);
-            assert_eq!(m.flags, PRESENT | WRITABLE | HUGE_PAGE);
+            assert_eq!(
+                m.flags,
+                PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::HUGE_PAGE
+            );
             addr += page_size;
         }
         assert_eq!(
@@ -355,12 +343,19 @@ mod tests {
         assert_eq!(translate(&pages, pml4, 0x0000_8000_0000_0000), None);
         // No table entry is user-accessible, uncached or global.
         for table in pages.pages.values() {
-            for &e in table.iter().filter(|&&e| e & PRESENT != 0) {
-                assert_eq!(
-                    e & (USER | WRITE_THROUGH | CACHE_DISABLE | GLOBAL | NO_EXECUTE),
-                    0
-                );
-                assert_ne!(e & WRITABLE, 0);
+            for &e in table
+                .iter()
+                .filter(|&&e| e & PageTableFlags::PRESENT.bits() != 0)
+            {
+                let flags = PageTableFlags::from_bits_retain(e & !ADDRESS_MASK);
+                assert!(!flags.intersects(
+                    PageTableFlags::USER_ACCESSIBLE
+                        | PageTableFlags::WRITE_THROUGH
+                        | PageTableFlags::NO_CACHE
+                        | PageTableFlags::GLOBAL
+                        | PageTableFlags::NO_EXECUTE
+                ));
+                assert!(flags.contains(PageTableFlags::WRITABLE));
             }
         }
         pages
@@ -396,8 +391,8 @@ mod tests {
             let pages = check(end, options);
             let pml4 = *pages.pages.keys().next().unwrap();
             let root = pages.table(pml4).unwrap();
-            assert_ne!(root[0] & PRESENT, 0);
-            assert_ne!(root[1] & PRESENT, 0);
+            assert_ne!(root[0] & PageTableFlags::PRESENT.bits(), 0);
+            assert_ne!(root[1] & PageTableFlags::PRESENT.bits(), 0);
             assert_eq!(root[2], 0);
             assert_eq!(translate(&pages, pml4, SIZE_512G), Some(SIZE_512G));
         }
@@ -485,10 +480,10 @@ mod tests {
             pages.page_mut(t).fill(0);
         }
         let virt = 0x20_3000 + 0x123;
-        pages.page_mut(tables[0])[0] = tables[1] | TABLE_FLAGS;
-        pages.page_mut(tables[1])[0] = tables[2] | TABLE_FLAGS;
-        pages.page_mut(tables[2])[1] = tables[3] | TABLE_FLAGS;
-        pages.page_mut(tables[3])[3] = 0x55_5000 | TABLE_FLAGS;
+        pages.page_mut(tables[0])[0] = tables[1] | TABLE_FLAGS.bits();
+        pages.page_mut(tables[1])[0] = tables[2] | TABLE_FLAGS.bits();
+        pages.page_mut(tables[2])[1] = tables[3] | TABLE_FLAGS.bits();
+        pages.page_mut(tables[3])[3] = 0x55_5000 | TABLE_FLAGS.bits();
         assert_eq!(
             walk(&pages, tables[0], virt),
             Some(Mapping {
@@ -499,7 +494,7 @@ mod tests {
         );
         assert_eq!(translate(&pages, tables[0], 0x20_4000), None);
         // An entry pointing at memory the view cannot read.
-        pages.page_mut(tables[2])[2] = 0x9999_0000 | TABLE_FLAGS;
+        pages.page_mut(tables[2])[2] = 0x9999_0000 | TABLE_FLAGS.bits();
         assert_eq!(translate(&pages, tables[0], 0x40_0000), None);
     }
 }

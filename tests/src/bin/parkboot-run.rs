@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use parkboot_tests::json;
 use parkboot_tests::rom::{parse_cbfs_file, Compression, Rom, RomBuilder};
 use parkboot_tests::{parkboot_image_path, release_binary_path, Boot, Outcome, SUMMARY_MARKER};
+use serde_json::{json, Map, Value};
 
 const USAGE: &str = "\
 usage: parkboot-run [options] [-- extra QEMU arguments]
@@ -409,92 +409,101 @@ fn linux_iteration_table(lines: &[TimedLine]) -> LinuxTable {
 
 impl LinuxTable {
     /// JSON members for the summary: per-iteration rows and the kexec cycle spread.
-    fn json(&self) -> Option<json::Members> {
+    fn json(&self) -> Option<Map<String, Value>> {
         if self.rows.is_empty() {
             return None;
         }
-        let mut cycles: Vec<u128> = self
+        let nanos = |cycle: Duration| u64::try_from(cycle.as_nanos()).unwrap_or(u64::MAX);
+        let mut cycles: Vec<u64> = self
             .rows
             .iter()
-            .filter_map(|r| r.cycle.map(|c| c.as_nanos()))
+            .filter_map(|r| r.cycle.map(nanos))
             .collect();
         cycles.sort_unstable();
-        let mut members = vec![(
-            "linux_iterations".to_string(),
-            format!(
-                "[{}]",
-                self.rows
-                    .iter()
-                    .map(|r| format!(
-                        "{{\"iteration\":{},\"cpus_online\":{},\"smp_bringup_ms\":{},\"kexec_cycle_ns\":{},\"kexec_cycle_cpu_ns\":{}}}",
-                        json::quote(&r.iteration),
-                        json::quote(&r.cpus),
-                        r.bringup_ms.parse::<f64>().map(json::number).unwrap_or_else(|_| "null".to_string()),
-                        r.cycle.map(|c| c.as_nanos().to_string()).unwrap_or_else(|| "null".to_string()),
-                        r.cpu_cycle.map(|c| c.as_nanos().to_string()).unwrap_or_else(|| "null".to_string())
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-        )];
+        let iterations: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "iteration": r.iteration,
+                    "cpus_online": r.cpus,
+                    // Not a number, or not finite: null.
+                    "smp_bringup_ms": r.bringup_ms.parse::<f64>().ok(),
+                    "kexec_cycle_ns": r.cycle.map(nanos),
+                    "kexec_cycle_cpu_ns": r.cpu_cycle.map(nanos),
+                })
+            })
+            .collect();
+        let mut members = Map::new();
+        members.insert("linux_iterations".to_string(), iterations.into());
         if let (Some(min), Some(max)) = (cycles.first(), cycles.last()) {
             let median = cycles[cycles.len() / 2];
-            members.push((
+            members.insert(
                 "iteration_ns".to_string(),
-                format!("{{\"min\":{min},\"median\":{median},\"max\":{max}}}"),
-            ));
+                json!({"min": min, "median": median, "max": max}),
+            );
         }
         Some(members)
     }
 }
 
-/// The `--json` line: the guest's summary merged with the harness's view of the run.
-fn json_line(outcome: &Outcome) -> String {
-    let mut extra: json::Members = vec![
-        ("ok".to_string(), outcome.passed().to_string()),
-        ("exit".to_string(), json::quote(&outcome.status.name())),
-        (
-            "seconds".to_string(),
-            json::number((outcome.duration.as_secs_f64() * 1000.0).round() / 1000.0),
-        ),
-    ];
+/// Sets the members of `extra` in `base`: a member `base` already has moves to the end
+/// with its new value, new ones are appended in order.
+fn merge(base: &mut Map<String, Value>, extra: Map<String, Value>) {
+    for (key, value) in extra {
+        base.shift_remove(&key);
+        base.insert(key, value);
+    }
+}
+
+/// The `--json` object: the guest's summary merged with the harness's view of the run.
+fn json_object(outcome: &Outcome) -> Map<String, Value> {
+    let mut extra = Map::new();
+    extra.insert("ok".to_string(), outcome.passed().into());
+    extra.insert("exit".to_string(), outcome.status.name().into());
+    extra.insert(
+        "seconds".to_string(),
+        ((outcome.duration.as_secs_f64() * 1000.0).round() / 1000.0).into(),
+    );
     if let Some(after_park) = outcome
         .init_ipis
         .as_ref()
         .and_then(|witness| witness.inits_after_park)
     {
-        extra.push(("init_ipis_after_park".to_string(), after_park.to_string()));
+        extra.insert("init_ipis_after_park".to_string(), after_park.into());
     }
     if !outcome.passed() {
-        extra.push(("reason".to_string(), json::quote(&outcome.verdict())));
+        extra.insert("reason".to_string(), outcome.verdict().into());
         if let Some(error) = outcome.first_error() {
-            extra.push(("error".to_string(), json::quote(error)));
+            extra.insert("error".to_string(), error.into());
         }
     }
     // parkboot's own summary (entry, config_source, park figures) and a later one from
     // the kernel it booted (the Linux init's): the later one's members win.
-    let mut summaries = outcome
+    let merged = outcome
         .serial
         .lines()
-        .filter_map(|line| Some(line[line.find(SUMMARY_MARKER)? + SUMMARY_MARKER.len()..].trim()));
-    let first = summaries.next().unwrap_or("{}").to_string();
-    let summary = summaries.try_fold(first, |merged, next| {
-        json::merge(&merged, &json::object_members(next)?)
+        .filter_map(|line| Some(line[line.find(SUMMARY_MARKER)? + SUMMARY_MARKER.len()..].trim()))
+        .try_fold(Map::new(), |mut merged, next| {
+            merge(&mut merged, serde_json::from_str(next)?);
+            Ok::<_, serde_json::Error>(merged)
+        });
+    let summary = merged.or_else(|_| {
+        let text = outcome
+            .summary
+            .as_deref()
+            .filter(|text| !text.is_empty())
+            .unwrap_or("{}");
+        serde_json::from_str(text).map_err(|error| format!("{error} in {text}"))
     });
-    let summary = summary.unwrap_or_else(|_| outcome.summary.clone().unwrap_or_default());
-    let summary = if summary.is_empty() {
-        "{}"
-    } else {
-        summary.as_str()
-    };
-    match json::merge(summary, &extra) {
-        Ok(line) => line,
+    match summary {
+        Ok(mut summary) => {
+            merge(&mut summary, extra);
+            summary
+        }
         Err(error) => {
-            extra.push((
-                "summary_error".to_string(),
-                json::quote(&format!("{error} in {summary}")),
-            ));
-            json::object_text(&extra)
+            extra.insert("summary_error".to_string(), error.into());
+            extra
         }
     }
 }
@@ -582,9 +591,9 @@ fn main() -> ExitCode {
     }
     println!("{result}");
     if options.json {
-        let mut line = json_line(&outcome);
+        let mut object = json_object(&outcome);
         if let Some(extra) = linux_table.json() {
-            line = json::merge(&line, &extra).unwrap_or(line);
+            merge(&mut object, extra);
         }
         let phases = linux_phases(&marks);
         // Only the iteration line itself: no phase marks in this kernel's log level.
@@ -592,29 +601,24 @@ fn main() -> ExitCode {
             .iter()
             .any(|(name, _, _)| name != "iteration->iteration")
         {
-            let list = |values: &[u128]| {
-                values
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            let members = phases
-                .iter()
-                .map(|(name, host, cpu)| {
-                    format!(
-                        "{}:{{\"host_ns\":[{}],\"cpu_ns\":[{}]}}",
-                        json::quote(name),
-                        list(host),
-                        list(cpu)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(",");
-            let extra = vec![("linux_phases".to_string(), format!("{{{members}}}"))];
-            line = json::merge(&line, &extra).unwrap_or(line);
+            let mut members = Map::new();
+            for (name, host, cpu) in &phases {
+                let nanos = |values: &[u128]| -> Vec<u64> {
+                    values
+                        .iter()
+                        .map(|&v| u64::try_from(v).unwrap_or(u64::MAX))
+                        .collect()
+                };
+                members.insert(
+                    name.clone(),
+                    json!({"host_ns": nanos(host), "cpu_ns": nanos(cpu)}),
+                );
+            }
+            let mut extra = Map::new();
+            extra.insert("linux_phases".to_string(), Value::Object(members));
+            merge(&mut object, extra);
         }
-        println!("{line}");
+        println!("{}", Value::Object(object));
     }
     if outcome.passed() {
         ExitCode::SUCCESS
@@ -756,6 +760,11 @@ mod tests {
             .contains("scripts/rom --qemu"));
     }
 
+    /// The `--json` line as `main` prints it (without Linux iterations).
+    fn json_line(outcome: &Outcome) -> String {
+        Value::Object(json_object(outcome)).to_string()
+    }
+
     fn outcome(status: ExitStatusKind, serial: &str) -> Outcome {
         Outcome {
             status,
@@ -831,10 +840,13 @@ mod tests {
         assert_eq!(rows[1].cpu_cycle, None, "no CPU time at the next line");
         assert_eq!((rows[2].cycle, rows[2].cpu_cycle), (None, None));
         let json = table.json().expect("rows");
-        assert!(
-            json[0].1.contains("\"kexec_cycle_cpu_ns\":6200000000"),
-            "{}",
-            json[0].1
+        assert_eq!(
+            json["linux_iterations"][0]["kexec_cycle_cpu_ns"],
+            6_200_000_000u64
+        );
+        assert_eq!(
+            json["linux_iterations"][1]["kexec_cycle_cpu_ns"],
+            Value::Null
         );
     }
 
@@ -873,10 +885,13 @@ mod tests {
             ExitStatusKind::Fail,
             "[    0.1] ERROR: entry 'linux' (iteration 1/5): truncated bzImage: syssize declares more\n[    0.2] ERROR: parkboot: stopped: 1 of 1 iterations failed\n",
         );
-        let members = json::object_members(&json_line(&refused)).unwrap();
+        let members: Map<String, Value> = serde_json::from_str(&json_line(&refused)).unwrap();
         assert!(
             members.iter().any(|(k, v)| k == "error"
-                && v == "\"entry 'linux' (iteration 1/5): truncated bzImage: syssize declares more\""),
+                && v.as_str()
+                    == Some(
+                        "entry 'linux' (iteration 1/5): truncated bzImage: syssize declares more"
+                    )),
             "{members:?}"
         );
         assert!(!json_line(&run).contains("\"error\""));
@@ -884,6 +899,9 @@ mod tests {
         let broken = outcome(ExitStatusKind::Fail, "parkboot: summary: {\"cpus\":\n");
         let line = json_line(&broken);
         assert!(line.contains("\"summary_error\""), "{line}");
-        assert!(json::object_members(&line).is_ok(), "{line}");
+        assert!(
+            serde_json::from_str::<Map<String, Value>>(&line).is_ok(),
+            "{line}"
+        );
     }
 }

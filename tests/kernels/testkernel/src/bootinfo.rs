@@ -1,19 +1,20 @@
-//! The multiboot2 boot information, as the test kernel reads it: a small parser over
-//! the bytes the loader handed over in EBX (multiboot2 specification 2.0, §3.6).
+//! The multiboot2 boot information, as the test kernel reads it (multiboot2
+//! specification 2.0, §3.6): checked and walked by the `multiboot2` crate
+//! ([`BootInfo::parse`]: alignment, sizes, the end tag), with the checks the kernel
+//! needs before it maps the block ([`total_size`]) and a view of the memory map.
+//! parkboot's own tag is read by hand from the tag's bytes (see `kernel.rs`).
 //!
-//! It validates the whole tag list once ([`BootInfo::parse`]: sizes, alignment, the end
-//! tag) and then hands out tags by type. It works on a byte slice only, so it is
-//! host-tested like any other parser.
+//! It works on a byte slice only, so it is host-tested like any other parser.
 
 use core::fmt;
 
-/// Value of EAX when a multiboot2 loader enters the kernel.
-pub const BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
+use multiboot2::{BootInformation, BootInformationHeader, LoadError, MemoryArea, TagType};
 
-/// Tag types of the boot information the test kernel reads.
-pub const TAG_END: u32 = 0;
+/// Value of EAX when a multiboot2 loader enters the kernel.
+pub const BOOTLOADER_MAGIC: u32 = multiboot2::MAGIC;
+
+/// Tag types of the boot information the test kernel requests in its header.
 pub const TAG_CMDLINE: u32 = 1;
-pub const TAG_BOOT_LOADER_NAME: u32 = 2;
 pub const TAG_MMAP: u32 = 6;
 pub const TAG_ACPI_NEW_RSDP: u32 = 15;
 
@@ -32,13 +33,9 @@ pub const MIN_TOTAL_SIZE: usize = FIXED_HEADER_SIZE + END_TAG_SIZE;
 /// pointer is wrong, not that the loader is generous.
 pub const MAX_TOTAL_SIZE: usize = 1 << 20;
 
-/// Memory map tag body: `entry_size` u32, `entry_version` u32, then the entries.
-const MMAP_HEADER_SIZE: usize = 8;
 /// Memory map entry: `base_addr` u64, `length` u64, `type` u32, `reserved` u32.
 pub const MMAP_ENTRY_SIZE: usize = 24;
-const MMAP_ENTRY_BASE: usize = 0;
-const MMAP_ENTRY_LENGTH: usize = 8;
-const MMAP_ENTRY_TYPE: usize = 16;
+const _: () = assert!(core::mem::size_of::<MemoryArea>() == MMAP_ENTRY_SIZE);
 
 /// Memory map entry types the test kernel checks.
 pub const MEMORY_AVAILABLE: u32 = 1;
@@ -51,18 +48,11 @@ pub const MEMORY_ACPI_NVS: u32 = 4;
 pub enum BootInfoError {
     /// Not 8-byte aligned (address as given).
     Misaligned(u64),
-    /// `total_size` below the minimum or above [`MAX_TOTAL_SIZE`].
+    /// `total_size` below the minimum or above [`MAX_TOTAL_SIZE`], or more than the
+    /// bytes given.
     TotalSize(u32),
-    /// A tag at `offset` has a size below its header or runs past `total_size`.
-    BadTag {
-        offset: usize,
-        tag_type: u32,
-        size: u32,
-    },
-    /// No end tag before `total_size`.
-    NoEndTag,
-    /// The end tag is not 8 bytes.
-    BadEndTag { offset: usize, size: u32 },
+    /// The `multiboot2` crate refused the block: a tag that does not fit, no end tag.
+    Load(LoadError),
 }
 
 impl fmt::Display for BootInfoError {
@@ -73,18 +63,8 @@ impl fmt::Display for BootInfoError {
                 f,
                 "total_size {size} is not between {MIN_TOTAL_SIZE} and {MAX_TOTAL_SIZE}"
             ),
-            BootInfoError::BadTag {
-                offset,
-                tag_type,
-                size,
-            } => write!(
-                f,
-                "tag type {tag_type} at offset {offset:#x} has size {size}, which does not fit"
-            ),
-            BootInfoError::NoEndTag => write!(f, "no end tag"),
-            BootInfoError::BadEndTag { offset, size } => {
-                write!(f, "end tag at offset {offset:#x} has size {size}, not 8")
-            }
+            BootInfoError::Load(LoadError::Memory(error)) => write!(f, "{error}"),
+            BootInfoError::Load(error) => write!(f, "{error}"),
         }
     }
 }
@@ -92,15 +72,6 @@ impl fmt::Display for BootInfoError {
 fn read_u32(bytes: &[u8], offset: usize) -> Option<u32> {
     let field = bytes.get(offset..offset.checked_add(4)?)?;
     Some(u32::from_le_bytes(field.try_into().ok()?))
-}
-
-fn read_u64(bytes: &[u8], offset: usize) -> Option<u64> {
-    let field = bytes.get(offset..offset.checked_add(8)?)?;
-    Some(u64::from_le_bytes(field.try_into().ok()?))
-}
-
-fn align_up(value: usize, align: usize) -> usize {
-    value.div_ceil(align) * align
 }
 
 /// `total_size` of boot information whose first [`FIXED_HEADER_SIZE`] bytes are
@@ -120,123 +91,72 @@ pub fn total_size(address: u64, header: &[u8]) -> Result<usize, BootInfoError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tag<'a> {
     pub tag_type: u32,
-    /// Offset of the tag from the start of the boot information.
-    pub offset: usize,
     pub body: &'a [u8],
 }
 
-impl<'a> Tag<'a> {
-    /// A string tag's text: up to the first NUL, if it is UTF-8.
-    pub fn string(&self) -> Option<&'a str> {
-        let end = self.body.iter().position(|&b| b == 0)?;
-        core::str::from_utf8(&self.body[..end]).ok()
-    }
-}
-
-/// Validated boot information.
-#[derive(Clone, Copy, Debug)]
+/// Boot information the `multiboot2` crate has checked.
 pub struct BootInfo<'a> {
-    bytes: &'a [u8],
+    info: BootInformation<'a>,
 }
 
 impl<'a> BootInfo<'a> {
-    /// Checks `total_size` and walks every tag up to the end tag. `bytes` is the whole
-    /// block (exactly `total_size` bytes, or more).
+    /// Checks `total_size` against `bytes` and lets the `multiboot2` crate check the
+    /// block (alignment, every tag's size, the end tag). `bytes` is the whole block
+    /// (exactly `total_size` bytes, or more).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, BootInfoError> {
         let total = read_u32(bytes, 0).ok_or(BootInfoError::TotalSize(0))?;
         let total_usize = total as usize;
         if !(MIN_TOTAL_SIZE..=MAX_TOTAL_SIZE).contains(&total_usize) || total_usize > bytes.len() {
             return Err(BootInfoError::TotalSize(total));
         }
-        let info = BootInfo {
-            bytes: &bytes[..total_usize],
-        };
-        let mut offset = FIXED_HEADER_SIZE;
-        loop {
-            let (tag_type, size) = match (
-                read_u32(info.bytes, offset),
-                read_u32(info.bytes, offset + 4),
-            ) {
-                (Some(tag_type), Some(size)) => (tag_type, size),
-                _ => return Err(BootInfoError::NoEndTag),
-            };
-            let fits = (size as usize) >= TAG_HEADER_SIZE
-                && offset
-                    .checked_add(size as usize)
-                    .is_some_and(|end| end <= total_usize);
-            if !fits {
-                return Err(BootInfoError::BadTag {
-                    offset,
-                    tag_type,
-                    size,
-                });
-            }
-            if tag_type == TAG_END {
-                if size as usize != END_TAG_SIZE {
-                    return Err(BootInfoError::BadEndTag { offset, size });
-                }
-                return Ok(info);
-            }
-            offset = align_up(offset + size as usize, TAG_ALIGN);
-        }
+        // SAFETY: `bytes` holds the `total_size` bytes the crate reads, and nothing
+        // writes them while the shared borrow lives.
+        let info = unsafe { BootInformation::load(bytes.as_ptr().cast::<BootInformationHeader>()) }
+            .map_err(BootInfoError::Load)?;
+        Ok(BootInfo { info })
     }
 
     pub fn total_size(&self) -> usize {
-        self.bytes.len()
+        self.info.total_size()
     }
 
     /// Every tag before the end tag, in order.
-    pub fn tags(&self) -> Tags<'a> {
-        Tags {
-            bytes: self.bytes,
-            offset: FIXED_HEADER_SIZE,
-        }
+    pub fn tags(&self) -> impl Iterator<Item = Tag<'_>> {
+        self.info
+            .tags()
+            .filter(|tag| tag.header().typ.get() != TagType::End.val())
+            .map(|tag| Tag {
+                tag_type: tag.header().typ.get(),
+                body: tag.payload(),
+            })
     }
 
     /// The first tag of `tag_type`.
-    pub fn find(&self, tag_type: u32) -> Option<Tag<'a>> {
+    pub fn find(&self, tag_type: u32) -> Option<Tag<'_>> {
         self.tags().find(|tag| tag.tag_type == tag_type)
     }
 
-    /// The memory map, if the tag is there and well-formed.
-    pub fn memory_map(&self) -> Option<MemoryMap<'a>> {
-        let tag = self.find(TAG_MMAP)?;
-        let entry_size = read_u32(tag.body, 0)? as usize;
-        if entry_size < MMAP_ENTRY_SIZE || !entry_size.is_multiple_of(TAG_ALIGN) {
+    /// The command line, if the tag is there and holds a NUL-terminated UTF-8 string.
+    pub fn command_line(&self) -> Option<&str> {
+        self.info.command_line_tag()?.cmdline().ok()
+    }
+
+    /// The boot loader's name, if the tag is there and holds a NUL-terminated UTF-8
+    /// string.
+    pub fn boot_loader_name(&self) -> Option<&str> {
+        self.info.boot_loader_name_tag()?.name().ok()
+    }
+
+    /// The memory map, if the tag is there with entries of the specified size.
+    pub fn memory_map(&self) -> Option<MemoryMap<'_>> {
+        let tag = self.info.memory_map_tag()?;
+        // The crate's entry view holds only for entries of its size (it asserts it).
+        if tag.entry_size() as usize != MMAP_ENTRY_SIZE {
             return None;
         }
         Some(MemoryMap {
-            entry_size,
-            entries: tag.body.get(MMAP_HEADER_SIZE..)?,
+            areas: tag.memory_areas(),
         })
-    }
-}
-
-/// Iterator over the tags of validated boot information.
-pub struct Tags<'a> {
-    bytes: &'a [u8],
-    offset: usize,
-}
-
-impl<'a> Iterator for Tags<'a> {
-    type Item = Tag<'a>;
-
-    fn next(&mut self) -> Option<Tag<'a>> {
-        let tag_type = read_u32(self.bytes, self.offset)?;
-        let size = read_u32(self.bytes, self.offset + 4)? as usize;
-        if tag_type == TAG_END || size < TAG_HEADER_SIZE {
-            return None;
-        }
-        let body = self
-            .bytes
-            .get(self.offset + TAG_HEADER_SIZE..self.offset.checked_add(size)?)?;
-        let tag = Tag {
-            tag_type,
-            offset: self.offset,
-            body,
-        };
-        self.offset = align_up(self.offset + size, TAG_ALIGN);
-        Some(tag)
     }
 }
 
@@ -257,21 +177,16 @@ impl MemoryRange {
 /// The memory map tag's entries.
 #[derive(Clone, Copy, Debug)]
 pub struct MemoryMap<'a> {
-    entry_size: usize,
-    entries: &'a [u8],
+    areas: &'a [MemoryArea],
 }
 
 impl<'a> MemoryMap<'a> {
     pub fn entries(&self) -> impl Iterator<Item = MemoryRange> + 'a {
-        self.entries
-            .chunks_exact(self.entry_size)
-            .filter_map(|entry| {
-                Some(MemoryRange {
-                    base: read_u64(entry, MMAP_ENTRY_BASE)?,
-                    length: read_u64(entry, MMAP_ENTRY_LENGTH)?,
-                    kind: read_u32(entry, MMAP_ENTRY_TYPE)?,
-                })
-            })
+        self.areas.iter().map(|area| MemoryRange {
+            base: area.start_address(),
+            length: area.size(),
+            kind: area.typ().val(),
+        })
     }
 
     /// Whether every byte of `start..start + length` lies in entries of type `kind`
@@ -283,7 +198,7 @@ impl<'a> MemoryMap<'a> {
         let mut cursor = start;
         // Each step moves the cursor to the end of a matching entry, so the walk takes
         // at most one step per entry.
-        for _ in 0..=self.entries.len() / self.entry_size {
+        for _ in 0..=self.areas.len() {
             if cursor >= end {
                 return true;
             }
@@ -320,6 +235,38 @@ pub fn memory_kind_name(kind: u32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TAG_END: u32 = TagType::End.val();
+    const TAG_BOOT_LOADER_NAME: u32 = TagType::BootLoaderName.val();
+
+    fn align_up(value: usize, align: usize) -> usize {
+        value.div_ceil(align) * align
+    }
+
+    /// `bytes` in an 8-byte aligned buffer, as a loader hands them over.
+    fn aligned(bytes: &[u8]) -> Vec<u64> {
+        bytes
+            .chunks(8)
+            .map(|chunk| {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                u64::from_le_bytes(word)
+            })
+            .collect()
+    }
+
+    /// The first `len` bytes of an [`aligned`] buffer.
+    fn bytes_of(words: &[u64], len: usize) -> &[u8] {
+        assert!(len <= words.len() * 8);
+        // SAFETY: `len` bytes lie within `words` (checked above); u8 has no alignment.
+        unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) }
+    }
+
+    /// Boot information as [`BootInfo::parse`] sees it, from an aligned copy.
+    fn parse(bytes: &[u8]) -> Result<usize, BootInfoError> {
+        let words = aligned(bytes);
+        BootInfo::parse(bytes_of(&words, bytes.len())).map(|info| info.total_size())
+    }
 
     /// Builds boot information from (type, body) pairs and an end tag.
     fn build(tags: &[(u32, &[u8])]) -> Vec<u8> {
@@ -358,17 +305,12 @@ mod tests {
             (TAG_ACPI_NEW_RSDP, &[0xaa; 36]),
         ]);
         assert_eq!(total_size(0x1000, &bytes).unwrap(), bytes.len());
-        let info = BootInfo::parse(&bytes).unwrap();
+        let words = aligned(&bytes);
+        let info = BootInfo::parse(bytes_of(&words, bytes.len())).unwrap();
         assert_eq!(info.total_size(), bytes.len());
         assert_eq!(info.tags().count(), 3);
-        assert_eq!(
-            info.find(TAG_CMDLINE).unwrap().string(),
-            Some("testkernel.request=stop")
-        );
-        assert_eq!(
-            info.find(TAG_BOOT_LOADER_NAME).unwrap().string(),
-            Some("parkboot 0.1.0")
-        );
+        assert_eq!(info.command_line(), Some("testkernel.request=stop"));
+        assert_eq!(info.boot_loader_name(), Some("parkboot 0.1.0"));
         assert_eq!(info.find(TAG_ACPI_NEW_RSDP).unwrap().body.len(), 36);
         assert!(info.find(TAG_MMAP).is_none());
         assert!(info.memory_map().is_none());
@@ -390,27 +332,18 @@ mod tests {
         let mut long_tag = bytes.clone();
         long_tag[FIXED_HEADER_SIZE + 4..FIXED_HEADER_SIZE + 8]
             .copy_from_slice(&0x100u32.to_le_bytes());
-        assert!(matches!(
-            BootInfo::parse(&long_tag),
-            Err(BootInfoError::BadTag { .. })
-        ));
+        assert!(matches!(parse(&long_tag), Err(BootInfoError::Load(_))));
         // An end tag of the wrong size.
         let mut bad_end = bytes.clone();
         bad_end[end + 4..end + 8].copy_from_slice(&16u32.to_le_bytes());
-        assert!(matches!(
-            BootInfo::parse(&bad_end),
-            Err(BootInfoError::BadTag { .. }) | Err(BootInfoError::BadEndTag { .. })
-        ));
+        assert!(matches!(parse(&bad_end), Err(BootInfoError::Load(_))));
         // No end tag: the last tag is something else and the block ends there.
         bytes[end..end + 4].copy_from_slice(&TAG_BOOT_LOADER_NAME.to_le_bytes());
-        assert!(BootInfo::parse(&bytes).is_err());
+        assert!(parse(&bytes).is_err());
         // total_size larger than the bytes given.
         let mut short = build(&[]);
         short[..4].copy_from_slice(&64u32.to_le_bytes());
-        assert_eq!(
-            BootInfo::parse(&short).map(|_| ()),
-            Err(BootInfoError::TotalSize(64))
-        );
+        assert_eq!(parse(&short).map(|_| ()), Err(BootInfoError::TotalSize(64)));
     }
 
     #[test]
@@ -423,7 +356,8 @@ mod tests {
             (0x300000, 0x1000, MEMORY_ACPI_NVS),
         ]);
         let bytes = build(&[(TAG_MMAP, &body)]);
-        let info = BootInfo::parse(&bytes).unwrap();
+        let words = aligned(&bytes);
+        let info = BootInfo::parse(bytes_of(&words, bytes.len())).unwrap();
         let map = info.memory_map().unwrap();
         assert_eq!(map.entries().count(), 5);
         // Across two touching entries of the same type.

@@ -501,10 +501,7 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
         info.total_size(),
         info.tags().count()
     );
-    match info
-        .find(bootinfo::TAG_BOOT_LOADER_NAME)
-        .and_then(|t| t.string())
-    {
+    match info.boot_loader_name() {
         Some(name) => say!("boot loader: {name}"),
         None => say!("boot loader: (no name tag)"),
     }
@@ -631,7 +628,7 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
     }
 
     // ---- the command line: what to ask parkboot for at the end ----
-    let Some(cmdline) = info.find(bootinfo::TAG_CMDLINE).and_then(|t| t.string()) else {
+    let Some(cmdline) = info.command_line() else {
         fail!(
             Check::CommandLine,
             "no command line tag (requested in the header)"

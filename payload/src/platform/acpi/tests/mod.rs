@@ -10,6 +10,7 @@ use std::vec::Vec;
 use super::*;
 use crate::platform::fake::FakeMemory;
 
+mod acpi_crate;
 mod madt_parsing;
 mod rewriting;
 mod rsdp;
