@@ -85,6 +85,13 @@ impl Region {
         self.sub(offset, len)
     }
 
+    /// The region cut in two at `offset`: `[0, offset)` and `[offset, len)`.
+    pub fn split_at(self, offset: u64) -> Result<(Region, Region), MemoryError> {
+        let head = self.sub(0, offset)?;
+        let tail = self.sub(offset, self.len - offset)?;
+        Ok((head, tail))
+    }
+
     /// The region's bytes, for reading and writing.
     ///
     /// # Safety

@@ -166,6 +166,15 @@ fn parts_of_a_region_stay_inside_it() {
     );
     assert!(b.sub(u64::MAX, 2).is_err());
     assert!(b.sub(1, u64::MAX).is_err());
+    let (head, tail) = b.sub(0x100, 0x200).unwrap().split_at(0x80).unwrap();
+    assert_eq!((head.start(), head.len()), (2 * MIB + 0x1100, 0x80));
+    assert_eq!((tail.start(), tail.len()), (2 * MIB + 0x1180, 0x180));
+    let (all, none) = b.sub(0, 0x10).unwrap().split_at(0x10).unwrap();
+    assert_eq!(
+        (all.len(), none.len(), none.start()),
+        (0x10, 0, 2 * MIB + 0x1010)
+    );
+    assert!(b.sub(0, 0x10).unwrap().split_at(0x11).is_err());
     let at = b.sub_at(2 * MIB + 0x1800, 0x10).unwrap();
     assert_eq!((at.start(), at.len()), (2 * MIB + 0x1800, 0x10));
     assert!(b.sub_at(2 * MIB + 0xfff, 1).is_err());
