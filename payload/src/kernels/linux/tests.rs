@@ -1234,3 +1234,6 @@ fn parses_a_real_debian_kernel_if_present() {
         "{err}"
     );
 }
+
+#[path = "prepare_tests.rs"]
+mod prepare;
