@@ -242,13 +242,14 @@ fn reserve_pristine(s: &mut BootState, size: u64, name: &'static str) -> Result<
     Ok(addr)
 }
 
-/// The bytes of a range parkboot has just reserved.
-///
-/// # Safety
-/// `addr..addr + len` is identity-mapped RAM reserved for the caller's sole use.
-unsafe fn reserved_bytes(addr: u64, len: usize) -> &'static mut [u8] {
-    // SAFETY: as the caller promises.
-    unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) }
+/// The bytes of a pristine copy parkboot has just reserved (`reserve_pristine`), for
+/// filling it.
+fn pristine_bytes(s: &BootState, addr: u64, len: u64) -> Result<&'static mut [u8], EntryError> {
+    let region = s.memory.region(addr, len)?;
+    // SAFETY: a Permanent reservation made just now for this copy: RAM the identity map
+    // covers, filled through this slice alone, then only read (`Image::bytes`) for as
+    // long as parkboot runs; a copy refused by its pin is released after its last read.
+    Ok(unsafe { region.bytes_mut() })
 }
 
 fn load_source(
@@ -263,8 +264,7 @@ fn load_source(
                 EntryError::NotFound(file.as_str().try_into().unwrap_or_default())
             })?;
             let addr = reserve_pristine(s, entry.size as u64, name)?;
-            // SAFETY: just reserved for this copy (Permanent).
-            let buf = unsafe { reserved_bytes(addr, entry.size as usize) };
+            let buf = pristine_bytes(s, addr, entry.size as u64)?;
             let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
             let len = fw_cfg.read_entry(&entry, buf)?;
             Ok(Image { addr, len })
@@ -273,8 +273,7 @@ fn load_source(
             let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
             let size = fw_cfg.kernel_image_size()?;
             let addr = reserve_pristine(s, size, name)?;
-            // SAFETY: just reserved for this copy (Permanent).
-            let buf = unsafe { reserved_bytes(addr, size as usize) };
+            let buf = pristine_bytes(s, addr, size)?;
             let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
             let len = fw_cfg.read_kernel_image(buf)?;
             Ok(Image { addr, len })
@@ -283,8 +282,7 @@ fn load_source(
             let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
             let size = fw_cfg.initrd_size()? as u64;
             let addr = reserve_pristine(s, size, name)?;
-            // SAFETY: just reserved for this copy (Permanent).
-            let buf = unsafe { reserved_bytes(addr, size as usize) };
+            let buf = pristine_bytes(s, addr, size)?;
             let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
             let len = fw_cfg.read_initrd(buf)?;
             Ok(Image { addr, len })
@@ -297,8 +295,7 @@ fn load_source(
             let size = found.size()?;
             let start = cpu::rdtsc();
             let addr = reserve_pristine(s, size, name)?;
-            // SAFETY: just reserved for this copy (Permanent).
-            let buf = unsafe { reserved_bytes(addr, size as usize) };
+            let buf = pristine_bytes(s, addr, size)?;
             let len = found.read_into(buf)?;
             log::info!(
                 "cbfs:{}: {} bytes read from flash ({} stored{}) in {}",
@@ -395,8 +392,7 @@ fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image,
             ReportAs::Reserved,
             Lifetime::Permanent,
         )?;
-        // SAFETY: just reserved.
-        let out = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, size as usize) };
+        let out = pristine_bytes(s, addr, size)?;
         let len = gzip::inflate(image.bytes(), out)?;
         log::info!(
             "entry '{}': inflated {} bytes of gzip to {}",
@@ -630,9 +626,13 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
     let report_size = core::mem::size_of::<KernelReport>() as u64;
     let report = if report_addr == 0 {
         None
-    } else if s.memory.is_ram(report_addr, report_size) {
-        // SAFETY: the whole report lies in RAM, which parkboot's identity map covers.
-        Some(unsafe { core::ptr::read_unaligned(report_addr as *const KernelReport) })
+    } else if let Ok(region) = s.memory.ram_region(report_addr, report_size) {
+        // SAFETY: the whole report lies in RAM, which parkboot's identity map covers;
+        // the kernel that wrote it is gone and the parked CPUs do not touch it.
+        let bytes = unsafe { region.bytes_mut() };
+        // SAFETY: `bytes` holds exactly one `KernelReport`, plain integers for which
+        // every bit pattern is valid; read unaligned.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<KernelReport>()) })
     } else {
         log::warn!(
             "the kernel's report at {:#x} ({} bytes) is not in RAM: ignored, nothing read there",
