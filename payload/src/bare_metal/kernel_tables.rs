@@ -84,14 +84,17 @@ impl KernelTables {
             ReportAs::Reserved,
             Lifetime::Permanent,
         )?;
-        // SAFETY: just reserved for this, for as long as parkboot runs.
-        let store = unsafe { core::slice::from_raw_parts_mut(store as *mut u8, madt_length) };
+        let store = memory.region(store, madt_length as u64)?;
+        // SAFETY: a Permanent reservation made just now for this copy, RAM the identity
+        // map covers; only the pristine tables read or write it from here on.
+        let store = unsafe { store.bytes_mut() };
         let pristine = PristineTables::capture(&Identity, platform_rsdp, store)?;
         let out_phys = acpi::reserve_kernel_tables(memory, KERNEL_TABLES_BYTES)?;
-        // SAFETY: just reserved for this, for as long as parkboot runs.
-        let out = unsafe {
-            core::slice::from_raw_parts_mut(out_phys as *mut u8, KERNEL_TABLES_BYTES as usize)
-        };
+        let out = memory.region(out_phys, KERNEL_TABLES_BYTES)?;
+        // SAFETY: a Permanent reservation made just now for the kernels' tables, RAM the
+        // identity map covers; written only through `self.out` (kernels read it while
+        // they run, when parkboot does not).
+        let out = unsafe { out.bytes_mut() };
         Ok(KernelTables {
             pristine,
             out,

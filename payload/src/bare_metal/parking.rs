@@ -4,6 +4,7 @@
 
 use crate::arch::apic::{self, LocalApic};
 use crate::arch::cpu::{self, rdtsc, wait_until};
+use core::mem::size_of;
 use core::sync::atomic::Ordering;
 use park::code::{self, ParkCodeData};
 use park::integrity::{OwnedFields, SlotOwned};
@@ -78,9 +79,13 @@ impl core::fmt::Display for ParkError {
     }
 }
 
+/// The firmware page tables' pages, handed out one by one from their reservation.
 struct RegionPages {
+    base: u64,
     next: u64,
     end: u64,
+    /// The reservation's bytes, `base..end`.
+    bytes: &'static mut [u8],
 }
 
 impl PageAllocator for RegionPages {
@@ -94,14 +99,20 @@ impl PageAllocator for RegionPages {
     }
 
     fn page_mut(&mut self, phys: u64) -> &mut [u64; ENTRIES_PER_TABLE] {
-        // SAFETY: pages of the park region, identity-mapped and owned by parkboot.
-        unsafe { &mut *(phys as *mut [u64; ENTRIES_PER_TABLE]) }
+        let offset = phys.wrapping_sub(self.base) as usize;
+        let Some(page) = self
+            .bytes
+            .get_mut(offset..offset.saturating_add(PAGE_SIZE as usize))
+        else {
+            crate::arch::finish::stop(format_args!(
+                "firmware page tables: page {phys:#x} is not one of theirs"
+            ));
+        };
+        // SAFETY: a whole page of the reservation (page-aligned, as every page it hands
+        // out), borrowed from `self` for as long as the table is; u64 entries are valid
+        // for any bit pattern.
+        unsafe { &mut *page.as_mut_ptr().cast::<[u64; ENTRIES_PER_TABLE]>() }
     }
-}
-
-/// # Safety: `addr..addr+len` is memory parkboot reserved.
-unsafe fn zero(addr: u64, len: u64) {
-    core::ptr::write_bytes(addr as *mut u8, 0, len as usize);
 }
 
 /// Builds the firmware page tables and the park region, then parks every usable AP.
@@ -136,16 +147,25 @@ pub fn build_firmware_map(memory: &mut MemoryMap, end: u64) -> Result<FirmwareMa
         )
         .map_err(ParkError::Memory)?;
     let pml5 = base;
-    // SAFETY: just reserved.
-    unsafe { zero(pml5, PAGE_SIZE) };
+    let (pml5_page, tables) = memory
+        .region(base, (pages + 1) * PAGE_SIZE)
+        .and_then(|region| region.split_at(PAGE_SIZE))
+        .map_err(ParkError::Memory)?;
+    let tables_start = tables.start();
     let mut allocator = RegionPages {
-        next: base + PAGE_SIZE,
-        end: base + (pages + 1) * PAGE_SIZE,
+        base: tables_start,
+        next: tables_start,
+        end: tables.end(),
+        // SAFETY: reserved just above (Permanent) for the page tables alone, below
+        // 4 GiB where the bootstrap map covers it; written only through the allocator.
+        bytes: unsafe { tables.bytes_mut() },
     };
     let pml4 =
         paging::build_identity_map(&mut allocator, end, options).map_err(ParkError::Paging)?;
-    // SAFETY: the PML5 page is reserved above.
-    unsafe { *(pml5 as *mut u64) = pml4 | paging::TABLE_FLAGS.bits() };
+    // SAFETY: the PML5 page, reserved above, apart from the tables.
+    let pml5_bytes = unsafe { pml5_page.bytes_mut() };
+    pml5_bytes.fill(0);
+    pml5_bytes[..8].copy_from_slice(&(pml4 | paging::TABLE_FLAGS.bits()).to_le_bytes());
     // SAFETY: the new map covers everything the bootstrap map did (0-4 GiB) and more.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) pml4) };
     Ok(FirmwareMap {
@@ -284,61 +304,94 @@ pub fn park_all(
         )
         .map_err(ParkError::Memory)?;
     let layout = ParkLayout::new(base, table_bytes, code_bytes, slot_count as u64);
-    // SAFETY: all three ranges were just reserved for parkboot.
-    unsafe {
-        zero(mailbox_address, PAGE_SIZE);
-        zero(base, layout.size);
-        zero(trampoline_page, PAGE_SIZE);
-    }
+    // Each range as a region of its reservation, the park region cut along its layout.
+    let region = |start, len| memory.region(start, len).map_err(ParkError::Memory);
+    let mailbox_region = region(mailbox_address, PAGE_SIZE)?;
+    let park_region = region(base, layout.size)?;
+    let trampoline_region = region(trampoline_page, PAGE_SIZE)?;
+    let part = |start, len| park_region.sub_at(start, len).map_err(ParkError::Memory);
+    let table_region = part(layout.table, table_bytes)?;
+    let code_region = part(layout.code, code_bytes)?;
+    let gdt_region = part(layout.gdt, (PARK_GDT.len() * 8) as u64)?;
+    let idt_region = part(layout.idt, (IDT_ENTRIES * 16) as u64)?;
+    let data_region = code_region
+        .sub(park_code.data as u64, size_of::<ParkCodeData>() as u64)
+        .map_err(ParkError::Memory)?;
+    // SAFETY (for every region of this function): reserved above (Permanent) for the
+    // park region, the mailbox and the trampoline, below 4 GiB where the identity map
+    // covers them; no AP has been started, so nothing else reads or writes them; each
+    // slice lives only while its part is filled, except the table's and the mailbox's,
+    // which `Parked` keeps, and nothing writes those but through it.
+    unsafe { park_region.bytes_mut() }.fill(0);
+    // SAFETY: as above.
+    let mailbox_bytes: &'static mut [u8] = unsafe { mailbox_region.bytes_mut() };
+    mailbox_bytes.fill(0);
 
     // GDT and IDT of parked CPUs.
     let code_base = layout.code;
-    // SAFETY: GDT and IDT pages are in the park region.
-    unsafe {
-        core::ptr::copy_nonoverlapping(PARK_GDT.as_ptr(), layout.gdt as *mut u64, PARK_GDT.len());
-        let idt = core::slice::from_raw_parts_mut(layout.idt as *mut InterruptGate, IDT_ENTRIES);
-        for (vector, gate) in idt.iter_mut().enumerate() {
-            let handler = match vector {
-                code::NMI_VECTOR => park_code.nmi_handler,
-                code::MACHINE_CHECK_VECTOR => park_code.machine_check_handler,
-                v if v < code::FAULT_STUB_VECTORS => {
-                    park_code.fault_stubs + v * code::FAULT_STUB_STRIDE
-                }
-                // Interrupts are on during the HLT wait: the park timer's and any
-                // other external interrupt are ended and the CPU waits on. (IF stays
-                // 0 in the other waits: a vector above 31 there is a fault.)
-                code::WAKE_VECTOR if wait.mode == WaitMode::Hlt => park_code.wake_interrupt_handler,
-                _ if wait.mode == WaitMode::Hlt => park_code.interrupt_handler,
-                _ => park_code.unexpected_vector_stub,
-            };
-            *gate = InterruptGate::new(code_base + handler as u64, code::SEL_CODE64);
-        }
-        core::ptr::copy_nonoverlapping(
-            park_code.blob.bytes.as_ptr(),
-            code_base as *mut u8,
-            park_code.blob.bytes.len(),
-        );
-        let data = ParkCodeData::new(
-            map.pml4,
-            map.pml5,
-            layout.table,
-            mailbox_address,
-            (wait.flags(), wait.timer_initial_count),
-            slot_count as u32,
-            map.end,
-            (layout.gdt, (PARK_GDT.len() * 8 - 1) as u16),
-            (layout.idt, (IDT_ENTRIES * 16 - 1) as u16),
-        );
-        core::ptr::write(
-            (code_base + park_code.data as u64) as *mut ParkCodeData,
-            data,
-        );
+    // SAFETY: as above.
+    let gdt = unsafe { gdt_region.bytes_mut() };
+    for (descriptor, bytes) in PARK_GDT.iter().zip(gdt.chunks_exact_mut(8)) {
+        bytes.copy_from_slice(&descriptor.to_le_bytes());
     }
+    // SAFETY: as above.
+    let idt_bytes = unsafe { idt_region.bytes_mut() };
+    // SAFETY: InterruptGate is plain integers, valid for any bit pattern (all zero here).
+    let (_, idt, _) = unsafe { idt_bytes.align_to_mut::<InterruptGate>() };
+    if idt.len() != IDT_ENTRIES {
+        crate::arch::finish::stop(format_args!(
+            "park region: the IDT at {:#x} holds {} gates, not {}",
+            layout.idt,
+            idt.len(),
+            IDT_ENTRIES
+        ));
+    }
+    for (vector, gate) in idt.iter_mut().enumerate() {
+        let handler = match vector {
+            code::NMI_VECTOR => park_code.nmi_handler,
+            code::MACHINE_CHECK_VECTOR => park_code.machine_check_handler,
+            v if v < code::FAULT_STUB_VECTORS => {
+                park_code.fault_stubs + v * code::FAULT_STUB_STRIDE
+            }
+            // Interrupts are on during the HLT wait: the park timer's and any
+            // other external interrupt are ended and the CPU waits on. (IF stays
+            // 0 in the other waits: a vector above 31 there is a fault.)
+            code::WAKE_VECTOR if wait.mode == WaitMode::Hlt => park_code.wake_interrupt_handler,
+            _ if wait.mode == WaitMode::Hlt => park_code.interrupt_handler,
+            _ => park_code.unexpected_vector_stub,
+        };
+        *gate = InterruptGate::new(code_base + handler as u64, code::SEL_CODE64);
+    }
+    // SAFETY: as above; the code's slice ends here, before its data block's begins.
+    unsafe { code_region.bytes_mut() }.copy_from_slice(park_code.blob.bytes);
+    let data = ParkCodeData::new(
+        map.pml4,
+        map.pml5,
+        layout.table,
+        mailbox_address,
+        (wait.flags(), wait.timer_initial_count),
+        slot_count as u32,
+        map.end,
+        (layout.gdt, (PARK_GDT.len() * 8 - 1) as u16),
+        (layout.idt, (IDT_ENTRIES * 16 - 1) as u16),
+    );
+    // SAFETY: as above.
+    let data_bytes = unsafe { data_region.bytes_mut() };
+    // SAFETY: `data_bytes` holds exactly one ParkCodeData; written unaligned.
+    unsafe {
+        data_bytes
+            .as_mut_ptr()
+            .cast::<ParkCodeData>()
+            .write_unaligned(data)
+    };
 
     // The park table.
-    // SAFETY: zeroed memory in the park region, valid for ParkTable (all-zero is a
-    // valid bit pattern for its integer and atomic fields).
-    let table: &'static mut ParkTable = unsafe { &mut *(layout.table as *mut ParkTable) };
+    // SAFETY: as above.
+    let table_memory: *mut u8 = unsafe { table_region.bytes_mut() }.as_mut_ptr();
+    // SAFETY: zeroed memory at the page-aligned start of the table's `table_bytes`
+    // (at least a header), valid for ParkTable (all-zero is a valid bit pattern for its
+    // integer and atomic fields); the slots below lie after the header.
+    let table: &'static mut ParkTable = unsafe { &mut *table_memory.cast::<ParkTable>() };
     table.signature = PARK_TABLE_SIGNATURE;
     table.version = PARK_TABLE_VERSION;
     table.table_size = table_bytes as u32;
@@ -361,9 +414,9 @@ pub fn park_all(
         // SAFETY: slot `index` < slot_count lies in the zeroed table memory reserved
         // above (table_bytes), 128-byte aligned; nothing else references it yet.
         let slot = unsafe {
-            &mut *((layout.table as usize
-                + PARK_TABLE_HEADER_SIZE
-                + index * table.slot_size as usize) as *mut CpuSlot)
+            &mut *table_memory
+                .add(PARK_TABLE_HEADER_SIZE + index * table.slot_size as usize)
+                .cast::<CpuSlot>()
         };
         slot.apic_id = cpu.apic_id;
         slot.stack_top = layout.stack_top(index as u64);
@@ -388,36 +441,48 @@ pub fn park_all(
     let table: &'static ParkTable = table;
 
     // The start trampoline, below 1 MiB.
-    // SAFETY: the trampoline page was reserved above.
-    unsafe {
-        let page = trampoline_page as *mut u8;
-        core::ptr::copy_nonoverlapping(
-            trampoline.blob.bytes.as_ptr(),
-            page,
-            trampoline.blob.bytes.len(),
-        );
-        let gdt_pointer = page.add(trampoline.gdt_pointer);
-        core::ptr::write_unaligned(gdt_pointer as *mut u16, (PARK_GDT.len() * 8 - 1) as u16);
-        core::ptr::write_unaligned(gdt_pointer.add(2) as *mut u32, layout.gdt as u32);
-        core::ptr::write_unaligned(page.add(trampoline.cr3) as *mut u32, map.pml4 as u32);
-        core::ptr::write_unaligned(
-            page.add(trampoline.far32) as *mut u32,
-            (trampoline_page + trampoline.protected_mode as u64) as u32,
-        );
-        core::ptr::write_unaligned(
-            page.add(trampoline.far64) as *mut u32,
-            (trampoline_page + trampoline.long_mode as u64) as u32,
-        );
-        core::ptr::write_unaligned(
-            page.add(trampoline.entry64) as *mut u64,
-            code_base + park_code.ap_start as u64,
-        );
+    // SAFETY: as above.
+    let page = unsafe { trampoline_region.bytes_mut() };
+    page.fill(0);
+    let fields: [(usize, &[u8]); 7] = [
+        (0, trampoline.blob.bytes),
+        (
+            trampoline.gdt_pointer,
+            &((PARK_GDT.len() * 8 - 1) as u16).to_le_bytes(),
+        ),
+        (
+            trampoline.gdt_pointer + 2,
+            &(layout.gdt as u32).to_le_bytes(),
+        ),
+        (trampoline.cr3, &(map.pml4 as u32).to_le_bytes()),
+        (
+            trampoline.far32,
+            &((trampoline_page + trampoline.protected_mode as u64) as u32).to_le_bytes(),
+        ),
+        (
+            trampoline.far64,
+            &((trampoline_page + trampoline.long_mode as u64) as u32).to_le_bytes(),
+        ),
+        (
+            trampoline.entry64,
+            &(code_base + park_code.ap_start as u64).to_le_bytes(),
+        ),
+    ];
+    for (at, bytes) in fields {
+        let Some(field) = page.get_mut(at..at + bytes.len()) else {
+            crate::arch::finish::stop(format_args!(
+                "AP start trampoline: {} bytes at {at:#x} lie outside its page",
+                bytes.len()
+            ));
+        };
+        field.copy_from_slice(bytes);
     }
 
     let mut parked = Parked {
         table,
-        // SAFETY: the mailbox page is reserved and zeroed (Noop).
-        mailbox: unsafe { &*(mailbox_address as *const WakeupMailbox) },
+        // SAFETY: the mailbox page, reserved and zeroed (Noop) above, page-aligned and
+        // larger than the mailbox.
+        mailbox: unsafe { &*mailbox_bytes.as_ptr().cast::<WakeupMailbox>() },
         layout,
         mailbox_address,
         reset_vector: table.reset_vector,

@@ -809,9 +809,19 @@ fn main(source: u32, boot_info: u32) -> ! {
                 Lifetime::Boot,
             )
             .unwrap_or_else(|e| stop(format_args!("self-check: {e}")));
-        // SAFETY: just reserved; WakeSample is plain integers.
-        let samples =
-            unsafe { core::slice::from_raw_parts_mut(buffer as *mut WakeSample, count as usize) };
+        let region = memory
+            .region(buffer, bytes)
+            .unwrap_or_else(|e| stop(format_args!("self-check: {e}")));
+        // SAFETY: reserved just above for the samples alone, RAM the identity map covers.
+        let region = unsafe { region.bytes_mut() };
+        // SAFETY: WakeSample is plain integers, valid for any bit pattern.
+        let (_, samples, _) = unsafe { region.align_to_mut::<WakeSample>() };
+        if samples.len() != count as usize {
+            stop(format_args!(
+                "self-check: the samples' {bytes} bytes at {buffer:#x} hold {} samples, not {count}",
+                samples.len()
+            ));
+        }
         samples.fill(WakeSample::default());
         if let Err(e) = parking::self_check(&parked, rounds, samples) {
             log_park_table(&parked);

@@ -33,6 +33,7 @@ use crate::memory::{align_up, MemoryMap, ReportAs, FOUR_GIB, MIB, PAGE_SIZE};
 use crate::platform::MemoryKind;
 
 mod placement;
+pub mod prepare;
 use placement::initrd_limit;
 pub use placement::{e820_from_kernel_view, place_initrd, place_kernel};
 

@@ -36,7 +36,7 @@ pub fn zero(dst: &mut [u8]) {
 /// # Safety
 /// `src` must be readable and `dst` writable for `len` bytes, and the ranges must not
 /// overlap.
-pub unsafe fn copy_raw(dst: *mut u8, src: *const u8, len: usize) {
+unsafe fn copy_raw(dst: *mut u8, src: *const u8, len: usize) {
     let head = dst.align_offset(WORD).min(len);
     for i in 0..head {
         dst.add(i).write_volatile(src.add(i).read());
@@ -74,7 +74,7 @@ pub unsafe fn copy_raw(dst: *mut u8, src: *const u8, len: usize) {
 ///
 /// # Safety
 /// `dst` must be writable for `len` bytes.
-pub unsafe fn zero_raw(dst: *mut u8, len: usize) {
+unsafe fn zero_raw(dst: *mut u8, len: usize) {
     let head = dst.align_offset(WORD).min(len);
     for i in 0..head {
         dst.add(i).write_volatile(0);

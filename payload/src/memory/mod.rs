@@ -13,10 +13,12 @@
 //! trusted: all range arithmetic is checked.
 //!
 //! `paging` builds the identity-mapped page tables; `bulk` copies and fills the
-//! reserved ranges a kernel is reloaded into.
+//! reserved ranges a kernel is reloaded into; `region` is the one way from a reserved
+//! range to its bytes.
 
 pub mod bulk;
 pub mod paging;
+pub mod region;
 
 use core::fmt;
 
@@ -185,6 +187,26 @@ pub enum MemoryError {
         min: u64,
         max: u64,
     },
+    /// A region was asked for a range no reservation holds.
+    NotReserved { start: u64, end: u64 },
+    /// A region was asked for a range that starts in a reservation and runs past it.
+    PastReservation {
+        start: u64,
+        end: u64,
+        reservation: &'static str,
+        reservation_start: u64,
+        reservation_end: u64,
+    },
+    /// A part `offset..offset + len` of a region of `size` bytes lies outside it.
+    OutsideRegion {
+        name: &'static str,
+        start: u64,
+        size: u64,
+        offset: u64,
+        len: u64,
+    },
+    /// A range that is not (entirely) usable RAM in the platform map.
+    NotRam { start: u64, end: u64 },
 }
 
 /// Shows a byte count in the largest binary unit that divides it exactly, otherwise in
@@ -291,6 +313,32 @@ impl fmt::Display for MemoryError {
                     (min, max) => write!(f, " between {} and {}", Bytes(min), Bytes(max))?,
                 }
                 write!(f, ", aligned to {}, for {name}", Bytes(align))
+            }
+            MemoryError::NotReserved { start, end } => {
+                write!(f, "{start:#x}-{end:#x} is not memory parkboot reserved")
+            }
+            MemoryError::PastReservation {
+                start,
+                end,
+                reservation,
+                reservation_start,
+                reservation_end,
+            } => write!(
+                f,
+                "{start:#x}-{end:#x} runs past the end of {reservation} {reservation_start:#x}-{reservation_end:#x}"
+            ),
+            MemoryError::OutsideRegion {
+                name,
+                start,
+                size,
+                offset,
+                len,
+            } => write!(
+                f,
+                "{len:#x} bytes at offset {offset:#x} lie outside {name} at {start:#x} ({size:#x} bytes)"
+            ),
+            MemoryError::NotRam { start, end } => {
+                write!(f, "{start:#x}-{end:#x} is not usable RAM")
             }
         }
     }

@@ -29,3 +29,18 @@ impl PhysicalMemory for Identity {
         Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
     }
 }
+
+/// Writes into regions of parkboot's memory map through the identity map: how the
+/// library's hand-off preparation (`parkboot::kernels::*::prepare`) reaches RAM.
+pub struct IdentityRegions;
+
+// SAFETY: every region comes from parkboot's `MemoryMap` (reserved, hence usable RAM
+// the firmware map identity-maps), and the slice lives only as long as the `&mut self`
+// borrow: the preparation code writes one region at a time, into memory reserved for
+// the boot it prepares, which nothing else (no other CPU) touches meanwhile.
+unsafe impl parkboot::memory::region::RegionMemory for IdentityRegions {
+    fn bytes(&mut self, region: parkboot::memory::region::Region) -> &mut [u8] {
+        // SAFETY: as argued for the impl.
+        unsafe { region.bytes_mut() }
+    }
+}

@@ -4,17 +4,11 @@
 //! iterations the entry asks for.
 
 use super::state::{log_summary_so_far, BootState, EntryError, Image};
+use crate::arch::identity::IdentityRegions;
 use core::convert::Infallible;
-use core::fmt::Write;
 use core::sync::atomic::Ordering;
 use parkboot::config::Entry;
-use parkboot::kernels::linux::{self, BootArgs};
-use parkboot::memory::{Lifetime, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE};
-
-const BOOT_PARAMS_BYTES: usize = 4096;
-const E820_MAX: usize = 128;
-/// Longest command line parkboot builds (the kernel's own limit is checked too).
-const CMDLINE_BYTES: usize = 4096;
+use parkboot::kernels::linux::{self, prepare};
 
 pub fn boot_linux(
     s: &mut BootState,
@@ -28,89 +22,27 @@ pub fn boot_linux(
     if s.parked.is_some() {
         warn_if_no_handback(entry, &kernel);
     }
-    let load = linux::place_kernel(&kernel, &s.memory)?;
-    let pm = &bytes[kernel.protected_mode.clone()];
-    let need = kernel.init_size.max(pm.len() as u64);
-    s.memory
-        .reserve(load, need, "Linux kernel", ReportAs::Usable, Lifetime::Boot)?;
-    // SAFETY: reserved just above.
-    unsafe { core::ptr::copy_nonoverlapping(pm.as_ptr(), load as *mut u8, pm.len()) };
-
-    let initrd_range = match initrd {
-        Some(initrd) => {
-            let addr = linux::place_initrd(&kernel, initrd.len as u64, &s.memory)?;
-            s.memory.reserve(
-                addr,
-                initrd.len as u64,
-                "Linux initrd",
-                ReportAs::Usable,
-                Lifetime::Boot,
-            )?;
-            // SAFETY: reserved just above.
-            unsafe {
-                core::ptr::copy_nonoverlapping(initrd.bytes().as_ptr(), addr as *mut u8, initrd.len)
-            };
-            Some((addr, initrd.len as u64))
-        }
-        None => None,
-    };
-
-    // The command line: the entry's, plus what parkboot's Linux tooling reads.
-    let mut cmdline: heapless::String<CMDLINE_BYTES> = heapless::String::new();
-    let _ = cmdline.push_str(entry.cmdline.as_str());
-    if let Some(parked) = &s.parked {
-        let _ = write!(cmdline, " parkboot.park_table={:#x}", parked.layout.table);
-    }
-    let _ = write!(
-        cmdline,
-        " parkboot.iteration=1 parkboot.loops={}",
-        iterations
+    let cmdline = prepare::command_line(
+        entry.cmdline.as_str(),
+        s.parked.as_ref().map(|parked| parked.layout.table),
+        iterations,
+        s.cpus,
     );
-    // Without a usable MADT parkboot knows no CPU count: say nothing rather than 0.
-    if s.cpus > 0 {
-        let _ = write!(cmdline, " parkboot.cpus={}", s.cpus);
-    }
-    let cmdline_addr = s.memory.allocate(
-        PAGE,
-        PAGE,
-        ONE_MIB,
-        FOUR_GIB,
-        "Linux command line",
-        ReportAs::Usable,
-        Lifetime::Boot,
-    )?;
-    // SAFETY: just reserved (one page, the line is shorter).
-    unsafe {
-        core::ptr::copy_nonoverlapping(cmdline.as_ptr(), cmdline_addr as *mut u8, cmdline.len());
-        *((cmdline_addr + cmdline.len() as u64) as *mut u8) = 0;
-    }
-
-    let params = s.memory.allocate(
-        PAGE,
-        PAGE,
-        ONE_MIB,
-        FOUR_GIB,
-        "Linux boot_params",
-        ReportAs::Usable,
-        Lifetime::Boot,
-    )?;
-    let mut e820 = [(0u64, 0u64, 0u32); E820_MAX];
-    let count = linux::e820_from_kernel_view(s.memory.kernel_view(), &mut e820)?;
-    // SAFETY: just reserved, one page.
-    let out = unsafe { &mut *(params as *mut [u8; BOOT_PARAMS_BYTES]) };
-    linux::build_boot_params(
+    let prepared = prepare::prepare(
+        &mut s.memory,
+        &mut IdentityRegions,
         &kernel,
         bytes,
-        out,
-        &BootArgs {
-            cmdline_addr,
-            cmdline_len: cmdline.len(),
-            initrd: initrd_range,
-            rsdp: s.kernel_rsdp,
-            e820: &e820[..count],
-        },
-    )?;
-    let entry_point = load + linux::LINUX_64BIT_ENTRY_OFFSET;
+        initrd.map(|initrd| initrd.bytes()),
+        &cmdline,
+        s.kernel_rsdp,
+    )
+    .map_err(|e| match e {
+        prepare::PrepareError::Memory(e) => EntryError::Memory(e),
+        prepare::PrepareError::Linux(e) => EntryError::Linux(e),
+    })?;
+    let (load, entry_point, params) = (prepared.load, prepared.entry_point, prepared.boot_params);
+    let (initrd_range, count) = (prepared.initrd, prepared.e820_entries);
     log::info!(
         "entry '{}': Linux {} (boot protocol {}.{:02}) at {:#x}, initrd {}, {} e820 ranges, RSDP {:#x}; entering at {:#x}",
         entry.name,

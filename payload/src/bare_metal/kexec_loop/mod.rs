@@ -13,6 +13,7 @@ mod state;
 pub use state::{summary, BootState, PER_AP_JSON_BYTES};
 
 use crate::arch::finish::{done, stop};
+use crate::arch::identity::{IdentityRegions, IDENTITY};
 use crate::arch::{self, cpu, exceptions};
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
@@ -25,19 +26,17 @@ use parkboot::flow::boot_loop::{
     IterationRecord, LoadPhases, Next, ReportRow, Request, Schedule, REPORT_HEADER,
 };
 use parkboot::kernels::gzip;
-use parkboot::kernels::multiboot2::{self};
-use parkboot::memory::{Lifetime, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE};
+use parkboot::kernels::multiboot2::{self, prepare};
+use parkboot::memory::{Lifetime, ReportAs, ONE_MIB, PAGE_SIZE as PAGE};
 use parkboot::parking::layout::{Duration, Spread};
 use parkboot::platform::cbfs::CompressionNote;
 use parkboot::platform::sources;
+use parkboot::platform::PhysicalMemory;
 use state::{
-    init_state, loop_log, scratch, stamp, state, Current, EntryError, Image, PinnedImage,
-    STAMP_ACPI, STAMP_BOOT_INFO, STAMP_COPIED, STAMP_JUMP,
+    init_state, loop_log, scratch, stamp, stamp_current, state, Current, EntryError, Image,
+    PinnedImage, STAMP_ACPI, STAMP_BOOT_INFO, STAMP_COPIED, STAMP_JUMP,
 };
 
-/// Room for the multiboot2 boot information parkboot builds (memory map included).
-const MBI_BYTES: u64 = 16 * 1024;
-const RSDP_V2_BYTES: usize = 36;
 const LOADER_NAME: &str = concat!("parkboot ", env!("CARGO_PKG_VERSION"));
 /// How long parkboot waits, after a kernel re-entered, for APs still on their way back
 /// through the ResetVector.
@@ -251,13 +250,14 @@ fn reserve_pristine(s: &mut BootState, size: u64, name: &'static str) -> Result<
     Ok(addr)
 }
 
-/// The bytes of a range parkboot has just reserved.
-///
-/// # Safety
-/// `addr..addr + len` is identity-mapped RAM reserved for the caller's sole use.
-unsafe fn reserved_bytes(addr: u64, len: usize) -> &'static mut [u8] {
-    // SAFETY: as the caller promises.
-    unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) }
+/// The bytes of a pristine copy parkboot has just reserved (`reserve_pristine`), for
+/// filling it.
+fn pristine_bytes(s: &BootState, addr: u64, len: u64) -> Result<&'static mut [u8], EntryError> {
+    let region = s.memory.region(addr, len)?;
+    // SAFETY: a Permanent reservation made just now for this copy: RAM the identity map
+    // covers, filled through this slice alone, then only read (`Image::bytes`) for as
+    // long as parkboot runs; a copy refused by its pin is released after its last read.
+    Ok(unsafe { region.bytes_mut() })
 }
 
 fn load_source(
@@ -272,8 +272,7 @@ fn load_source(
                 EntryError::NotFound(file.as_str().try_into().unwrap_or_default())
             })?;
             let addr = reserve_pristine(s, entry.size as u64, name)?;
-            // SAFETY: just reserved for this copy (Permanent).
-            let buf = unsafe { reserved_bytes(addr, entry.size as usize) };
+            let buf = pristine_bytes(s, addr, entry.size as u64)?;
             let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
             let len = fw_cfg.read_entry(&entry, buf)?;
             Ok(Image { addr, len })
@@ -282,8 +281,7 @@ fn load_source(
             let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
             let size = fw_cfg.kernel_image_size()?;
             let addr = reserve_pristine(s, size, name)?;
-            // SAFETY: just reserved for this copy (Permanent).
-            let buf = unsafe { reserved_bytes(addr, size as usize) };
+            let buf = pristine_bytes(s, addr, size)?;
             let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
             let len = fw_cfg.read_kernel_image(buf)?;
             Ok(Image { addr, len })
@@ -292,8 +290,7 @@ fn load_source(
             let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
             let size = fw_cfg.initrd_size()? as u64;
             let addr = reserve_pristine(s, size, name)?;
-            // SAFETY: just reserved for this copy (Permanent).
-            let buf = unsafe { reserved_bytes(addr, size as usize) };
+            let buf = pristine_bytes(s, addr, size)?;
             let fw_cfg = s.fw_cfg.as_mut().ok_or(EntryError::NoFwCfg)?;
             let len = fw_cfg.read_initrd(buf)?;
             Ok(Image { addr, len })
@@ -306,8 +303,7 @@ fn load_source(
             let size = found.size()?;
             let start = cpu::rdtsc();
             let addr = reserve_pristine(s, size, name)?;
-            // SAFETY: just reserved for this copy (Permanent).
-            let buf = unsafe { reserved_bytes(addr, size as usize) };
+            let buf = pristine_bytes(s, addr, size)?;
             let len = found.read_into(buf)?;
             log::info!(
                 "cbfs:{}: {} bytes read from flash ({} stored{}) in {}",
@@ -404,8 +400,7 @@ fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image,
             ReportAs::Reserved,
             Lifetime::Permanent,
         )?;
-        // SAFETY: just reserved.
-        let out = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, size as usize) };
+        let out = pristine_bytes(s, addr, size)?;
         let len = gzip::inflate(image.bytes(), out)?;
         log::info!(
             "entry '{}': inflated {} bytes of gzip to {}",
@@ -543,26 +538,6 @@ fn release_boot_memory(s: &mut BootState) {
     s.memory.release_boot();
 }
 
-fn reserve_copy(
-    s: &mut BootState,
-    bytes: &[u8],
-    max: u64,
-    name: &'static str,
-) -> Result<u64, EntryError> {
-    let addr = s.memory.allocate(
-        bytes.len().max(1) as u64,
-        PAGE,
-        ONE_MIB,
-        max,
-        name,
-        ReportAs::Usable,
-        Lifetime::Boot,
-    )?;
-    // SAFETY: just reserved.
-    unsafe { parkboot::memory::bulk::copy_raw(addr as *mut u8, bytes.as_ptr(), bytes.len()) };
-    Ok(addr)
-}
-
 fn boot_multiboot2(
     s: &mut BootState,
     entry: &Entry,
@@ -582,87 +557,52 @@ fn boot_multiboot2(
             bios & 0xffff
         );
     }
-    // Every segment must land in free RAM: a clash with parkboot's image, the park
-    // region or firmware memory is an error before anything is copied.
-    for segment in plan.segments.iter() {
-        s.memory.reserve(
-            segment.dest,
-            segment.mem_size.max(1),
-            "multiboot2 kernel segment",
-            ReportAs::Usable,
-            Lifetime::Boot,
-        )?;
-    }
-    for segment in plan.segments.iter() {
-        let data = &bytes[segment.file_offset..segment.file_offset + segment.file_size];
-        // SAFETY: reserved above for this segment (mem_size >= file_size, checked by
-        // the plan); the pristine image is apart from every reservation.
-        unsafe {
-            parkboot::memory::bulk::copy_raw(segment.dest as *mut u8, data.as_ptr(), data.len());
-            parkboot::memory::bulk::zero_raw(
-                (segment.dest + segment.file_size as u64) as *mut u8,
-                (segment.mem_size - segment.file_size as u64) as usize,
-            );
-        }
-    }
-    let module = match initrd {
-        Some(initrd) => Some((
-            reserve_copy(s, initrd.bytes(), FOUR_GIB, "multiboot2 module")?,
-            initrd.len,
-        )),
-        None => None,
+    let parkboot_tag = s.parked.as_ref().map(|parked| Multiboot2ParkbootTag {
+        tag_type: MULTIBOOT2_TAG_TYPE_PARKBOOT,
+        size: core::mem::size_of::<Multiboot2ParkbootTag>() as u32,
+        park_table: parked.layout.table,
+        park_table_version: PARK_TABLE_VERSION,
+        iteration,
+        iterations,
+        reserved: 0,
+    });
+    let rsdp = IDENTITY
+        .bytes(s.kernel_rsdp, prepare::RSDP_V2_BYTES)
+        .unwrap_or_default();
+    let handoff = prepare::Handoff {
+        cmdline: entry.cmdline.as_str(),
+        loader_name: LOADER_NAME,
+        module: initrd.map(|initrd| initrd.bytes()),
+        parkboot: parkboot_tag,
+        rsdp,
     };
-    let mbi = s.memory.allocate(
-        MBI_BYTES,
-        PAGE,
-        ONE_MIB,
-        FOUR_GIB,
-        "multiboot2 boot information",
-        ReportAs::Usable,
-        Lifetime::Boot,
-    )?;
-    // SAFETY: just reserved.
-    let buf = unsafe { core::slice::from_raw_parts_mut(mbi as *mut u8, MBI_BYTES as usize) };
-    let mut info = multiboot2::InfoBuilder::new(buf);
-    info.cmdline(entry.cmdline.as_str())
-        .loader_name(LOADER_NAME);
-    if let Some((start, len)) = module {
-        info.module(start as u32, (start + len as u64) as u32, "initrd");
-    }
-    stamp(s, STAMP_COPIED);
-    let meminfo = multiboot2::basic_meminfo(&s.memory);
-    info.basic_meminfo(meminfo.lower_kib, meminfo.upper_kib);
-    info.memory_map(
-        s.memory
-            .kernel_view()
-            .map(|(start, size, report)| (start, size, report.multiboot2_type())),
-    );
-    if let Some(parked) = &s.parked {
-        let tag = Multiboot2ParkbootTag {
-            tag_type: MULTIBOOT2_TAG_TYPE_PARKBOOT,
-            size: core::mem::size_of::<Multiboot2ParkbootTag>() as u32,
-            park_table: parked.layout.table,
-            park_table_version: PARK_TABLE_VERSION,
-            iteration,
-            iterations,
-            reserved: 0,
-        };
-        // SAFETY: plain integers, viewed as bytes.
-        let tag_bytes = unsafe {
-            core::slice::from_raw_parts(
-                &tag as *const _ as *const u8,
-                core::mem::size_of::<Multiboot2ParkbootTag>(),
-            )
-        };
-        info.raw_tag(MULTIBOOT2_TAG_TYPE_PARKBOOT, &tag_bytes[8..]);
-        parked.table.boots.fetch_add(1, Ordering::AcqRel);
-    }
-    stamp(s, STAMP_BOOT_INFO);
-    // SAFETY: the RSDP parkboot built (or the platform's), 36 bytes, identity-mapped.
-    let rsdp = unsafe { core::slice::from_raw_parts(s.kernel_rsdp as *const u8, RSDP_V2_BYTES) };
-    info.acpi_new_rsdp(rsdp);
-    stamp(s, STAMP_ACPI);
-    info.finish().map_err(EntryError::BootInfo)?;
+    let (parked, current) = (&s.parked, &mut s.current);
+    let prepared = prepare::prepare(
+        &mut s.memory,
+        &mut IdentityRegions,
+        bytes,
+        &plan,
+        &handoff,
+        &mut |phase| {
+            let stamp_index = match phase {
+                prepare::Phase::Copied => STAMP_COPIED,
+                prepare::Phase::BootInfo => {
+                    if let Some(parked) = parked {
+                        parked.table.boots.fetch_add(1, Ordering::AcqRel);
+                    }
+                    STAMP_BOOT_INFO
+                }
+                prepare::Phase::Acpi => STAMP_ACPI,
+            };
+            stamp_current(current, stamp_index);
+        },
+    )
+    .map_err(|e| match e {
+        prepare::PrepareError::BootInfo(e) => EntryError::BootInfo(e),
+        prepare::PrepareError::Memory(e) => EntryError::Memory(e),
+        prepare::PrepareError::Image(e) => EntryError::Multiboot2(e),
+    })?;
+    let mbi = prepared.boot_info;
     if iteration == 1 || s.config.entries.len() > 1 {
         log::info!(
             "entry '{}': multiboot2 kernel, entry {:#x}, {} segments, boot information at {:#x}",
@@ -699,9 +639,13 @@ pub extern "C" fn reentry(request: u64, report_addr: u64) -> ! {
     let report_size = core::mem::size_of::<KernelReport>() as u64;
     let report = if report_addr == 0 {
         None
-    } else if s.memory.is_ram(report_addr, report_size) {
-        // SAFETY: the whole report lies in RAM, which parkboot's identity map covers.
-        Some(unsafe { core::ptr::read_unaligned(report_addr as *const KernelReport) })
+    } else if let Ok(region) = s.memory.ram_region(report_addr, report_size) {
+        // SAFETY: the whole report lies in RAM, which parkboot's identity map covers;
+        // the kernel that wrote it is gone and the parked CPUs do not touch it.
+        let bytes = unsafe { region.bytes_mut() };
+        // SAFETY: `bytes` holds exactly one `KernelReport`, plain integers for which
+        // every bit pattern is valid; read unaligned.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<KernelReport>()) })
     } else {
         log::warn!(
             "the kernel's report at {:#x} ({} bytes) is not in RAM: ignored, nothing read there",

@@ -47,7 +47,13 @@ pub(super) const STAMP_JUMP: usize = 4;
 
 /// Records the end of a load phase of the iteration in flight.
 pub(super) fn stamp(s: &mut BootState, phase: usize) {
-    if let Some(current) = s.current.as_mut() {
+    stamp_current(&mut s.current, phase);
+}
+
+/// [`stamp`] on the iteration in flight alone, for code that holds other parts of the
+/// boot state.
+pub(super) fn stamp_current(current: &mut Option<Current>, phase: usize) {
+    if let Some(current) = current.as_mut() {
         current.stamps[phase] = cpu::rdtsc();
     }
 }

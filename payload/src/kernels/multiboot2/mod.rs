@@ -22,6 +22,7 @@
 
 mod info;
 mod load;
+pub mod prepare;
 #[cfg(test)]
 mod tests;
 
