@@ -17,8 +17,8 @@ use parkboot::memory::paging::{pages_needed, MapOptions};
 use parkboot::memory::{
     Lifetime, MemoryMap, ReportAs, Reservation, FOUR_GIB, GIB, MIB, ONE_MIB, PAGE_SIZE,
 };
+use parkboot::memory::{MemoryKind, MemoryRegion};
 use parkboot::parking::layout::ParkLayout;
-use parkboot::platform::{MemoryKind, MemoryRegion};
 
 /// e820 and multiboot2 "available RAM".
 const TYPE_USABLE: u32 = 1;

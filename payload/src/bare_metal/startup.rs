@@ -12,14 +12,14 @@ use core::sync::atomic::Ordering;
 use park::table::{CpuState, MAX_PARKED_CPUS};
 use parkboot::config::{self, Config, OnFinish};
 use parkboot::kernels::handoff::{FLAT_GDT_POINTER, SEL_CODE32, SEL_CODE64, SEL_DATA};
-use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
+use parkboot::memory::{Lifetime, MemoryKind, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
 use parkboot::parking::layout::{Duration, Spread};
 use parkboot::platform::acpi::{self, Madt};
 use parkboot::platform::cbfs::{Cbfs, CompressionNote};
 use parkboot::platform::fw_cfg::{FwCfg, IoPorts};
 use parkboot::platform::sources::{self, ConfigSource};
 use parkboot::platform::{coreboot, pvh};
-use parkboot::platform::{BootSource, MemoryKind, PhysicalMemory, Platform, SerialConsole};
+use parkboot::platform::{BootSource, PhysicalMemory, Platform, SerialConsole};
 
 // The entry points (coreboot's ELF entry and the PVH note), 32-bit protected mode to
 // long mode, then `rust_entry`.
@@ -566,7 +566,7 @@ fn main(source: u32, boot_info: u32) -> ! {
     if platform.memory.is_empty() {
         if let Some(fw_cfg) = fw_cfg.as_mut() {
             let mut entries = [parkboot::platform::fw_cfg::E820Entry::default();
-                parkboot::platform::MAX_MEMORY_REGIONS];
+                parkboot::memory::MAX_MEMORY_REGIONS];
             if let Ok(n) = fw_cfg.e820(&mut entries) {
                 for e in &entries[..n] {
                     let _ = platform.memory.push(e.region());

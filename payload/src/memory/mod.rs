@@ -16,13 +16,14 @@
 //! reserved ranges a kernel is reloaded into.
 
 pub mod bulk;
+mod kind;
 pub mod paging;
 
 use core::fmt;
 
 use heapless::Vec;
 
-use crate::platform::{MemoryKind, MemoryRegion, MAX_MEMORY_REGIONS};
+pub use kind::{MemoryKind, MemoryRegion, MAX_MEMORY_REGIONS};
 
 /// Granule of allocations: the x86 base page size, so that every allocated area can be
 /// given its own page attributes and is reported to kernels on page boundaries.

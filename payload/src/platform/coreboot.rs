@@ -14,10 +14,8 @@ use core::fmt;
 use core::mem::{offset_of, size_of};
 use core::ops::Range;
 
-use crate::platform::{
-    CbfsLocation, MemoryKind, MemoryRegion, PhysicalMemory, Platform, SerialAccess, SerialConsole,
-    MAX_MEMORY_REGIONS,
-};
+use crate::memory::{MemoryKind, MemoryRegion, MAX_MEMORY_REGIONS};
+use crate::platform::{CbfsLocation, PhysicalMemory, Platform, SerialAccess, SerialConsole};
 
 /// `lb_header.signature`.
 pub const LB_HEADER_SIGNATURE: [u8; 4] = *b"LBIO";
