@@ -12,7 +12,7 @@ use core::sync::atomic::Ordering;
 use park::table::{CpuState, MAX_PARKED_CPUS};
 use parkboot::config::{self, Config, OnFinish};
 use parkboot::kernels::handoff::{FLAT_GDT_POINTER, SEL_CODE32, SEL_CODE64, SEL_DATA};
-use parkboot::memory::{Lifetime, MemoryKind, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
+use parkboot::memory::{KindName, Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
 use parkboot::parking::layout::{Duration, Spread};
 use parkboot::platform::acpi::{self, Madt};
 use parkboot::platform::cbfs::{Cbfs, CompressionNote};
@@ -254,18 +254,6 @@ fn log_fw_cfg(fw_cfg: &mut FwCfg<IoPorts>) {
     );
 }
 
-fn kind_name(kind: MemoryKind) -> &'static str {
-    match kind {
-        MemoryKind::Usable => "usable",
-        MemoryKind::Reserved => "reserved",
-        MemoryKind::AcpiReclaim => "ACPI reclaim",
-        MemoryKind::AcpiNvs => "ACPI NVS",
-        MemoryKind::Unusable => "unusable",
-        MemoryKind::CorebootTables => "coreboot tables",
-        MemoryKind::Other(_) => "other",
-    }
-}
-
 fn log_platform(platform: &Platform) {
     log::info!(
         "memory map ({} ranges, {} MiB usable):",
@@ -277,7 +265,7 @@ fn log_platform(platform: &Platform) {
             "  {:#014x}-{:#014x} {}",
             r.start,
             r.end(),
-            kind_name(r.kind)
+            r.kind.name(KindName::Label)
         );
     }
     let console = console::current();

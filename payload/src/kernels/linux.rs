@@ -29,7 +29,7 @@ use core::fmt;
 use core::mem::{offset_of, size_of};
 use core::ops::Range;
 
-use crate::memory::{align_up, MemoryKind, MemoryMap, ReportAs, FOUR_GIB, MIB, PAGE_SIZE};
+use crate::memory::{align_up, MemoryMap, ReportAs, FOUR_GIB, MIB, PAGE_SIZE};
 
 mod placement;
 use placement::initrd_limit;

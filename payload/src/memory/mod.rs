@@ -23,7 +23,7 @@ use core::fmt;
 
 use heapless::Vec;
 
-pub use kind::{MemoryKind, MemoryRegion, MAX_MEMORY_REGIONS};
+pub use kind::{KindName, MemoryKind, MemoryRegion, MAX_MEMORY_REGIONS};
 
 /// Granule of allocations: the x86 base page size, so that every allocated area can be
 /// given its own page attributes and is reported to kernels on page boundaries.
@@ -204,19 +204,6 @@ impl fmt::Display for Bytes {
     }
 }
 
-/// Human name of a platform memory kind, for error messages.
-fn kind_name(kind: MemoryKind) -> &'static str {
-    match kind {
-        MemoryKind::Usable => "usable RAM",
-        MemoryKind::Reserved => "firmware-reserved memory",
-        MemoryKind::AcpiReclaim => "ACPI tables",
-        MemoryKind::AcpiNvs => "ACPI NVS memory",
-        MemoryKind::Unusable => "unusable (defective) RAM",
-        MemoryKind::CorebootTables => "coreboot tables",
-        MemoryKind::Other(_) => "memory of unknown type",
-    }
-}
-
 impl fmt::Display for MemoryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -260,7 +247,7 @@ impl fmt::Display for MemoryError {
                 write!(
                     f,
                     "cannot reserve {name} {start:#x}-{end:#x}: overlaps {} {region_start:#x}-{region_end:#x}",
-                    kind_name(kind)
+                    kind.name(KindName::Phrase)
                 )?;
                 if let MemoryKind::Other(t) = kind {
                     write!(f, " (type {t})")?;

@@ -1,6 +1,6 @@
 use super::*;
-use crate::memory::MemoryRegion;
 use crate::memory::{Lifetime, GIB};
+use crate::memory::{MemoryKind, MemoryRegion};
 use std::path::PathBuf;
 
 // Offsets below are written as numbers on purpose: they are the boot protocol's
