@@ -12,7 +12,9 @@ use core::sync::atomic::Ordering;
 use park::table::{CpuState, MAX_PARKED_CPUS};
 use parkboot::config::{self, Config, OnFinish};
 use parkboot::kernels::handoff::{FLAT_GDT_POINTER, SEL_CODE32, SEL_CODE64, SEL_DATA};
-use parkboot::memory::{KindName, Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
+use parkboot::memory::{
+    AllocationRequest, KindName, Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB,
+};
 use parkboot::parking::layout::{Duration, Spread};
 use parkboot::platform::acpi::{self, Madt};
 use parkboot::platform::cbfs::{Cbfs, CompressionNote};
@@ -746,15 +748,15 @@ fn main(source: u32, boot_info: u32) -> ! {
         let count = parked.aps_parked as u64 * rounds as u64;
         let bytes = count * core::mem::size_of::<WakeSample>() as u64;
         let buffer = memory
-            .allocate(
-                bytes.max(1),
-                4096,
-                ONE_MIB,
-                u64::MAX,
-                "self-check samples",
-                ReportAs::Usable,
-                Lifetime::Boot,
-            )
+            .allocate(AllocationRequest {
+                size: bytes.max(1),
+                align: 4096,
+                min: ONE_MIB,
+                max: u64::MAX,
+                name: "self-check samples",
+                report_as: ReportAs::Usable,
+                lifetime: Lifetime::Boot,
+            })
             .unwrap_or_else(|e| stop(format_args!("self-check: {e}")));
         // SAFETY: just reserved; WakeSample is plain integers.
         let samples =

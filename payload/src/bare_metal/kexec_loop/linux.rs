@@ -9,7 +9,9 @@ use core::fmt::Write;
 use core::sync::atomic::Ordering;
 use parkboot::config::Entry;
 use parkboot::kernels::linux::{self, BootArgs};
-use parkboot::memory::{Lifetime, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE};
+use parkboot::memory::{
+    AllocationRequest, Lifetime, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE,
+};
 
 const BOOT_PARAMS_BYTES: usize = 4096;
 const E820_MAX: usize = 128;
@@ -70,30 +72,30 @@ pub fn boot_linux(
     if s.cpus > 0 {
         let _ = write!(cmdline, " parkboot.cpus={}", s.cpus);
     }
-    let cmdline_addr = s.memory.allocate(
-        PAGE,
-        PAGE,
-        ONE_MIB,
-        FOUR_GIB,
-        "Linux command line",
-        ReportAs::Usable,
-        Lifetime::Boot,
-    )?;
+    let cmdline_addr = s.memory.allocate(AllocationRequest {
+        size: PAGE,
+        align: PAGE,
+        min: ONE_MIB,
+        max: FOUR_GIB,
+        name: "Linux command line",
+        report_as: ReportAs::Usable,
+        lifetime: Lifetime::Boot,
+    })?;
     // SAFETY: just reserved (one page, the line is shorter).
     unsafe {
         core::ptr::copy_nonoverlapping(cmdline.as_ptr(), cmdline_addr as *mut u8, cmdline.len());
         *((cmdline_addr + cmdline.len() as u64) as *mut u8) = 0;
     }
 
-    let params = s.memory.allocate(
-        PAGE,
-        PAGE,
-        ONE_MIB,
-        FOUR_GIB,
-        "Linux boot_params",
-        ReportAs::Usable,
-        Lifetime::Boot,
-    )?;
+    let params = s.memory.allocate(AllocationRequest {
+        size: PAGE,
+        align: PAGE,
+        min: ONE_MIB,
+        max: FOUR_GIB,
+        name: "Linux boot_params",
+        report_as: ReportAs::Usable,
+        lifetime: Lifetime::Boot,
+    })?;
     let mut e820 = [(0u64, 0u64, 0u32); E820_MAX];
     let count = linux::e820_from_kernel_view(s.memory.kernel_view(), &mut e820)?;
     // SAFETY: just reserved, one page.

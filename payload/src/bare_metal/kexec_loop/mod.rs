@@ -26,7 +26,9 @@ use parkboot::flow::boot_loop::{
 };
 use parkboot::kernels::gzip;
 use parkboot::kernels::multiboot2::{self};
-use parkboot::memory::{Lifetime, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE};
+use parkboot::memory::{
+    AllocationRequest, Lifetime, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE,
+};
 use parkboot::parking::layout::{Duration, Spread};
 use parkboot::platform::cbfs::CompressionNote;
 use parkboot::platform::sources;
@@ -231,15 +233,15 @@ fn fill_cmdline(s: &mut BootState, entry: &mut Entry) {
 /// Reserves `size` bytes (Permanent) for a pristine copy called `name`; returns the
 /// address.
 fn reserve_pristine(s: &mut BootState, size: u64, name: &'static str) -> Result<u64, EntryError> {
-    let addr = s.memory.allocate(
-        size.max(1),
-        PAGE,
-        ONE_MIB,
-        u64::MAX,
+    let addr = s.memory.allocate(AllocationRequest {
+        size: size.max(1),
+        align: PAGE,
+        min: ONE_MIB,
+        max: u64::MAX,
         name,
-        ReportAs::Reserved,
-        Lifetime::Permanent,
-    )?;
+        report_as: ReportAs::Reserved,
+        lifetime: Lifetime::Permanent,
+    })?;
     Ok(addr)
 }
 
@@ -387,15 +389,15 @@ fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image,
     if gzip::is_gzip(image.bytes()) {
         // Sized by a first pass over the stream, never by the trailer alone.
         let size = gzip::inflated_size(image.bytes())? as u64;
-        let addr = s.memory.allocate(
-            size.max(1),
-            PAGE,
-            ONE_MIB,
-            u64::MAX,
-            "kernel image (inflated)",
-            ReportAs::Reserved,
-            Lifetime::Permanent,
-        )?;
+        let addr = s.memory.allocate(AllocationRequest {
+            size: size.max(1),
+            align: PAGE,
+            min: ONE_MIB,
+            max: u64::MAX,
+            name: "kernel image (inflated)",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Permanent,
+        })?;
         // SAFETY: just reserved.
         let out = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, size as usize) };
         let len = gzip::inflate(image.bytes(), out)?;
@@ -539,15 +541,15 @@ fn reserve_copy(
     max: u64,
     name: &'static str,
 ) -> Result<u64, EntryError> {
-    let addr = s.memory.allocate(
-        bytes.len().max(1) as u64,
-        PAGE,
-        ONE_MIB,
+    let addr = s.memory.allocate(AllocationRequest {
+        size: bytes.len().max(1) as u64,
+        align: PAGE,
+        min: ONE_MIB,
         max,
         name,
-        ReportAs::Usable,
-        Lifetime::Boot,
-    )?;
+        report_as: ReportAs::Usable,
+        lifetime: Lifetime::Boot,
+    })?;
     // SAFETY: just reserved.
     unsafe { parkboot::memory::bulk::copy_raw(addr as *mut u8, bytes.as_ptr(), bytes.len()) };
     Ok(addr)
@@ -602,15 +604,15 @@ fn boot_multiboot2(
         )),
         None => None,
     };
-    let mbi = s.memory.allocate(
-        MBI_BYTES,
-        PAGE,
-        ONE_MIB,
-        FOUR_GIB,
-        "multiboot2 boot information",
-        ReportAs::Usable,
-        Lifetime::Boot,
-    )?;
+    let mbi = s.memory.allocate(AllocationRequest {
+        size: MBI_BYTES,
+        align: PAGE,
+        min: ONE_MIB,
+        max: FOUR_GIB,
+        name: "multiboot2 boot information",
+        report_as: ReportAs::Usable,
+        lifetime: Lifetime::Boot,
+    })?;
     // SAFETY: just reserved.
     let buf = unsafe { core::slice::from_raw_parts_mut(mbi as *mut u8, MBI_BYTES as usize) };
     let mut info = multiboot2::InfoBuilder::new(buf);

@@ -21,7 +21,9 @@ use super::{
     RSDP_ALIGNMENT, RSDP_REVISION_2, RSDP_SIGNATURE, RSDP_V1_LENGTH, RSDP_V2_LENGTH,
     SDT_HEADER_LENGTH, XSDT_ENTRY_SIZE, XSDT_REVISION,
 };
-use crate::memory::{Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE};
+use crate::memory::{
+    AllocationRequest, Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE,
+};
 use crate::platform::PhysicalMemory;
 
 /// How the kernels' ACPI tables are shown in the memory map. Not ACPI Reclaim: parkboot
@@ -33,15 +35,15 @@ pub const KERNEL_TABLES_REPORT_AS: ReportAs = ReportAs::AcpiNvs;
 /// reported as [`KERNEL_TABLES_REPORT_AS`]. Below 4 GiB, where every kernel parkboot
 /// boots (32-bit multiboot2 ones too) can reach them, and above the real-mode area.
 pub fn reserve_kernel_tables(memory: &mut MemoryMap, size: u64) -> Result<u64, MemoryError> {
-    memory.allocate(
+    memory.allocate(AllocationRequest {
         size,
-        PAGE_SIZE,
-        ONE_MIB,
-        FOUR_GIB,
-        "kernels' ACPI tables",
-        KERNEL_TABLES_REPORT_AS,
-        Lifetime::Permanent,
-    )
+        align: PAGE_SIZE,
+        min: ONE_MIB,
+        max: FOUR_GIB,
+        name: "kernels' ACPI tables",
+        report_as: KERNEL_TABLES_REPORT_AS,
+        lifetime: Lifetime::Permanent,
+    })
 }
 
 /// ACPI requires no alignment for the MADT and XSDT; parkboot puts each on an 8-byte
