@@ -15,7 +15,7 @@ use core::fmt;
 use core::mem::{offset_of, size_of};
 
 use crate::memory::MemoryRegion;
-use crate::wire::wire_struct;
+use crate::wire::{wire_struct, WireField};
 
 /// Largest body the format can describe: the cursor has 28 bits.
 pub const MAX_BODY_SIZE: u32 = 1 << 28;

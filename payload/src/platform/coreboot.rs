@@ -83,13 +83,13 @@ const LEGACY_MMIO_REGISTER_WIDTH: u32 = 1;
 
 use crate::wire::{wire_struct, WireField};
 
-/// coreboot's `lb_uint64_t`: a 64-bit value only 4-byte aligned, because coreboot is
-/// usually a 32-bit program. Split in halves so the Rust layout matches.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LbUint64 {
-    pub lo: u32,
-    pub hi: u32,
+wire_struct! {
+    /// coreboot's `lb_uint64_t`: a 64-bit value only 4-byte aligned, because coreboot is
+    /// usually a 32-bit program. Split in halves so the Rust layout matches.
+    pub struct LbUint64 {
+        pub lo: u32,
+        pub hi: u32,
+    }
 }
 
 impl LbUint64 {
@@ -102,21 +102,6 @@ impl LbUint64 {
 
     pub const fn get(self) -> u64 {
         ((self.hi as u64) << 32) | self.lo as u64
-    }
-}
-
-impl WireField for LbUint64 {
-    fn read_at(bytes: &[u8], at: usize) -> Option<Self> {
-        Some(LbUint64 {
-            lo: u32::read_at(bytes, at.checked_add(offset_of!(LbUint64, lo))?)?,
-            hi: u32::read_at(bytes, at.checked_add(offset_of!(LbUint64, hi))?)?,
-        })
-    }
-    fn write_at(self, out: &mut [u8], at: usize) -> Option<()> {
-        self.lo
-            .write_at(out, at.checked_add(offset_of!(LbUint64, lo))?)?;
-        self.hi
-            .write_at(out, at.checked_add(offset_of!(LbUint64, hi))?)
     }
 }
 

@@ -15,6 +15,7 @@ use parkboot::platform::cbmem_console::{
     check_header, check_placement, CbmemConsole, CbmemConsoleError, CbmemConsoleHeader, EarlyLog,
 };
 use parkboot::platform::{PhysicalMemory, Platform, SerialAccess, SerialConsole};
+use parkboot::wire::WireField;
 
 /// Bytes of log kept for the CBMEM console until the coreboot table is read (the
 /// first lines take well under 1 KiB).
