@@ -1,48 +1,52 @@
-//! Firmware structures moved field by field at their `offset_of!` positions.
+//! Firmware structures read from and written to byte buffers through `zerocopy`.
 //!
-//! Boot tables (coreboot, PVH, multiboot2) are untrusted bytes at any alignment.
-//! Reading and writing each field at its offset, rather than casting pointers, keeps
-//! those bytes from ever being reinterpreted in place, and leaves the Rust layout
-//! (checked by the `const` assertions next to each structure) the one place offsets
-//! come from.
+//! Boot tables (coreboot, PVH, multiboot2, the Linux setup header, ACPI) are untrusted
+//! bytes at any alignment. Every structure parkboot reads is a `#[repr(C)]` type that
+//! derives `zerocopy`'s `FromBytes` and `IntoBytes`, so the compiler checks it has no
+//! padding and accepts any bit pattern; reads copy the bytes out
+//! (`FromBytes::read_from_prefix`, which takes any alignment) and never reinterpret
+//! them in place, and no `unsafe` is needed. The Rust layout, checked by the `const`
+//! assertions next to each structure, is the one place offsets come from.
+//!
+//! Fields are native integers: firmware structures are little-endian, and so is every
+//! target parkboot is built for (checked below).
 
-/// A little-endian value that sits at a byte offset in a firmware structure.
-pub trait WireField: Sized + Copy {
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+// Native integer fields read little-endian bytes as they are only on a little-endian
+// target; parkboot runs on x86_64 and its host tests run there too.
+const _: () = assert!(cfg!(target_endian = "little"));
+
+/// A value that sits at a byte offset in a firmware structure: an integer, a byte
+/// array, or a structure declared with [`wire_struct!`].
+pub trait WireField: FromBytes + IntoBytes + Immutable + KnownLayout + Sized + Copy {
+    /// Size of the value in firmware memory.
+    const SIZE: usize = core::mem::size_of::<Self>();
+
+    /// The value at the start of `bytes`, or `None` when `bytes` is shorter.
+    fn read_from(bytes: &[u8]) -> Option<Self> {
+        Self::read_from_prefix(bytes).ok().map(|(value, _)| value)
+    }
+
     /// The value at `at`, or `None` when `bytes` ends before it.
-    fn read_at(bytes: &[u8], at: usize) -> Option<Self>;
-    /// Writes the value at `at`; `None` when `out` ends before it.
-    fn write_at(self, out: &mut [u8], at: usize) -> Option<()>;
-}
-
-macro_rules! wire_int {
-    ($($t:ty),*) => {$(
-        impl WireField for $t {
-            fn read_at(bytes: &[u8], at: usize) -> Option<Self> {
-                let end = at.checked_add(core::mem::size_of::<$t>())?;
-                Some(<$t>::from_le_bytes(bytes.get(at..end)?.try_into().ok()?))
-            }
-            fn write_at(self, out: &mut [u8], at: usize) -> Option<()> {
-                let end = at.checked_add(core::mem::size_of::<$t>())?;
-                out.get_mut(at..end)?.copy_from_slice(&self.to_le_bytes());
-                Some(())
-            }
-        }
-    )*};
-}
-wire_int!(u8, u16, u32, u64);
-
-impl<const N: usize> WireField for [u8; N] {
     fn read_at(bytes: &[u8], at: usize) -> Option<Self> {
-        bytes.get(at..at.checked_add(N)?)?.try_into().ok()
+        <Self as WireField>::read_from(bytes.get(at..)?)
     }
+
+    /// Writes the value at the start of `out`; `None` when `out` is shorter.
+    fn write_to(self, out: &mut [u8]) -> Option<()> {
+        self.write_to_prefix(out).ok()
+    }
+
+    /// Writes the value at `at`; `None` when `out` ends before it.
     fn write_at(self, out: &mut [u8], at: usize) -> Option<()> {
-        out.get_mut(at..at.checked_add(N)?)?.copy_from_slice(&self);
-        Some(())
+        WireField::write_to(self, out.get_mut(at..)?)
     }
 }
 
-/// Declares a `#[repr(C)]` firmware structure with `read_from`/`read_at` and
-/// `write_to`/`write_at` that move each field at its `offset_of!` position.
+impl<T: FromBytes + IntoBytes + Immutable + KnownLayout + Copy> WireField for T {}
+
+/// Declares a `#[repr(C)]` firmware structure that [`WireField`] reads and writes.
 macro_rules! wire_struct {
     (
         $(#[$meta:meta])*
@@ -52,44 +56,20 @@ macro_rules! wire_struct {
     ) => {
         $(#[$meta])*
         #[repr(C)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[derive(
+            Clone,
+            Copy,
+            Debug,
+            Default,
+            PartialEq,
+            Eq,
+            ::zerocopy::FromBytes,
+            ::zerocopy::IntoBytes,
+            ::zerocopy::Immutable,
+            ::zerocopy::KnownLayout,
+        )]
         pub struct $name {
             $( $(#[$field_meta])* pub $field: $ty, )*
-        }
-
-        impl $name {
-            /// Size of the structure in firmware memory.
-            pub const SIZE: usize = ::core::mem::size_of::<$name>();
-
-            /// The structure at the start of `bytes`, or `None` when `bytes` is shorter.
-            pub fn read_from(bytes: &[u8]) -> Option<Self> {
-                Self::read_at(bytes, 0)
-            }
-
-            /// The structure at `at` in `bytes`, or `None` when `bytes` ends before it.
-            pub fn read_at(bytes: &[u8], at: usize) -> Option<Self> {
-                Some($name {
-                    $( $field: <$ty as $crate::wire::WireField>::read_at(
-                        bytes,
-                        at.checked_add(::core::mem::offset_of!($name, $field))?,
-                    )?, )*
-                })
-            }
-
-            /// Writes the structure at the start of `out`; `None` when `out` is shorter.
-            pub fn write_to(&self, out: &mut [u8]) -> Option<()> {
-                self.write_at(out, 0)
-            }
-
-            /// Writes the structure at `at` in `out`; `None` when `out` ends before it.
-            pub fn write_at(&self, out: &mut [u8], at: usize) -> Option<()> {
-                $( <$ty as $crate::wire::WireField>::write_at(
-                    self.$field,
-                    out,
-                    at.checked_add(::core::mem::offset_of!($name, $field))?,
-                )?; )*
-                Some(())
-            }
         }
     };
 }
@@ -97,25 +77,33 @@ pub(crate) use wire_struct;
 
 #[cfg(test)]
 mod tests {
+    use super::WireField;
+
     wire_struct! {
         pub struct Sample {
             pub small: u16,
             pub tag: [u8; 2],
+            pub word: u32,
             pub big: u64,
         }
     }
+
+    const _: () = assert!(core::mem::offset_of!(Sample, big) == 8);
 
     #[test]
     fn round_trip_at_any_offset_and_short_buffers_refused() {
         let sample = Sample {
             small: 0x1234,
             tag: *b"OK",
+            word: 0x0a0b_0c0d,
             big: 0x0102_0304_0506_0708,
         };
         let mut buf = [0u8; 3 + Sample::SIZE];
         sample.write_at(&mut buf, 3).unwrap();
         assert_eq!(&buf[3..5], &[0x34, 0x12]);
         assert_eq!(&buf[5..7], b"OK");
+        assert_eq!(&buf[7..11], &[0x0d, 0x0c, 0x0b, 0x0a]);
+        assert_eq!(&buf[11..19], &[8, 7, 6, 5, 4, 3, 2, 1]);
         assert_eq!(Sample::read_at(&buf, 3), Some(sample));
         assert_eq!(Sample::read_at(&buf, 4), None);
         assert_eq!(Sample::read_from(&buf[..Sample::SIZE - 1]), None);
@@ -123,5 +111,7 @@ mod tests {
         let mut exact = [0u8; Sample::SIZE];
         sample.write_to(&mut exact).unwrap();
         assert_eq!(Sample::read_from(&exact), Some(sample));
+        assert_eq!(u32::read_at(&buf, 7), Some(0x0a0b_0c0d));
+        assert_eq!(u64::read_at(&buf, 12), None);
     }
 }

@@ -12,10 +12,11 @@
 
 use parkboot::config;
 use parkboot::kernels::{gzip, linux, multiboot2};
+use parkboot::memory::{MemoryKind, MemoryRegion};
 use parkboot::platform::acpi::{self, SdtHeader};
 use parkboot::platform::cbfs::Cbfs;
 use parkboot::platform::{coreboot, fw_cfg, pvh};
-use parkboot::platform::{BootSource, MemoryKind, MemoryRegion, PhysicalMemory, Platform};
+use parkboot::platform::{BootSource, PhysicalMemory, Platform};
 use std::collections::HashMap;
 
 /// xorshift64*: deterministic and good enough to pick mutations.

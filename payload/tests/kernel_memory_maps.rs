@@ -15,10 +15,11 @@ use parkboot::kernels::linux::e820_from_kernel_view;
 use parkboot::kernels::multiboot2::InfoBuilder;
 use parkboot::memory::paging::{pages_needed, MapOptions};
 use parkboot::memory::{
-    Lifetime, MemoryMap, ReportAs, Reservation, FOUR_GIB, GIB, MIB, ONE_MIB, PAGE_SIZE,
+    AllocationRequest, Lifetime, MemoryMap, ReportAs, Reservation, FOUR_GIB, GIB, MIB, ONE_MIB,
+    PAGE_SIZE,
 };
+use parkboot::memory::{MemoryKind, MemoryRegion};
 use parkboot::parking::layout::ParkLayout;
-use parkboot::platform::{MemoryKind, MemoryRegion};
 
 /// e820 and multiboot2 "available RAM".
 const TYPE_USABLE: u32 = 1;
@@ -74,8 +75,16 @@ fn allocate(
     report_as: ReportAs,
     lifetime: Lifetime,
 ) -> u64 {
-    map.allocate(size, PAGE_SIZE, min, max, name, report_as, lifetime)
-        .unwrap_or_else(|e| panic!("{e}"))
+    map.allocate(AllocationRequest {
+        size,
+        align: PAGE_SIZE,
+        min,
+        max,
+        name,
+        report_as,
+        lifetime,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// parkboot's permanent reservations, made as the boot flow makes them, for `cpus`
@@ -477,7 +486,15 @@ fn random_maps_and_reservations_never_show_kept_memory_as_usable() {
             };
             let size = 1 + random.below(3 * MIB);
             if random.below(2) == 0 {
-                let _ = map.allocate(size, PAGE_SIZE, 0, u64::MAX, "random", report, lifetime);
+                let _ = map.allocate(AllocationRequest {
+                    size,
+                    align: PAGE_SIZE,
+                    min: 0,
+                    max: u64::MAX,
+                    name: "random",
+                    report_as: report,
+                    lifetime,
+                });
             } else {
                 let _ = map.reserve(random.below(96 * MIB), size, "random", report, lifetime);
             }

@@ -8,14 +8,14 @@ use std::path::Path;
 
 use parkboot::kernels::gzip;
 use parkboot::kernels::multiboot2::{self, ImageKind, RelocPreference, Relocatable, Segment};
+use parkboot::memory::{MemoryKind, MemoryRegion};
 use parkboot::platform::acpi::{
     self, madt_entries, parse_madt, parse_rsdp, rewrite_tables, Signature, Tables,
     MADT_TYPE_MULTIPROCESSOR_WAKEUP, RSDP_SCAN_END, RSDP_SCAN_START,
 };
 use parkboot::platform::coreboot;
 use parkboot::platform::{
-    BootSource, CbfsLocation, MemoryKind, MemoryRegion, PhysicalMemory, Platform, SerialAccess,
-    SerialConsole,
+    BootSource, CbfsLocation, PhysicalMemory, Platform, SerialAccess, SerialConsole,
 };
 
 /// Guest memory as the dump left it: each file at the address its name gives; nothing

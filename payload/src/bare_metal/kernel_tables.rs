@@ -11,7 +11,8 @@ use crate::arch::identity::Identity;
 use crate::parking::Parked;
 use core::fmt;
 use parkboot::memory::{
-    Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE as PAGE,
+    AllocationRequest, Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB,
+    PAGE_SIZE as PAGE,
 };
 use parkboot::platform::acpi::{self, AcpiError, PristineTables, Withheld, MAX_CPUS};
 
@@ -75,15 +76,15 @@ impl KernelTables {
         reset_vector: u64,
     ) -> Result<Self, KernelTablesError> {
         let madt_length = PristineTables::madt_length(&Identity, platform_rsdp)?;
-        let store = memory.allocate(
-            madt_length as u64,
-            PAGE,
-            ONE_MIB,
-            FOUR_GIB,
-            "pristine copy of the platform's MADT",
-            ReportAs::Reserved,
-            Lifetime::Permanent,
-        )?;
+        let store = memory.allocate(AllocationRequest {
+            size: madt_length as u64,
+            align: PAGE,
+            min: ONE_MIB,
+            max: FOUR_GIB,
+            name: "pristine copy of the platform's MADT",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Permanent,
+        })?;
         let store = memory.region(store, madt_length as u64)?;
         // SAFETY: a Permanent reservation made just now for this copy, RAM the identity
         // map covers; only the pristine tables read or write it from here on.

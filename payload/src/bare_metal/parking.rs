@@ -15,7 +15,9 @@ use park::table::{
 use park::{MailboxCommand, WakeupMailbox};
 use parkboot::config::{park_timer_initial_count, Config, ParkWait, WaitMode};
 use parkboot::memory::paging::{self, MapOptions, PageAllocator, ENTRIES_PER_TABLE};
-use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE};
+use parkboot::memory::{
+    AllocationRequest, Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE,
+};
 use parkboot::parking::layout::{
     IdRanges, InterruptGate, ParkLayout, SlotPlan, Spread, IDT_ENTRIES, PARK_GDT,
 };
@@ -136,15 +138,15 @@ pub fn build_firmware_map(memory: &mut MemoryMap, end: u64) -> Result<FirmwareMa
     };
     let pages = paging::pages_needed(end, options) as u64;
     let base = memory
-        .allocate(
-            (pages + 1) * PAGE_SIZE,
-            PAGE_SIZE,
-            ONE_MIB,
-            FOUR_GIB,
-            "firmware page tables",
-            ReportAs::Reserved,
-            Lifetime::Permanent,
-        )
+        .allocate(AllocationRequest {
+            size: (pages + 1) * PAGE_SIZE,
+            align: PAGE_SIZE,
+            min: ONE_MIB,
+            max: FOUR_GIB,
+            name: "firmware page tables",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Permanent,
+        })
         .map_err(ParkError::Memory)?;
     let pml5 = base;
     let (pml5_page, tables) = memory
@@ -271,37 +273,37 @@ pub fn park_all(
     let size = ParkLayout::size_for(table_bytes, code_bytes, slot_count as u64);
 
     let mailbox_address = memory
-        .allocate(
-            PAGE_SIZE,
-            PAGE_SIZE,
-            ONE_MIB,
-            FOUR_GIB,
-            "ACPI wakeup mailbox",
-            ReportAs::AcpiNvs,
-            Lifetime::Permanent,
-        )
+        .allocate(AllocationRequest {
+            size: PAGE_SIZE,
+            align: PAGE_SIZE,
+            min: ONE_MIB,
+            max: FOUR_GIB,
+            name: "ACPI wakeup mailbox",
+            report_as: ReportAs::AcpiNvs,
+            lifetime: Lifetime::Permanent,
+        })
         .map_err(ParkError::Memory)?;
     let base = memory
-        .allocate(
+        .allocate(AllocationRequest {
             size,
-            PAGE_SIZE,
-            ONE_MIB,
-            FOUR_GIB,
-            "park region",
-            ReportAs::Reserved,
-            Lifetime::Permanent,
-        )
+            align: PAGE_SIZE,
+            min: ONE_MIB,
+            max: FOUR_GIB,
+            name: "park region",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Permanent,
+        })
         .map_err(ParkError::Memory)?;
     let trampoline_page = memory
-        .allocate(
-            PAGE_SIZE,
-            PAGE_SIZE,
-            TRAMPOLINE_MIN,
-            ONE_MIB,
-            "AP start trampoline",
-            ReportAs::Reserved,
-            Lifetime::Permanent,
-        )
+        .allocate(AllocationRequest {
+            size: PAGE_SIZE,
+            align: PAGE_SIZE,
+            min: TRAMPOLINE_MIN,
+            max: ONE_MIB,
+            name: "AP start trampoline",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Permanent,
+        })
         .map_err(ParkError::Memory)?;
     let layout = ParkLayout::new(base, table_bytes, code_bytes, slot_count as u64);
     // Each range as a region of its reservation, the park region cut along its layout.

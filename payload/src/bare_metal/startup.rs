@@ -12,14 +12,16 @@ use core::sync::atomic::Ordering;
 use park::table::{CpuState, MAX_PARKED_CPUS};
 use parkboot::config::{self, Config, FaultTest, OnFinish};
 use parkboot::kernels::handoff::{FLAT_GDT_POINTER, SEL_CODE32, SEL_CODE64, SEL_DATA};
-use parkboot::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
+use parkboot::memory::{
+    AllocationRequest, KindName, Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB,
+};
 use parkboot::parking::layout::{Duration, Spread};
 use parkboot::platform::acpi::{self, Madt};
 use parkboot::platform::cbfs::{Cbfs, CompressionNote};
 use parkboot::platform::fw_cfg::{FwCfg, IoPorts};
 use parkboot::platform::sources::{self, ConfigSource};
 use parkboot::platform::{coreboot, pvh};
-use parkboot::platform::{BootSource, MemoryKind, PhysicalMemory, Platform, SerialConsole};
+use parkboot::platform::{BootSource, PhysicalMemory, Platform, SerialConsole};
 
 // The entry points (coreboot's ELF entry and the PVH note), 32-bit protected mode to
 // long mode, then `rust_entry`.
@@ -254,18 +256,6 @@ fn log_fw_cfg(fw_cfg: &mut FwCfg<IoPorts>) {
     );
 }
 
-fn kind_name(kind: MemoryKind) -> &'static str {
-    match kind {
-        MemoryKind::Usable => "usable",
-        MemoryKind::Reserved => "reserved",
-        MemoryKind::AcpiReclaim => "ACPI reclaim",
-        MemoryKind::AcpiNvs => "ACPI NVS",
-        MemoryKind::Unusable => "unusable",
-        MemoryKind::CorebootTables => "coreboot tables",
-        MemoryKind::Other(_) => "other",
-    }
-}
-
 fn log_platform(platform: &Platform) {
     log::info!(
         "memory map ({} ranges, {} MiB usable):",
@@ -277,7 +267,7 @@ fn log_platform(platform: &Platform) {
             "  {:#014x}-{:#014x} {}",
             r.start,
             r.end(),
-            kind_name(r.kind)
+            r.kind.name(KindName::Label)
         );
     }
     let console = console::current();
@@ -614,7 +604,7 @@ fn main(source: u32, boot_info: u32) -> ! {
     if platform.memory.is_empty() {
         if let Some(fw_cfg) = fw_cfg.as_mut() {
             let mut entries = [parkboot::platform::fw_cfg::E820Entry::default();
-                parkboot::platform::MAX_MEMORY_REGIONS];
+                parkboot::memory::MAX_MEMORY_REGIONS];
             if let Ok(n) = fw_cfg.e820(&mut entries) {
                 for e in &entries[..n] {
                     let _ = platform.memory.push(e.region());
@@ -799,15 +789,15 @@ fn main(source: u32, boot_info: u32) -> ! {
         let count = parked.aps_parked as u64 * rounds as u64;
         let bytes = count * core::mem::size_of::<WakeSample>() as u64;
         let buffer = memory
-            .allocate(
-                bytes.max(1),
-                4096,
-                ONE_MIB,
-                u64::MAX,
-                "self-check samples",
-                ReportAs::Usable,
-                Lifetime::Boot,
-            )
+            .allocate(AllocationRequest {
+                size: bytes.max(1),
+                align: 4096,
+                min: ONE_MIB,
+                max: u64::MAX,
+                name: "self-check samples",
+                report_as: ReportAs::Usable,
+                lifetime: Lifetime::Boot,
+            })
             .unwrap_or_else(|e| stop(format_args!("self-check: {e}")));
         let region = memory
             .region(buffer, bytes)

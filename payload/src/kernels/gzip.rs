@@ -11,6 +11,7 @@ use core::mem::{offset_of, size_of};
 
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
+use zerocopy::little_endian::U32;
 
 use crate::memory::{FOUR_GIB, GIB};
 use crate::wire::{wire_struct, WireField};
@@ -96,14 +97,15 @@ wire_struct! {
         pub method: u8,
         /// `GZIP_F*` bits saying which optional fields follow.
         pub flags: u8,
-        pub mtime: u32,
+        /// Modification time, unaligned in the header (parkboot does not use it).
+        pub mtime: U32,
         pub extra_flags: u8,
         pub os: u8,
     }
 }
-// The wire header is 10 bytes; the Rust struct pads to 12 after `os`.
 const GZIP_HEADER_BYTES: usize = offset_of!(GzipHeader, os) + size_of::<u8>();
 const _: () = assert!(GZIP_HEADER_BYTES == 10);
+const _: () = assert!(GzipHeader::SIZE == GZIP_HEADER_BYTES);
 const _: () = assert!(offset_of!(GzipHeader, id1) == 0);
 const _: () = assert!(offset_of!(GzipHeader, id2) == 1);
 const _: () = assert!(offset_of!(GzipHeader, method) == 2);

@@ -30,7 +30,7 @@ use core::mem::{offset_of, size_of};
 use core::ops::Range;
 
 use crate::memory::{align_up, MemoryMap, ReportAs, FOUR_GIB, MIB, PAGE_SIZE};
-use crate::platform::MemoryKind;
+use crate::wire::WireField;
 
 mod placement;
 pub mod prepare;
@@ -132,161 +132,94 @@ pub const KERNEL_SEARCH_LIMIT: u64 = FOUR_GIB;
 /// for its real-mode trampoline and firmware areas.
 pub const INITRD_SEARCH_START: u64 = MIB;
 
-/// A little-endian integer at a fixed offset in a boot-protocol structure. Fields are
-/// read and written one at a time at their `offset_of!` positions, so untrusted bytes
-/// are never reinterpreted in place and no unsafe code is needed.
-trait LeField: Sized + Copy {
-    fn read_at(bytes: &[u8], at: usize) -> Option<Self>;
-    fn write_at(self, out: &mut [u8], at: usize) -> Option<()>;
-}
-
-fn le_bytes<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
-    bytes.get(at..at.checked_add(N)?)?.try_into().ok()
-}
-
-fn put_le_bytes<const N: usize>(out: &mut [u8], at: usize, value: [u8; N]) -> Option<()> {
-    out.get_mut(at..at.checked_add(N)?)?.copy_from_slice(&value);
-    Some(())
-}
-
-macro_rules! le_field {
-    ($($ty:ty),*) => {
-        $(
-            impl LeField for $ty {
-                fn read_at(bytes: &[u8], at: usize) -> Option<Self> {
-                    le_bytes(bytes, at).map(<$ty>::from_le_bytes)
-                }
-                fn write_at(self, out: &mut [u8], at: usize) -> Option<()> {
-                    put_le_bytes(out, at, self.to_le_bytes())
-                }
-            }
-        )*
-    };
-}
-
-le_field!(u8, u16, u32, u64);
-
-/// Declares the packed setup header together with `read_from`, which reads each field
-/// at its `offset_of!` position, so the Rust layout (checked by the assertions below)
-/// is the one place offsets come from.
-macro_rules! setup_header {
-    (
-        $(#[$meta:meta])*
-        pub struct SetupHeader {
-            $( $(#[$field_meta:meta])* pub $field:ident : $ty:ty, )*
-        }
-    ) => {
-        $(#[$meta])*
-        #[repr(C, packed)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct SetupHeader {
-            $( $(#[$field_meta])* pub $field: $ty, )*
-        }
-
-        impl SetupHeader {
-            /// Size of the header as parkboot knows it (through protocol 2.15).
-            pub const SIZE: usize = size_of::<SetupHeader>();
-
-            /// The header at the start of `bytes` (which start at image offset 0x1F1),
-            /// or `None` when `bytes` is shorter than [`SetupHeader::SIZE`].
-            pub fn read_from(bytes: &[u8]) -> Option<Self> {
-                Some(SetupHeader {
-                    $( $field: <$ty as LeField>::read_at(
-                        bytes,
-                        offset_of!(SetupHeader, $field),
-                    )?, )*
-                })
-            }
-        }
-    };
-}
-
-setup_header! {
-    /// `struct setup_header`: the part of a bzImage's real-mode header a boot loader
-    /// reads and fills in, at 0x1F1 both in the image and in boot_params.
-    pub struct SetupHeader {
-        /// Size of the setup code in 512-byte sectors, 0 meaning 4.
-        pub setup_sects: u8,
-        pub root_flags: u16,
-        /// Size of the protected-mode code in 16-byte paragraphs.
-        pub syssize: u32,
-        pub ram_size: u16,
-        pub vid_mode: u16,
-        pub root_dev: u16,
-        /// [`BOOT_FLAG`].
-        pub boot_flag: u16,
-        /// A short jump whose offset byte also gives the header's length.
-        pub jump: u16,
-        /// [`HEADER_MAGIC`].
-        pub header: [u8; 4],
-        /// Boot protocol version, `major << 8 | minor`.
-        pub version: u16,
-        pub realmode_swtch: u32,
-        pub start_sys_seg: u16,
-        /// Offset of the version string, less 0x200.
-        pub kernel_version: u16,
-        pub type_of_loader: u8,
-        pub loadflags: u8,
-        pub setup_move_size: u16,
-        /// 32-bit entry; the 64-bit entry does not use it.
-        pub code32_start: u32,
-        pub ramdisk_image: u32,
-        pub ramdisk_size: u32,
-        pub bootsect_kludge: u32,
-        pub heap_end_ptr: u16,
-        pub ext_loader_ver: u8,
-        pub ext_loader_type: u8,
-        pub cmd_line_ptr: u32,
-        /// Highest address the initrd may occupy (inclusive).
-        pub initrd_addr_max: u32,
-        pub kernel_alignment: u32,
-        pub relocatable_kernel: u8,
-        pub min_alignment: u8,
-        pub xloadflags: u16,
-        /// Longest command line the kernel takes, without the terminating NUL.
-        pub cmdline_size: u32,
-        pub hardware_subarch: u32,
-        pub hardware_subarch_data: u64,
-        pub payload_offset: u32,
-        pub payload_length: u32,
-        pub setup_data: u64,
-        pub pref_address: u64,
-        /// Bytes the kernel needs from its load address before it reads the memory map.
-        pub init_size: u32,
-        pub handover_offset: u32,
-        pub kernel_info_offset: u32,
-    }
-}
-
-impl LeField for [u8; 4] {
-    fn read_at(bytes: &[u8], at: usize) -> Option<Self> {
-        le_bytes(bytes, at)
-    }
-    fn write_at(self, out: &mut [u8], at: usize) -> Option<()> {
-        put_le_bytes(out, at, self)
-    }
+/// `struct setup_header`: the part of a bzImage's real-mode header a boot loader reads
+/// and fills in, at 0x1F1 both in the image and in boot_params. [`WireField`] reads it
+/// (`SetupHeader::SIZE` is the header as parkboot knows it, through protocol 2.15).
+#[repr(C, packed)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    ::zerocopy::FromBytes,
+    ::zerocopy::IntoBytes,
+    ::zerocopy::Immutable,
+    ::zerocopy::KnownLayout,
+)]
+pub struct SetupHeader {
+    /// Size of the setup code in 512-byte sectors, 0 meaning 4.
+    pub setup_sects: u8,
+    pub root_flags: u16,
+    /// Size of the protected-mode code in 16-byte paragraphs.
+    pub syssize: u32,
+    pub ram_size: u16,
+    pub vid_mode: u16,
+    pub root_dev: u16,
+    /// [`BOOT_FLAG`].
+    pub boot_flag: u16,
+    /// A short jump whose offset byte also gives the header's length.
+    pub jump: u16,
+    /// [`HEADER_MAGIC`].
+    pub header: [u8; 4],
+    /// Boot protocol version, `major << 8 | minor`.
+    pub version: u16,
+    pub realmode_swtch: u32,
+    pub start_sys_seg: u16,
+    /// Offset of the version string, less 0x200.
+    pub kernel_version: u16,
+    pub type_of_loader: u8,
+    pub loadflags: u8,
+    pub setup_move_size: u16,
+    /// 32-bit entry; the 64-bit entry does not use it.
+    pub code32_start: u32,
+    pub ramdisk_image: u32,
+    pub ramdisk_size: u32,
+    pub bootsect_kludge: u32,
+    pub heap_end_ptr: u16,
+    pub ext_loader_ver: u8,
+    pub ext_loader_type: u8,
+    pub cmd_line_ptr: u32,
+    /// Highest address the initrd may occupy (inclusive).
+    pub initrd_addr_max: u32,
+    pub kernel_alignment: u32,
+    pub relocatable_kernel: u8,
+    pub min_alignment: u8,
+    pub xloadflags: u16,
+    /// Longest command line the kernel takes, without the terminating NUL.
+    pub cmdline_size: u32,
+    pub hardware_subarch: u32,
+    pub hardware_subarch_data: u64,
+    pub payload_offset: u32,
+    pub payload_length: u32,
+    pub setup_data: u64,
+    pub pref_address: u64,
+    /// Bytes the kernel needs from its load address before it reads the memory map.
+    pub init_size: u32,
+    pub handover_offset: u32,
+    pub kernel_info_offset: u32,
 }
 
 /// `struct boot_e820_entry`: one memory range in boot_params.
 #[repr(C, packed)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    ::zerocopy::FromBytes,
+    ::zerocopy::IntoBytes,
+    ::zerocopy::Immutable,
+    ::zerocopy::KnownLayout,
+)]
 pub struct BootE820Entry {
     pub addr: u64,
     pub size: u64,
     /// e820 type: 1 usable, 2 reserved, 3 ACPI reclaimable, 4 ACPI NVS, ...
     pub kind: u32,
-}
-
-impl BootE820Entry {
-    pub const SIZE: usize = size_of::<BootE820Entry>();
-
-    /// Writes the entry at `at` in `out`; `None` when it does not fit.
-    fn write_at(&self, out: &mut [u8], at: usize) -> Option<()> {
-        let (addr, size, kind) = (self.addr, self.size, self.kind);
-        addr.write_at(out, at.checked_add(offset_of!(BootE820Entry, addr))?)?;
-        size.write_at(out, at.checked_add(offset_of!(BootE820Entry, size))?)?;
-        kind.write_at(out, at.checked_add(offset_of!(BootE820Entry, kind))?)
-    }
 }
 
 /// Where the `edd_mbr_sig_buffer` follows the hole reserved for the setup header: the
@@ -1020,7 +953,7 @@ fn split(value: u64) -> (u32, u32) {
 }
 
 /// Writes `value` at `offset` in the boot_params page.
-fn put<T: LeField>(
+fn put<T: WireField>(
     out: &mut [u8; BOOT_PARAMS_SIZE],
     offset: usize,
     value: T,

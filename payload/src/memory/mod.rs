@@ -17,6 +17,7 @@
 //! range to its bytes.
 
 pub mod bulk;
+mod kind;
 pub mod paging;
 pub mod region;
 
@@ -24,7 +25,7 @@ use core::fmt;
 
 use heapless::Vec;
 
-use crate::platform::{MemoryKind, MemoryRegion, MAX_MEMORY_REGIONS};
+pub use kind::{KindName, MemoryKind, MemoryRegion, MAX_MEMORY_REGIONS};
 
 /// Granule of allocations: the x86 base page size, so that every allocated area can be
 /// given its own page attributes and is reported to kernels on page boundaries.
@@ -134,6 +135,24 @@ impl Reservation {
     }
 }
 
+/// What [`MemoryMap::allocate`] is asked to find and reserve. Every field is named at
+/// the call site, so a request reads as what it places and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocationRequest {
+    /// Bytes wanted; rounded up to whole pages.
+    pub size: u64,
+    /// Alignment of the start, a power of two; raised to [`PAGE_SIZE`] when smaller.
+    pub align: u64,
+    /// Lowest address the range may start at.
+    pub min: u64,
+    /// Exclusive upper bound of the range's end.
+    pub max: u64,
+    /// What the range holds, for error messages and logs.
+    pub name: &'static str,
+    pub report_as: ReportAs,
+    pub lifetime: Lifetime,
+}
+
 /// Why a memory map operation failed. Every variant names the request, so the message
 /// alone tells what parkboot was trying to place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,19 +244,6 @@ impl fmt::Display for Bytes {
     }
 }
 
-/// Human name of a platform memory kind, for error messages.
-fn kind_name(kind: MemoryKind) -> &'static str {
-    match kind {
-        MemoryKind::Usable => "usable RAM",
-        MemoryKind::Reserved => "firmware-reserved memory",
-        MemoryKind::AcpiReclaim => "ACPI tables",
-        MemoryKind::AcpiNvs => "ACPI NVS memory",
-        MemoryKind::Unusable => "unusable (defective) RAM",
-        MemoryKind::CorebootTables => "coreboot tables",
-        MemoryKind::Other(_) => "memory of unknown type",
-    }
-}
-
 impl fmt::Display for MemoryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -281,7 +287,7 @@ impl fmt::Display for MemoryError {
                 write!(
                     f,
                     "cannot reserve {name} {start:#x}-{end:#x}: overlaps {} {region_start:#x}-{region_end:#x}",
-                    kind_name(kind)
+                    kind.name(KindName::Phrase)
                 )?;
                 if let MemoryKind::Other(t) = kind {
                     write!(f, " (type {t})")?;
@@ -583,17 +589,16 @@ impl MemoryMap {
     /// address aligned to `align` (at least [`PAGE_SIZE`]) that lies entirely in
     /// `[min, max)`, in usable RAM and outside every reservation. Taking the highest fit
     /// keeps low memory, which some kernels need at fixed addresses, free for them.
-    #[allow(clippy::too_many_arguments)]
-    pub fn allocate(
-        &mut self,
-        size: u64,
-        align: u64,
-        min: u64,
-        max: u64,
-        name: &'static str,
-        report_as: ReportAs,
-        lifetime: Lifetime,
-    ) -> Result<u64, MemoryError> {
+    pub fn allocate(&mut self, request: AllocationRequest) -> Result<u64, MemoryError> {
+        let AllocationRequest {
+            size,
+            align,
+            min,
+            max,
+            name,
+            report_as,
+            lifetime,
+        } = request;
         if size == 0 {
             return Err(MemoryError::ZeroSize { name });
         }

@@ -409,15 +409,15 @@ fn zero_size_refused() {
         Err(MemoryError::ZeroSize { name: "x" })
     );
     assert_eq!(
-        map.allocate(
-            0,
-            PAGE_SIZE,
-            0,
-            u64::MAX,
-            "y",
-            ReportAs::Reserved,
-            Lifetime::Boot
-        ),
+        map.allocate(AllocationRequest {
+            size: 0,
+            align: PAGE_SIZE,
+            min: 0,
+            max: u64::MAX,
+            name: "y",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot
+        }),
         Err(MemoryError::ZeroSize { name: "y" })
     );
     assert!(!map.is_free(0x1000, 0));
@@ -442,46 +442,54 @@ fn top_of_address_space_does_not_panic() {
     assert!(!map.is_free(u64::MAX, u64::MAX));
     // Sizes that overflow when rounded up to a page.
     assert!(matches!(
-        map.allocate(
-            u64::MAX,
-            1,
-            0,
-            u64::MAX,
-            "x",
-            ReportAs::Reserved,
-            Lifetime::Boot
-        ),
+        map.allocate(AllocationRequest {
+            size: u64::MAX,
+            align: 1,
+            min: 0,
+            max: u64::MAX,
+            name: "x",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot
+        }),
         Err(MemoryError::NoSpace { .. })
     ));
     assert!(matches!(
-        map.allocate(
-            u64::MAX - 0x10,
-            PAGE_SIZE,
-            0,
-            u64::MAX,
-            "x",
-            ReportAs::Reserved,
-            Lifetime::Boot
-        ),
+        map.allocate(AllocationRequest {
+            size: u64::MAX - 0x10,
+            align: PAGE_SIZE,
+            min: 0,
+            max: u64::MAX,
+            name: "x",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot
+        }),
         Err(MemoryError::NoSpace { .. })
     ));
     // Huge alignment: only address 0 qualifies, which is not RAM here.
     assert!(matches!(
-        map.allocate(
-            1,
-            1 << 63,
-            0,
-            u64::MAX,
-            "x",
-            ReportAs::Reserved,
-            Lifetime::Boot
-        ),
+        map.allocate(AllocationRequest {
+            size: 1,
+            align: 1 << 63,
+            min: 0,
+            max: u64::MAX,
+            name: "x",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot
+        }),
         Err(MemoryError::NoSpace { .. })
     ));
     assert_eq!(map.largest_free_below(u64::MAX), Some((base, 0xf000)));
     // The highest whole page lies below the cut-off last page.
     let at = map
-        .allocate(1, 1, 0, u64::MAX, "top", ReportAs::Reserved, Lifetime::Boot)
+        .allocate(AllocationRequest {
+            size: 1,
+            align: 1,
+            min: 0,
+            max: u64::MAX,
+            name: "top",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap();
     assert_eq!(at, u64::MAX - 0x1fff);
     assert_eq!(
@@ -499,86 +507,94 @@ fn allocate_highest_fit_with_alignment() {
     let mut map = pc_map();
     // Highest overall: top of RAM above 4 GiB.
     let a = map
-        .allocate(
-            MIB,
-            2 * MIB,
-            0,
-            u64::MAX,
-            "a",
-            ReportAs::Reserved,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: MIB,
+            align: 2 * MIB,
+            min: 0,
+            max: u64::MAX,
+            name: "a",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap();
     assert_eq!(a, 8 * GIB - 2 * MIB);
     // Below 4 GiB: top of the RAM ending at 2 GiB.
     let b = map
-        .allocate(
-            16 * MIB,
-            2 * MIB,
-            0,
-            4 * GIB,
-            "kernel",
-            ReportAs::Usable,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: 16 * MIB,
+            align: 2 * MIB,
+            min: 0,
+            max: 4 * GIB,
+            name: "kernel",
+            report_as: ReportAs::Usable,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap();
     assert_eq!(b, 2 * GIB - 16 * MIB);
     // Size rounded up to a page, alignment raised to a page.
     let c = map
-        .allocate(10, 1, 0, 4 * GIB, "c", ReportAs::Reserved, Lifetime::Boot)
+        .allocate(AllocationRequest {
+            size: 10,
+            align: 1,
+            min: 0,
+            max: 4 * GIB,
+            name: "c",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap();
     assert_eq!(c, 2 * GIB - 16 * MIB - PAGE_SIZE);
     let res = map.reservations().find(|r| r.name == "c").unwrap();
     assert_eq!(res.size, PAGE_SIZE);
     // Alignment skips down past the odd page.
     let d = map
-        .allocate(
-            PAGE_SIZE,
-            MIB,
-            0,
-            4 * GIB,
-            "d",
-            ReportAs::Reserved,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: PAGE_SIZE,
+            align: MIB,
+            min: 0,
+            max: 4 * GIB,
+            name: "d",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap();
     assert_eq!(d, 2 * GIB - 17 * MIB);
     // A maximum that cuts a range: the result ends at or below it.
     let e = map
-        .allocate(
-            0x3000,
-            PAGE_SIZE,
-            0,
-            0x90800,
-            "e",
-            ReportAs::Reserved,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: 0x3000,
+            align: PAGE_SIZE,
+            min: 0,
+            max: 0x90800,
+            name: "e",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap();
     assert_eq!(e, 0x8d000);
     // A minimum: nothing fits in [1 GiB, 1 GiB + 1 MiB) once it is taken.
     let f = map
-        .allocate(
-            MIB,
-            PAGE_SIZE,
-            GIB,
-            GIB + MIB,
-            "f",
-            ReportAs::Reserved,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: MIB,
+            align: PAGE_SIZE,
+            min: GIB,
+            max: GIB + MIB,
+            name: "f",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap();
     assert_eq!(f, GIB);
     assert!(map
-        .allocate(
-            PAGE_SIZE,
-            PAGE_SIZE,
-            GIB,
-            GIB + MIB,
-            "g",
-            ReportAs::Reserved,
-            Lifetime::Boot
-        )
+        .allocate(AllocationRequest {
+            size: PAGE_SIZE,
+            align: PAGE_SIZE,
+            min: GIB,
+            max: GIB + MIB,
+            name: "g",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot
+        })
         .is_err());
     // Never lands in the reserved BIOS area, the ACPI tables or the hole.
     for r in map.reservations() {
@@ -610,28 +626,28 @@ fn allocate_fills_gaps_between_reservations() {
     .unwrap();
     // The one free page between the two.
     let a = map
-        .allocate(
-            PAGE_SIZE,
-            PAGE_SIZE,
-            0,
-            u64::MAX,
-            "a",
-            ReportAs::Reserved,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: PAGE_SIZE,
+            align: PAGE_SIZE,
+            min: 0,
+            max: u64::MAX,
+            name: "a",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap();
     assert_eq!(a, 0xe_f000);
     // Two pages do not fit there; the next gap is below "mid".
     let b = map
-        .allocate(
-            2 * PAGE_SIZE,
-            PAGE_SIZE,
-            0,
-            u64::MAX,
-            "b",
-            ReportAs::Reserved,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: 2 * PAGE_SIZE,
+            align: PAGE_SIZE,
+            min: 0,
+            max: u64::MAX,
+            name: "b",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap();
     assert_eq!(b, 0xd_e000);
 }
@@ -640,30 +656,30 @@ fn allocate_fills_gaps_between_reservations() {
 fn allocate_exhaustion_error() {
     let mut map = pc_map();
     let err = map
-        .allocate(
-            16 * MIB,
-            2 * MIB,
-            0,
-            4 * MIB,
-            "kernel",
-            ReportAs::Usable,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: 16 * MIB,
+            align: 2 * MIB,
+            min: 0,
+            max: 4 * MIB,
+            name: "kernel",
+            report_as: ReportAs::Usable,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap_err();
     assert_eq!(
         err.to_string(),
         "no free 16 MiB below 4 MiB, aligned to 2 MiB, for kernel"
     );
     let err = map
-        .allocate(
-            16 * GIB,
-            2 * MIB,
-            0,
-            4 * GIB,
-            "kernel",
-            ReportAs::Usable,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: 16 * GIB,
+            align: 2 * MIB,
+            min: 0,
+            max: 4 * GIB,
+            name: "kernel",
+            report_as: ReportAs::Usable,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -671,30 +687,30 @@ fn allocate_exhaustion_error() {
     );
     // Only the BIOS area and a hole lie between 640 KiB and 1 MiB.
     let err = map
-        .allocate(
-            0x1801,
-            1,
-            0xa0000,
-            MIB,
-            "x",
-            ReportAs::Usable,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: 0x1801,
+            align: 1,
+            min: 0xa0000,
+            max: MIB,
+            name: "x",
+            report_as: ReportAs::Usable,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap_err();
     assert_eq!(
         err.to_string(),
         "no free 0x1801 bytes between 640 KiB and 1 MiB, aligned to 4 KiB, for x"
     );
     let err = map
-        .allocate(
-            5 * GIB,
-            1,
-            MIB,
-            u64::MAX,
-            "initrd",
-            ReportAs::Usable,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: 5 * GIB,
+            align: 1,
+            min: MIB,
+            max: u64::MAX,
+            name: "initrd",
+            report_as: ReportAs::Usable,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -702,38 +718,54 @@ fn allocate_exhaustion_error() {
     );
     // Empty and inverted windows.
     assert!(matches!(
-        map.allocate(
-            PAGE_SIZE,
-            1,
-            4 * GIB,
-            4 * GIB,
-            "x",
-            ReportAs::Usable,
-            Lifetime::Boot
-        ),
+        map.allocate(AllocationRequest {
+            size: PAGE_SIZE,
+            align: 1,
+            min: 4 * GIB,
+            max: 4 * GIB,
+            name: "x",
+            report_as: ReportAs::Usable,
+            lifetime: Lifetime::Boot
+        }),
         Err(MemoryError::NoSpace { .. })
     ));
     assert!(matches!(
-        map.allocate(
-            PAGE_SIZE,
-            1,
-            5 * GIB,
-            4 * GIB,
-            "x",
-            ReportAs::Usable,
-            Lifetime::Boot
-        ),
+        map.allocate(AllocationRequest {
+            size: PAGE_SIZE,
+            align: 1,
+            min: 5 * GIB,
+            max: 4 * GIB,
+            name: "x",
+            report_as: ReportAs::Usable,
+            lifetime: Lifetime::Boot
+        }),
         Err(MemoryError::NoSpace { .. })
     ));
     // Exhaust a small map page by page.
     let mut small = MemoryMap::new(&[ram(0x1000, 0x3000)]).unwrap();
     for _ in 0..3 {
         small
-            .allocate(1, 1, 0, u64::MAX, "p", ReportAs::Reserved, Lifetime::Boot)
+            .allocate(AllocationRequest {
+                size: 1,
+                align: 1,
+                min: 0,
+                max: u64::MAX,
+                name: "p",
+                report_as: ReportAs::Reserved,
+                lifetime: Lifetime::Boot,
+            })
             .unwrap();
     }
     assert!(matches!(
-        small.allocate(1, 1, 0, u64::MAX, "p", ReportAs::Reserved, Lifetime::Boot),
+        small.allocate(AllocationRequest {
+            size: 1,
+            align: 1,
+            min: 0,
+            max: u64::MAX,
+            name: "p",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot
+        }),
         Err(MemoryError::NoSpace { .. })
     ));
     assert_eq!(small.total_free(), 0);
@@ -744,15 +776,15 @@ fn bad_alignment_refused() {
     let mut map = pc_map();
     for align in [0, 3, 0x1800] {
         assert_eq!(
-            map.allocate(
-                PAGE_SIZE,
+            map.allocate(AllocationRequest {
+                size: PAGE_SIZE,
                 align,
-                0,
-                u64::MAX,
-                "x",
-                ReportAs::Usable,
-                Lifetime::Boot
-            ),
+                min: 0,
+                max: u64::MAX,
+                name: "x",
+                report_as: ReportAs::Usable,
+                lifetime: Lifetime::Boot
+            }),
             Err(MemoryError::BadAlignment { name: "x", align })
         );
     }
@@ -762,11 +794,27 @@ fn bad_alignment_refused() {
 fn reservation_slots_run_out() {
     let mut map = MemoryMap::new(&[ram(0, GIB)]).unwrap();
     for _ in 0..MAX_RESERVATIONS {
-        map.allocate(1, 1, 0, u64::MAX, "p", ReportAs::Reserved, Lifetime::Boot)
-            .unwrap();
+        map.allocate(AllocationRequest {
+            size: 1,
+            align: 1,
+            min: 0,
+            max: u64::MAX,
+            name: "p",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot,
+        })
+        .unwrap();
     }
     assert_eq!(
-        map.allocate(1, 1, 0, u64::MAX, "q", ReportAs::Reserved, Lifetime::Boot),
+        map.allocate(AllocationRequest {
+            size: 1,
+            align: 1,
+            min: 0,
+            max: u64::MAX,
+            name: "q",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Boot
+        }),
         Err(MemoryError::TooManyReservations { name: "q" })
     );
     assert_eq!(
@@ -795,15 +843,15 @@ fn release_boot_frees_only_boot_lifetime() {
     )
     .unwrap();
     let k = map
-        .allocate(
-            16 * MIB,
-            2 * MIB,
-            0,
-            4 * GIB,
-            "kernel",
-            ReportAs::Usable,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: 16 * MIB,
+            align: 2 * MIB,
+            min: 0,
+            max: 4 * GIB,
+            name: "kernel",
+            report_as: ReportAs::Usable,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap();
     map.reserve(
         0x200000,
@@ -823,15 +871,15 @@ fn release_boot_frees_only_boot_lifetime() {
     assert!(!map.is_free(0x100000, 1));
     // The next kernel gets the same place.
     let k2 = map
-        .allocate(
-            16 * MIB,
-            2 * MIB,
-            0,
-            4 * GIB,
-            "kernel",
-            ReportAs::Usable,
-            Lifetime::Boot,
-        )
+        .allocate(AllocationRequest {
+            size: 16 * MIB,
+            align: 2 * MIB,
+            min: 0,
+            max: 4 * GIB,
+            name: "kernel",
+            report_as: ReportAs::Usable,
+            lifetime: Lifetime::Boot,
+        })
         .unwrap();
     assert_eq!(k, k2);
 }
@@ -945,8 +993,16 @@ fn kernel_view_is_sorted_disjoint_and_covers_the_platform_map() {
         } else {
             ReportAs::AcpiReclaim
         };
-        map.allocate(*size, 1, 0, u64::MAX, "x", report, Lifetime::Boot)
-            .unwrap();
+        map.allocate(AllocationRequest {
+            size: *size,
+            align: 1,
+            min: 0,
+            max: u64::MAX,
+            name: "x",
+            report_as: report,
+            lifetime: Lifetime::Boot,
+        })
+        .unwrap();
         reserved_total += size;
     }
     let v = view(&map);

@@ -14,8 +14,8 @@
 use core::fmt;
 use core::mem::{offset_of, size_of};
 
-use crate::platform::MemoryRegion;
-use crate::wire::wire_struct;
+use crate::memory::MemoryRegion;
+use crate::wire::{wire_struct, WireField};
 
 /// Largest body the format can describe: the cursor has 28 bits.
 pub const MAX_BODY_SIZE: u32 = 1 << 28;
@@ -317,7 +317,7 @@ impl<const N: usize> Default for EarlyLog<N> {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::platform::MemoryKind;
+    use crate::memory::MemoryKind;
     use std::string::{String, ToString};
     use std::vec;
     use std::vec::Vec;

@@ -15,10 +15,8 @@ use core::fmt;
 use core::mem::{offset_of, size_of};
 use core::ops::Range;
 
-use crate::platform::{
-    CbfsLocation, MemoryKind, MemoryRegion, PhysicalMemory, Platform, SerialAccess, SerialConsole,
-    MAX_MEMORY_REGIONS,
-};
+use crate::memory::{MemoryKind, MemoryRegion, MAX_MEMORY_REGIONS};
+use crate::platform::{CbfsLocation, PhysicalMemory, Platform, SerialAccess, SerialConsole};
 
 /// `lb_header.signature`.
 pub const LB_HEADER_SIGNATURE: [u8; 4] = *b"LBIO";
@@ -87,13 +85,13 @@ const LEGACY_MMIO_REGISTER_WIDTH: u32 = 1;
 
 use crate::wire::{wire_struct, WireField};
 
-/// coreboot's `lb_uint64_t`: a 64-bit value only 4-byte aligned, because coreboot is
-/// usually a 32-bit program. Split in halves so the Rust layout matches.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LbUint64 {
-    pub lo: u32,
-    pub hi: u32,
+wire_struct! {
+    /// coreboot's `lb_uint64_t`: a 64-bit value only 4-byte aligned, because coreboot is
+    /// usually a 32-bit program. Split in halves so the Rust layout matches.
+    pub struct LbUint64 {
+        pub lo: u32,
+        pub hi: u32,
+    }
 }
 
 impl LbUint64 {
@@ -106,21 +104,6 @@ impl LbUint64 {
 
     pub const fn get(self) -> u64 {
         ((self.hi as u64) << 32) | self.lo as u64
-    }
-}
-
-impl WireField for LbUint64 {
-    fn read_at(bytes: &[u8], at: usize) -> Option<Self> {
-        Some(LbUint64 {
-            lo: u32::read_at(bytes, at.checked_add(offset_of!(LbUint64, lo))?)?,
-            hi: u32::read_at(bytes, at.checked_add(offset_of!(LbUint64, hi))?)?,
-        })
-    }
-    fn write_at(self, out: &mut [u8], at: usize) -> Option<()> {
-        self.lo
-            .write_at(out, at.checked_add(offset_of!(LbUint64, lo))?)?;
-        self.hi
-            .write_at(out, at.checked_add(offset_of!(LbUint64, hi))?)
     }
 }
 

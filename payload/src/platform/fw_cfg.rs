@@ -21,7 +21,7 @@
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
 
-use crate::platform::{MemoryKind, MemoryRegion};
+use crate::memory::{MemoryKind, MemoryRegion};
 
 // ---------------------------------------------------------------------------------------
 // Registers (x86 I/O port placement).

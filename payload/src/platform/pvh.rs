@@ -13,10 +13,8 @@
 use core::fmt;
 use core::mem::offset_of;
 
-use crate::platform::{
-    MemoryKind, MemoryRegion, Module, PhysicalMemory, Platform, MAX_CMDLINE, MAX_MEMORY_REGIONS,
-    MAX_MODULES,
-};
+use crate::memory::{MemoryKind, MemoryRegion, MAX_MEMORY_REGIONS};
+use crate::platform::{Module, PhysicalMemory, Platform, MAX_CMDLINE, MAX_MODULES};
 use crate::wire::{wire_struct, WireField};
 
 /// `hvm_start_info.magic`: "xEn3" with the 0x80 bit of the "E" set.

@@ -15,6 +15,7 @@ use parkboot::platform::cbmem_console::{
     check_header, check_placement, CbmemConsole, CbmemConsoleError, CbmemConsoleHeader, EarlyLog,
 };
 use parkboot::platform::{PhysicalMemory, Platform, SerialAccess, SerialConsole};
+use parkboot::wire::WireField;
 use spin::{Mutex, MutexGuard};
 
 /// Bytes of log kept for the CBMEM console until the coreboot table is read (the

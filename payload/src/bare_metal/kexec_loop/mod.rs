@@ -27,7 +27,7 @@ use parkboot::flow::boot_loop::{
 };
 use parkboot::kernels::gzip;
 use parkboot::kernels::multiboot2::{self, prepare};
-use parkboot::memory::{Lifetime, ReportAs, ONE_MIB, PAGE_SIZE as PAGE};
+use parkboot::memory::{AllocationRequest, Lifetime, ReportAs, ONE_MIB, PAGE_SIZE as PAGE};
 use parkboot::parking::layout::{Duration, Spread};
 use parkboot::platform::cbfs::CompressionNote;
 use parkboot::platform::sources;
@@ -238,15 +238,15 @@ fn fill_cmdline(s: &mut BootState, entry: &mut Entry) {
 /// Reserves `size` bytes (Permanent) for a pristine copy called `name`; returns the
 /// address.
 fn reserve_pristine(s: &mut BootState, size: u64, name: &'static str) -> Result<u64, EntryError> {
-    let addr = s.memory.allocate(
-        size.max(1),
-        PAGE,
-        ONE_MIB,
-        u64::MAX,
+    let addr = s.memory.allocate(AllocationRequest {
+        size: size.max(1),
+        align: PAGE,
+        min: ONE_MIB,
+        max: u64::MAX,
         name,
-        ReportAs::Reserved,
-        Lifetime::Permanent,
-    )?;
+        report_as: ReportAs::Reserved,
+        lifetime: Lifetime::Permanent,
+    })?;
     Ok(addr)
 }
 
@@ -391,15 +391,15 @@ fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image,
     if gzip::is_gzip(image.bytes()) {
         // Sized by a first pass over the stream, never by the trailer alone.
         let size = gzip::inflated_size(image.bytes())? as u64;
-        let addr = s.memory.allocate(
-            size.max(1),
-            PAGE,
-            ONE_MIB,
-            u64::MAX,
-            "kernel image (inflated)",
-            ReportAs::Reserved,
-            Lifetime::Permanent,
-        )?;
+        let addr = s.memory.allocate(AllocationRequest {
+            size: size.max(1),
+            align: PAGE,
+            min: ONE_MIB,
+            max: u64::MAX,
+            name: "kernel image (inflated)",
+            report_as: ReportAs::Reserved,
+            lifetime: Lifetime::Permanent,
+        })?;
         let out = pristine_bytes(s, addr, size)?;
         let len = gzip::inflate(image.bytes(), out)?;
         log::info!(

@@ -2,7 +2,7 @@
 //! a kernel is shown. Read-only over the map: the caller reserves what it picks.
 
 use super::*;
-use crate::memory::align_down;
+use crate::memory::{align_down, KindName};
 
 /// Calls `visit(lo, hi)` for each free extent of `memory` (usable RAM outside every
 /// reservation), in ascending order. Read-only, so placing a kernel does not commit
@@ -79,19 +79,6 @@ fn largest_free(memory: &MemoryMap, min: u64, max: u64) -> u64 {
     largest
 }
 
-/// How a platform range that is not usable RAM is named in messages.
-fn platform_kind_name(kind: MemoryKind) -> &'static str {
-    match kind {
-        MemoryKind::Usable => "usable RAM",
-        MemoryKind::Reserved => "firmware-reserved memory",
-        MemoryKind::AcpiReclaim => "ACPI tables",
-        MemoryKind::AcpiNvs => "ACPI NVS memory",
-        MemoryKind::Unusable => "unusable RAM",
-        MemoryKind::CorebootTables => "coreboot tables",
-        MemoryKind::Other(_) => "memory of an unknown type",
-    }
-}
-
 /// The lowest thing in `[start, start + size)` that keeps the range from being free: a
 /// reservation, a platform range that is not usable RAM, or a hole in the map.
 fn find_conflict(memory: &MemoryMap, start: u64, size: u64) -> Conflict {
@@ -134,7 +121,7 @@ fn find_conflict(memory: &MemoryMap, start: u64, size: u64) -> Conflict {
         }
         if !region.kind.is_usable() {
             consider(Conflict {
-                what: platform_kind_name(region.kind),
+                what: region.kind.name(KindName::Phrase),
                 start: region.start,
                 end: region.end(),
             });

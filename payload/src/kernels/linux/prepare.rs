@@ -7,7 +7,7 @@ use core::fmt::Write;
 
 use super::*;
 use crate::memory::region::RegionMemory;
-use crate::memory::{Lifetime, MemoryError, ONE_MIB};
+use crate::memory::{AllocationRequest, Lifetime, MemoryError, ONE_MIB};
 
 /// Longest command line parkboot builds (the kernel's own limit is checked too).
 pub const CMDLINE_BYTES: usize = 4096;
@@ -132,30 +132,30 @@ pub fn prepare(
 
     // The line and its NUL.
     let cmdline_bytes = cmdline.len() as u64 + 1;
-    let cmdline_addr = map.allocate(
-        cmdline_bytes,
-        PAGE_SIZE,
-        ONE_MIB,
-        FOUR_GIB,
-        CMDLINE_NAME,
-        ReportAs::Usable,
-        Lifetime::Boot,
-    )?;
+    let cmdline_addr = map.allocate(AllocationRequest {
+        size: cmdline_bytes,
+        align: PAGE_SIZE,
+        min: ONE_MIB,
+        max: FOUR_GIB,
+        name: CMDLINE_NAME,
+        report_as: ReportAs::Usable,
+        lifetime: Lifetime::Boot,
+    })?;
     let (text, nul) = memory
         .bytes(map.region(cmdline_addr, cmdline_bytes)?)
         .split_at_mut(cmdline.len());
     text.copy_from_slice(cmdline.as_bytes());
     nul.fill(0);
 
-    let boot_params = map.allocate(
-        BOOT_PARAMS_SIZE as u64,
-        PAGE_SIZE,
-        ONE_MIB,
-        FOUR_GIB,
-        BOOT_PARAMS_NAME,
-        ReportAs::Usable,
-        Lifetime::Boot,
-    )?;
+    let boot_params = map.allocate(AllocationRequest {
+        size: BOOT_PARAMS_SIZE as u64,
+        align: PAGE_SIZE,
+        min: ONE_MIB,
+        max: FOUR_GIB,
+        name: BOOT_PARAMS_NAME,
+        report_as: ReportAs::Usable,
+        lifetime: Lifetime::Boot,
+    })?;
     let mut e820 = [(0u64, 0u64, 0u32); E820_MAX_ENTRIES];
     let e820_entries = e820_from_kernel_view(map.kernel_view(), &mut e820)?;
     let page: &mut [u8; BOOT_PARAMS_SIZE] = memory

@@ -631,7 +631,7 @@ mod tests {
 mod basic_meminfo_tests {
     use super::*;
     use crate::memory::Lifetime;
-    use crate::platform::{MemoryKind, MemoryRegion};
+    use crate::memory::{MemoryKind, MemoryRegion};
 
     use crate::memory::MIB;
 

@@ -5,7 +5,7 @@
 use super::*;
 use crate::memory::bulk;
 use crate::memory::region::RegionMemory;
-use crate::memory::{Lifetime, MemoryError, PAGE_SIZE};
+use crate::memory::{AllocationRequest, Lifetime, MemoryError, PAGE_SIZE};
 
 /// Room for the multiboot2 boot information parkboot builds (memory map included).
 pub const BOOT_INFO_BYTES: u64 = 16 * 1024;
@@ -128,29 +128,29 @@ pub fn prepare(
     }
     let module = match handoff.module {
         Some(bytes) => {
-            let start = map.allocate(
-                (bytes.len() as u64).max(1),
-                PAGE_SIZE,
-                ONE_MIB,
-                FOUR_GIB,
-                MODULE_NAME,
-                ReportAs::Usable,
-                Lifetime::Boot,
-            )?;
+            let start = map.allocate(AllocationRequest {
+                size: (bytes.len() as u64).max(1),
+                align: PAGE_SIZE,
+                min: ONE_MIB,
+                max: FOUR_GIB,
+                name: MODULE_NAME,
+                report_as: ReportAs::Usable,
+                lifetime: Lifetime::Boot,
+            })?;
             bulk::copy(memory.bytes(map.region(start, bytes.len() as u64)?), bytes);
             Some((start, bytes.len() as u64))
         }
         None => None,
     };
-    let boot_info = map.allocate(
-        BOOT_INFO_BYTES,
-        PAGE_SIZE,
-        ONE_MIB,
-        FOUR_GIB,
-        BOOT_INFO_NAME,
-        ReportAs::Usable,
-        Lifetime::Boot,
-    )?;
+    let boot_info = map.allocate(AllocationRequest {
+        size: BOOT_INFO_BYTES,
+        align: PAGE_SIZE,
+        min: ONE_MIB,
+        max: FOUR_GIB,
+        name: BOOT_INFO_NAME,
+        report_as: ReportAs::Usable,
+        lifetime: Lifetime::Boot,
+    })?;
     let meminfo = basic_meminfo(map);
     let buf = memory.bytes(map.region(boot_info, BOOT_INFO_BYTES)?);
     let mut info = InfoBuilder::new(buf);

@@ -3,8 +3,7 @@
 
 use super::*;
 use crate::memory::region::FakeMemory;
-use crate::memory::{Lifetime, MemoryError, MIB};
-use crate::platform::{MemoryKind, MemoryRegion};
+use crate::memory::{Lifetime, MemoryError, MemoryKind, MemoryRegion, MIB};
 use std::string::ToString;
 use std::vec::Vec;
 

@@ -1,6 +1,5 @@
 use super::*;
-use crate::memory::{Lifetime, ReportAs, MIB};
-use crate::platform::{MemoryKind, MemoryRegion};
+use crate::memory::{Lifetime, MemoryKind, MemoryRegion, ReportAs, MIB};
 use std::string::ToString;
 
 fn ram(start: u64, size: u64) -> MemoryRegion {

@@ -9,7 +9,8 @@ use core::mem::{offset_of, size_of};
 
 use heapless::Vec;
 
-use super::{put, u16_at, u32_at, u64_at, u8_at, AcpiError, EntryProblem, SdtHeader, Signature};
+use super::{AcpiError, EntryProblem, SdtHeader, Signature};
+use crate::wire::WireField;
 
 /// How many CPUs parkboot keeps track of (entries in [`Madt::cpus`]). More than the park
 /// table has slots for (`park::table::MAX_PARKED_CPUS`): those are listed, not parked.
@@ -51,7 +52,17 @@ pub const MADT_FIXED_LENGTH: usize = size_of::<MadtHeader>();
 
 /// The fixed part of the MADT.
 #[repr(C, packed)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    ::zerocopy::FromBytes,
+    ::zerocopy::IntoBytes,
+    ::zerocopy::Immutable,
+    ::zerocopy::KnownLayout,
+)]
 pub struct MadtHeader {
     pub header: SdtHeader,
     /// 32-bit physical address of every CPU's local APIC registers.
@@ -66,7 +77,17 @@ const _: () = assert!(offset_of!(MadtHeader, flags) == 40);
 
 /// Processor Local APIC structure (type 0).
 #[repr(C, packed)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    ::zerocopy::FromBytes,
+    ::zerocopy::IntoBytes,
+    ::zerocopy::Immutable,
+    ::zerocopy::KnownLayout,
+)]
 pub struct LocalApicEntry {
     pub entry_type: u8,
     pub length: u8,
@@ -84,7 +105,17 @@ const _: () = assert!(offset_of!(LocalApicEntry, flags) == 4);
 
 /// Processor Local x2APIC structure (type 9), used for APIC IDs that do not fit 8 bits.
 #[repr(C, packed)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    ::zerocopy::FromBytes,
+    ::zerocopy::IntoBytes,
+    ::zerocopy::Immutable,
+    ::zerocopy::KnownLayout,
+)]
 pub struct LocalX2ApicEntry {
     pub entry_type: u8,
     pub length: u8,
@@ -104,7 +135,17 @@ const _: () = assert!(offset_of!(LocalX2ApicEntry, processor_uid) == 12);
 /// Multiprocessor Wakeup structure (type 0x10), version 1 layout. A version 0 entry is
 /// the same without `reset_vector` ([`WAKEUP_ENTRY_LENGTH_V0`] bytes).
 #[repr(C, packed)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    ::zerocopy::FromBytes,
+    ::zerocopy::IntoBytes,
+    ::zerocopy::Immutable,
+    ::zerocopy::KnownLayout,
+)]
 pub struct MultiprocessorWakeupEntry {
     pub entry_type: u8,
     pub length: u8,
@@ -124,36 +165,19 @@ const _: () = assert!(offset_of!(MultiprocessorWakeupEntry, reset_vector) == 16)
 
 impl MadtHeader {
     fn read(bytes: &[u8]) -> Option<MadtHeader> {
-        Some(MadtHeader {
-            header: SdtHeader::read(bytes)?,
-            local_apic_address: u32_at(bytes, offset_of!(MadtHeader, local_apic_address))?,
-            flags: u32_at(bytes, offset_of!(MadtHeader, flags))?,
-        })
+        <MadtHeader as WireField>::read_from(bytes)
     }
 }
 
 impl LocalApicEntry {
     fn read(bytes: &[u8]) -> Option<LocalApicEntry> {
-        Some(LocalApicEntry {
-            entry_type: u8_at(bytes, offset_of!(LocalApicEntry, entry_type))?,
-            length: u8_at(bytes, offset_of!(LocalApicEntry, length))?,
-            processor_uid: u8_at(bytes, offset_of!(LocalApicEntry, processor_uid))?,
-            apic_id: u8_at(bytes, offset_of!(LocalApicEntry, apic_id))?,
-            flags: u32_at(bytes, offset_of!(LocalApicEntry, flags))?,
-        })
+        <LocalApicEntry as WireField>::read_from(bytes)
     }
 }
 
 impl LocalX2ApicEntry {
     fn read(bytes: &[u8]) -> Option<LocalX2ApicEntry> {
-        Some(LocalX2ApicEntry {
-            entry_type: u8_at(bytes, offset_of!(LocalX2ApicEntry, entry_type))?,
-            length: u8_at(bytes, offset_of!(LocalX2ApicEntry, length))?,
-            reserved: u16_at(bytes, offset_of!(LocalX2ApicEntry, reserved))?,
-            x2apic_id: u32_at(bytes, offset_of!(LocalX2ApicEntry, x2apic_id))?,
-            flags: u32_at(bytes, offset_of!(LocalX2ApicEntry, flags))?,
-            processor_uid: u32_at(bytes, offset_of!(LocalX2ApicEntry, processor_uid))?,
-        })
+        <LocalX2ApicEntry as WireField>::read_from(bytes)
     }
 }
 
@@ -172,32 +196,7 @@ impl MultiprocessorWakeupEntry {
 
     /// Writes all [`WAKEUP_ENTRY_LENGTH_V1`] bytes at the start of `out`.
     pub fn write(&self, out: &mut [u8]) -> Option<()> {
-        let MultiprocessorWakeupEntry {
-            entry_type,
-            length,
-            mailbox_version,
-            reserved,
-            mailbox_address,
-            reset_vector,
-        } = *self;
-        put(out, offset_of!(Self, entry_type), &[entry_type])?;
-        put(out, offset_of!(Self, length), &[length])?;
-        put(
-            out,
-            offset_of!(Self, mailbox_version),
-            &mailbox_version.to_le_bytes(),
-        )?;
-        put(out, offset_of!(Self, reserved), &reserved.to_le_bytes())?;
-        put(
-            out,
-            offset_of!(Self, mailbox_address),
-            &mailbox_address.to_le_bytes(),
-        )?;
-        put(
-            out,
-            offset_of!(Self, reset_vector),
-            &reset_vector.to_le_bytes(),
-        )
+        WireField::write_to(*self, out)
     }
 }
 
@@ -425,11 +424,11 @@ pub(super) fn cpu_entry_id(entry: &MadtEntry<'_>) -> Result<Option<(u32, usize)>
 fn parse_wakeup(entry: &MadtEntry<'_>) -> Result<WakeupEntry, AcpiError> {
     let bytes = entry.bytes;
     let (Some(mailbox_version), Some(mailbox_address)) = (
-        u16_at(
+        u16::read_at(
             bytes,
             offset_of!(MultiprocessorWakeupEntry, mailbox_version),
         ),
-        u64_at(
+        u64::read_at(
             bytes,
             offset_of!(MultiprocessorWakeupEntry, mailbox_address),
         ),
@@ -437,7 +436,7 @@ fn parse_wakeup(entry: &MadtEntry<'_>) -> Result<WakeupEntry, AcpiError> {
         return Err(truncated(entry, WAKEUP_ENTRY_LENGTH_V0));
     };
     let reset_vector = if mailbox_version >= MAILBOX_VERSION_RESET_VECTOR {
-        let vector = u64_at(bytes, offset_of!(MultiprocessorWakeupEntry, reset_vector));
+        let vector = u64::read_at(bytes, offset_of!(MultiprocessorWakeupEntry, reset_vector));
         Some(vector.ok_or(AcpiError::MadtEntry {
             offset: entry.offset,
             problem: EntryProblem::WakeupVersion {

@@ -26,6 +26,7 @@ use core::mem::{offset_of, size_of};
 use heapless::Vec;
 
 use crate::platform::PhysicalMemory;
+use crate::wire::WireField;
 
 mod advertise;
 mod madt;
@@ -84,28 +85,7 @@ impl fmt::Debug for Signature {
 }
 
 // ---------------------------------------------------------------------------------------
-// Little-endian field access with bounds checks.
-
-/// `N` bytes at `offset`, or `None` when they are not all inside `bytes`.
-fn array_at<const N: usize>(bytes: &[u8], offset: usize) -> Option<[u8; N]> {
-    bytes.get(offset..offset.checked_add(N)?)?.try_into().ok()
-}
-
-fn u8_at(bytes: &[u8], offset: usize) -> Option<u8> {
-    bytes.get(offset).copied()
-}
-
-fn u16_at(bytes: &[u8], offset: usize) -> Option<u16> {
-    array_at(bytes, offset).map(u16::from_le_bytes)
-}
-
-fn u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
-    array_at(bytes, offset).map(u32::from_le_bytes)
-}
-
-fn u64_at(bytes: &[u8], offset: usize) -> Option<u64> {
-    array_at(bytes, offset).map(u64::from_le_bytes)
-}
+// Byte copies with bounds checks (structures and integers go through `WireField`).
 
 /// Copies `value` into `out` at `offset`; `None` when it does not fit.
 fn put(out: &mut [u8], offset: usize, value: &[u8]) -> Option<()> {
@@ -164,7 +144,17 @@ pub const RSDP_SCAN_END: u64 = 0x10_0000;
 
 /// Root System Description Pointer (ACPI 5.2.5.3): where the RSDT and XSDT are.
 #[repr(C, packed)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    ::zerocopy::FromBytes,
+    ::zerocopy::IntoBytes,
+    ::zerocopy::Immutable,
+    ::zerocopy::KnownLayout,
+)]
 pub struct Rsdp {
     pub signature: [u8; 8],
     /// Makes the first [`RSDP_V1_LENGTH`] bytes sum to zero.
@@ -197,53 +187,19 @@ impl Rsdp {
     /// Reads the fields present in `bytes`; the revision 2 fields read as zero when
     /// `bytes` holds only the 20-byte ACPI 1.0 structure.
     fn read(bytes: &[u8]) -> Option<Rsdp> {
-        Some(Rsdp {
-            signature: array_at(bytes, offset_of!(Rsdp, signature))?,
-            checksum: u8_at(bytes, offset_of!(Rsdp, checksum))?,
-            oem_id: array_at(bytes, offset_of!(Rsdp, oem_id))?,
-            revision: u8_at(bytes, offset_of!(Rsdp, revision))?,
-            rsdt_address: u32_at(bytes, offset_of!(Rsdp, rsdt_address))?,
-            length: u32_at(bytes, offset_of!(Rsdp, length)).unwrap_or(0),
-            xsdt_address: u64_at(bytes, offset_of!(Rsdp, xsdt_address)).unwrap_or(0),
-            extended_checksum: u8_at(bytes, offset_of!(Rsdp, extended_checksum)).unwrap_or(0),
-            reserved: array_at(bytes, offset_of!(Rsdp, reserved)).unwrap_or([0; 3]),
-        })
+        if let Some(rsdp) = <Rsdp as WireField>::read_from(bytes) {
+            return Some(rsdp);
+        }
+        let mut padded = [0u8; RSDP_V2_LENGTH];
+        padded
+            .get_mut(..RSDP_V1_LENGTH)?
+            .copy_from_slice(bytes.get(..RSDP_V1_LENGTH)?);
+        <Rsdp as WireField>::read_from(&padded)
     }
 
     /// Writes all [`RSDP_V2_LENGTH`] bytes, checksums as they are in `self`.
     fn write(&self, out: &mut [u8]) -> Option<()> {
-        let Rsdp {
-            signature,
-            checksum,
-            oem_id,
-            revision,
-            rsdt_address,
-            length,
-            xsdt_address,
-            extended_checksum,
-            reserved,
-        } = *self;
-        put(out, offset_of!(Rsdp, signature), &signature)?;
-        put(out, offset_of!(Rsdp, checksum), &[checksum])?;
-        put(out, offset_of!(Rsdp, oem_id), &oem_id)?;
-        put(out, offset_of!(Rsdp, revision), &[revision])?;
-        put(
-            out,
-            offset_of!(Rsdp, rsdt_address),
-            &rsdt_address.to_le_bytes(),
-        )?;
-        put(out, offset_of!(Rsdp, length), &length.to_le_bytes())?;
-        put(
-            out,
-            offset_of!(Rsdp, xsdt_address),
-            &xsdt_address.to_le_bytes(),
-        )?;
-        put(
-            out,
-            offset_of!(Rsdp, extended_checksum),
-            &[extended_checksum],
-        )?;
-        put(out, offset_of!(Rsdp, reserved), &reserved)
+        WireField::write_to(*self, out)
     }
 
     /// Whether the XSDT is the table to use: ACPI 2.0+ and a nonzero address.
@@ -296,7 +252,7 @@ pub fn parse_rsdp(mem: &impl PhysicalMemory, address: u64) -> Result<Rsdp, AcpiE
     if rsdp.revision < RSDP_REVISION_2 {
         return Ok(rsdp);
     }
-    let length_field = u32_at(
+    let length_field = u32::read_at(
         mem.bytes(address, RSDP_V2_LENGTH)
             .ok_or(AcpiError::RsdpUnreadable {
                 address,
@@ -348,7 +304,17 @@ pub const MAX_TABLES: usize = 128;
 
 /// System Description Table header (ACPI 5.2.6), 36 bytes at the start of every table.
 #[repr(C, packed)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    ::zerocopy::FromBytes,
+    ::zerocopy::IntoBytes,
+    ::zerocopy::Immutable,
+    ::zerocopy::KnownLayout,
+)]
 pub struct SdtHeader {
     pub signature: [u8; 4],
     /// Bytes in the whole table, header included.
@@ -376,49 +342,12 @@ const _: () = assert!(offset_of!(SdtHeader, creator_revision) == 32);
 impl SdtHeader {
     /// Reads the header at the start of `bytes`.
     pub fn read(bytes: &[u8]) -> Option<SdtHeader> {
-        Some(SdtHeader {
-            signature: array_at(bytes, offset_of!(SdtHeader, signature))?,
-            length: u32_at(bytes, offset_of!(SdtHeader, length))?,
-            revision: u8_at(bytes, offset_of!(SdtHeader, revision))?,
-            checksum: u8_at(bytes, offset_of!(SdtHeader, checksum))?,
-            oem_id: array_at(bytes, offset_of!(SdtHeader, oem_id))?,
-            oem_table_id: array_at(bytes, offset_of!(SdtHeader, oem_table_id))?,
-            oem_revision: u32_at(bytes, offset_of!(SdtHeader, oem_revision))?,
-            creator_id: array_at(bytes, offset_of!(SdtHeader, creator_id))?,
-            creator_revision: u32_at(bytes, offset_of!(SdtHeader, creator_revision))?,
-        })
+        <SdtHeader as WireField>::read_from(bytes)
     }
 
     /// Writes the 36 header bytes at the start of `out`, checksum as it is in `self`.
     pub fn write(&self, out: &mut [u8]) -> Option<()> {
-        let SdtHeader {
-            signature,
-            length,
-            revision,
-            checksum,
-            oem_id,
-            oem_table_id,
-            oem_revision,
-            creator_id,
-            creator_revision,
-        } = *self;
-        put(out, offset_of!(SdtHeader, signature), &signature)?;
-        put(out, offset_of!(SdtHeader, length), &length.to_le_bytes())?;
-        put(out, offset_of!(SdtHeader, revision), &[revision])?;
-        put(out, offset_of!(SdtHeader, checksum), &[checksum])?;
-        put(out, offset_of!(SdtHeader, oem_id), &oem_id)?;
-        put(out, offset_of!(SdtHeader, oem_table_id), &oem_table_id)?;
-        put(
-            out,
-            offset_of!(SdtHeader, oem_revision),
-            &oem_revision.to_le_bytes(),
-        )?;
-        put(out, offset_of!(SdtHeader, creator_id), &creator_id)?;
-        put(
-            out,
-            offset_of!(SdtHeader, creator_revision),
-            &creator_revision.to_le_bytes(),
-        )
+        WireField::write_to(*self, out)
     }
 
     pub fn signature(&self) -> Signature {
@@ -580,9 +509,9 @@ impl Tables {
         let mut entries = Vec::new();
         for raw in list.chunks_exact(entry_size) {
             let address = if entry_size == XSDT_ENTRY_SIZE {
-                u64_at(raw, 0)
+                u64::read_at(raw, 0)
             } else {
-                u32_at(raw, 0).map(u64::from)
+                u32::read_at(raw, 0).map(u64::from)
             }
             .unwrap_or(0);
             if address == 0 {

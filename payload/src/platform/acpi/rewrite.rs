@@ -17,12 +17,15 @@ use super::madt::{
     WAKEUP_ENTRY_LENGTH_V1, WAKEUP_MAILBOX_ALIGNMENT,
 };
 use super::{
-    fix_checksum, put, u32_at, AcpiError, Rsdp, SdtHeader, Signature, Tables, MAX_TABLES,
-    RSDP_ALIGNMENT, RSDP_REVISION_2, RSDP_SIGNATURE, RSDP_V1_LENGTH, RSDP_V2_LENGTH,
-    SDT_HEADER_LENGTH, XSDT_ENTRY_SIZE, XSDT_REVISION,
+    fix_checksum, put, AcpiError, Rsdp, SdtHeader, Signature, Tables, MAX_TABLES, RSDP_ALIGNMENT,
+    RSDP_REVISION_2, RSDP_SIGNATURE, RSDP_V1_LENGTH, RSDP_V2_LENGTH, SDT_HEADER_LENGTH,
+    XSDT_ENTRY_SIZE, XSDT_REVISION,
 };
-use crate::memory::{Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE};
+use crate::memory::{
+    AllocationRequest, Lifetime, MemoryError, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB, PAGE_SIZE,
+};
 use crate::platform::PhysicalMemory;
+use crate::wire::WireField;
 
 /// How the kernels' ACPI tables are shown in the memory map. Not ACPI Reclaim: parkboot
 /// writes them again before every boot, so no kernel may take the memory over (and the
@@ -33,15 +36,15 @@ pub const KERNEL_TABLES_REPORT_AS: ReportAs = ReportAs::AcpiNvs;
 /// reported as [`KERNEL_TABLES_REPORT_AS`]. Below 4 GiB, where every kernel parkboot
 /// boots (32-bit multiboot2 ones too) can reach them, and above the real-mode area.
 pub fn reserve_kernel_tables(memory: &mut MemoryMap, size: u64) -> Result<u64, MemoryError> {
-    memory.allocate(
+    memory.allocate(AllocationRequest {
         size,
-        PAGE_SIZE,
-        ONE_MIB,
-        FOUR_GIB,
-        "kernels' ACPI tables",
-        KERNEL_TABLES_REPORT_AS,
-        Lifetime::Permanent,
-    )
+        align: PAGE_SIZE,
+        min: ONE_MIB,
+        max: FOUR_GIB,
+        name: "kernels' ACPI tables",
+        report_as: KERNEL_TABLES_REPORT_AS,
+        lifetime: Lifetime::Permanent,
+    })
 }
 
 /// ACPI requires no alignment for the MADT and XSDT; parkboot puts each on an 8-byte
@@ -130,9 +133,10 @@ pub fn madt_with_wakeup(
         if let Some((apic_id, flags_offset)) = cpu_entry_id(&entry)? {
             if withheld.contains(&apic_id) {
                 let at = offset + flags_offset;
-                let flags = u32_at(table, at).ok_or(output_too_small(length, available))?;
+                let flags = u32::read_at(table, at).ok_or(output_too_small(length, available))?;
                 let cleared = flags & !(LOCAL_APIC_FLAG_ENABLED | LOCAL_APIC_FLAG_ONLINE_CAPABLE);
-                put(table, at, &cleared.to_le_bytes())
+                cleared
+                    .write_at(table, at)
                     .ok_or(output_too_small(length, available))?;
             }
         }
@@ -142,12 +146,9 @@ pub fn madt_with_wakeup(
     wakeup
         .write(table.get_mut(offset..).unwrap_or(&mut []))
         .ok_or(output_too_small(length, available))?;
-    put(
-        table,
-        offset_of!(SdtHeader, length),
-        &(length as u32).to_le_bytes(),
-    )
-    .ok_or(output_too_small(length, available))?;
+    (length as u32)
+        .write_at(table, offset_of!(SdtHeader, length))
+        .ok_or(output_too_small(length, available))?;
     fix_checksum(table, offset_of!(SdtHeader, checksum));
     Ok(length)
 }
@@ -187,7 +188,9 @@ pub fn build_xsdt(
         .ok_or(output_too_small(length, available))?;
     for (index, &address) in entries.iter().enumerate() {
         let offset = SDT_HEADER_LENGTH + index * XSDT_ENTRY_SIZE;
-        put(table, offset, &address.to_le_bytes()).ok_or(output_too_small(length, available))?;
+        address
+            .write_at(table, offset)
+            .ok_or(output_too_small(length, available))?;
     }
     fix_checksum(table, offset_of!(SdtHeader, checksum));
     Ok(length)

@@ -32,11 +32,10 @@ mod shim {
     use elf::endian::LittleEndian;
     use elf::ElfBytes;
     use parkboot::kernels::handoff::{enter_protected_mode32, SEL_CODE32, SEL_CODE64, SEL_DATA};
+    use parkboot::memory::{MemoryKind, MemoryRegion};
     use parkboot::platform::cbmem_console::CbmemConsole;
     use parkboot::platform::coreboot::builder::TableBuilder;
-    use parkboot::platform::{
-        BootSource, MemoryKind, MemoryRegion, PhysicalMemory, Platform, SerialConsole,
-    };
+    use parkboot::platform::{BootSource, PhysicalMemory, Platform, SerialConsole};
 
     // parkboot's own entry code serves here too: PVH note, long mode, boot stack.
     core::arch::global_asm!(

@@ -2,8 +2,7 @@
 //! synthetic images built by [`TestImage`] with the boot protocol's offsets written as numbers.
 
 use super::*;
-use crate::memory::{Lifetime, GIB};
-use crate::platform::MemoryRegion;
+use crate::memory::{Lifetime, MemoryKind, MemoryRegion, GIB};
 use std::path::PathBuf;
 
 mod boot_params;

@@ -204,7 +204,7 @@ fn pristine_capture_needs_room_for_the_madt() {
 #[test]
 fn the_kernels_tables_are_acpi_nvs_and_survive_every_boot() {
     use crate::memory::{Lifetime, MemoryMap, ReportAs, FOUR_GIB, ONE_MIB};
-    use crate::platform::{MemoryKind, MemoryRegion};
+    use crate::memory::{MemoryKind, MemoryRegion};
     let mut memory = MemoryMap::new(&[MemoryRegion {
         start: 0,
         size: 2 * FOUR_GIB,
