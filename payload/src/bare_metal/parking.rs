@@ -102,7 +102,8 @@ impl PageAllocator for RegionPages {
 
 /// # Safety: `addr..addr+len` is memory parkboot reserved.
 unsafe fn zero(addr: u64, len: u64) {
-    core::ptr::write_bytes(addr as *mut u8, 0, len as usize);
+    // SAFETY: the caller guarantees `addr..addr+len` is reserved, identity-mapped memory.
+    unsafe { core::ptr::write_bytes(addr as *mut u8, 0, len as usize) };
 }
 
 /// Builds the firmware page tables and the park region, then parks every usable AP.

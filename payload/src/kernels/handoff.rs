@@ -46,5 +46,6 @@ extern "C" {
 /// 4 GiB. Nothing of the caller survives.
 #[cfg(target_os = "none")]
 pub unsafe fn enter_protected_mode32(entry: u32, eax: u32, ebx: u32, esp: u32) -> ! {
-    handoff_enter_protected_mode32(entry as u64, eax, ebx, esp as u64)
+    // SAFETY: the caller guarantees `entry` and `esp` as `handoff.S` needs them.
+    unsafe { handoff_enter_protected_mode32(entry as u64, eax, ebx, esp as u64) }
 }
