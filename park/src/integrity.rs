@@ -147,14 +147,16 @@ impl OwnedFields {
         HEADER_FIELDS
             .iter()
             .position(|(n, _)| *n == name)
-            .map(|i| self.values[i])
+            .and_then(|i| self.values.get(i).copied())
     }
 
     /// The checksum of these header fields and `slots` (one per slot, `slot_count`).
     pub fn checksum(&self, slots: impl Iterator<Item = SlotOwned>) -> u32 {
         let mut hash = Fnv1a::new();
         for (value, (_, width)) in self.values.iter().zip(HEADER_FIELDS) {
-            hash = hash.bytes(&value.to_le_bytes()[..width]);
+            let bytes = value.to_le_bytes();
+            // Every width in HEADER_FIELDS is 4 or 8.
+            hash = hash.bytes(bytes.get(..width).unwrap_or(&bytes));
         }
         for slot in slots {
             hash = hash

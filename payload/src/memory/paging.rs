@@ -193,7 +193,8 @@ pub fn build_identity_map(
         let base = gib * SIZE_1G;
         if pdpt_index == 0 {
             pdpt = builder.table()?;
-            builder.alloc.page_mut(pml4)[pml4_index] = pdpt | TABLE_FLAGS;
+            let slot = builder.alloc.page_mut(pml4).get_mut(pml4_index);
+            *slot.ok_or(PagingError::EndTooHigh { end })? = pdpt | TABLE_FLAGS;
         }
         let entry = if options.gigabyte_pages {
             base | LEAF_FLAGS
@@ -207,7 +208,8 @@ pub fn build_identity_map(
             }
             pd | TABLE_FLAGS
         };
-        builder.alloc.page_mut(pdpt)[pdpt_index] = entry;
+        let slot = builder.alloc.page_mut(pdpt).get_mut(pdpt_index);
+        *slot.ok_or(PagingError::EndTooHigh { end })? = entry;
     }
     Ok(pml4)
 }
