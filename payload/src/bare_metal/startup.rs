@@ -24,7 +24,7 @@ use parkboot::platform::{BootSource, MemoryKind, PhysicalMemory, Platform, Seria
 // The entry points (coreboot's ELF entry and the PVH note), 32-bit protected mode to
 // long mode, then `rust_entry`.
 global_asm!(
-    include_str!("entry.S"),
+    concat!(include_str!("../../../park/src/asm/long_mode.inc"), include_str!("entry.S")),
     rust_entry = sym rust_entry,
     BOOT_SOURCE_COREBOOT = const BootSource::Coreboot as u32,
     BOOT_SOURCE_PVH = const BootSource::Pvh as u32,

@@ -26,7 +26,7 @@ pub static FLAT_GDT_POINTER: GdtPointer = GdtPointer {
 
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
-    include_str!("handoff.S"),
+    concat!(include_str!("../../../park/src/asm/long_mode.inc"), include_str!("handoff.S")),
     SEL_CODE32 = const SEL_CODE32,
     SEL_DATA = const SEL_DATA,
     gdt_pointer = sym FLAT_GDT_POINTER,

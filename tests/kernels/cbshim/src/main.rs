@@ -43,7 +43,7 @@ mod shim {
 
     // parkboot's own entry code serves here too: PVH note, long mode, boot stack.
     core::arch::global_asm!(
-        include_str!("../../../../payload/src/bare_metal/entry.S"),
+        concat!(include_str!("../../../../park/src/asm/long_mode.inc"), include_str!("../../../../payload/src/bare_metal/entry.S")),
         rust_entry = sym shim_main,
         BOOT_SOURCE_COREBOOT = const BootSource::Coreboot as u32,
         BOOT_SOURCE_PVH = const BootSource::Pvh as u32,
