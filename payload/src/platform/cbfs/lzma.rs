@@ -101,6 +101,9 @@ impl<'a> RangeDecoder<'a> {
         Ok(b)
     }
 
+    // Kept inlined into `bit`: out of line (as opt-level "s" chose once the bounds
+    // checks became errors) it cost the decoder 25% more instructions.
+    #[inline(always)]
     fn normalize(&mut self) -> Result<(), Fault> {
         if self.range < TOP_VALUE {
             self.range <<= 8;
@@ -430,23 +433,14 @@ fn decode_stream(stream: &[u8], out: &mut [u8], pos: &mut usize) -> Result<(), F
                 what: "a match past the decompressed size",
             });
         }
-        // The match reads the `distance` bytes before `pos` (`history`) and writes the
-        // `len` after it (`target`); one bounds check per match (repeating the two
-        // above), none per byte.
+        // Byte by byte: the source may overlap what the match writes. One bounds check
+        // per match (the window, repeating the two checks above), none per byte.
         let window = out
             .get_mut(*pos - distance..*pos + len)
             .ok_or(OUT_OF_TABLE)?;
-        let (history, target) = window.split_at_mut_checked(distance).ok_or(OUT_OF_TABLE)?;
-        match history.get(..len) {
-            // Source and destination apart: one copy.
-            Some(source) => target.copy_from_slice(source),
-            // The match overlaps what it writes (distance < len): byte `i` of it is
-            // byte `i % distance` of the history, as a byte-by-byte copy would give.
-            None => {
-                for (to, &from) in target.iter_mut().zip(history.iter().cycle()) {
-                    *to = from;
-                }
-            }
+        for i in 0..len {
+            // SAFETY: `i` < `len` and `distance + i` < `distance + len` == `window.len()`.
+            unsafe { *window.get_unchecked_mut(distance + i) = *window.get_unchecked(i) };
         }
         *pos += len;
     }
