@@ -6,18 +6,14 @@
  * It runs once per AP, ever. Position-independent: the page base comes from CS.
  */
 
-.set CR0_PE,    1 << 0
+/* CR0_PE, CR0_PG, CR4_*, MSR_EFER, EFER_LME and the mode-switch macros come from
+ * asm/long_mode.inc, assembled in front of this file. */
 .set CR0_ET,    1 << 4
 .set CR0_NE,    1 << 5
-.set CR0_PG,    1 << 31
 /* CR0 is loaded whole, never ORed into what INIT left: caches on (CD and NW clear),
  * x87 errors reported natively. */
 .set CR0_PROTECTED, CR0_PE | CR0_ET | CR0_NE
 .set CR0_PAGED,     CR0_PROTECTED | CR0_PG
-.set CR4_PAE,   1 << 5
-.set CR4_MCE,   1 << 6
-.set MSR_EFER,  0xC0000080
-.set EFER_LME,  1 << 8
 .set REAL_MODE_SEGMENT_SHIFT, 4
 
 .pushsection .text.park_blobs, "ax"
@@ -39,22 +35,12 @@ park_trampoline_start:
 .code32
 .global park_trampoline_protected_mode
 park_trampoline_protected_mode:
-    mov     ${SEL_DATA}, %eax
-    mov     %eax, %ds
-    mov     %eax, %es
-    mov     %eax, %ss
-    mov     %eax, %fs
-    mov     %eax, %gs
+    LOAD_FLAT_DATA_SEGMENTS {SEL_DATA}
     /* MCE: a machine check must reach parkboot's #MC handler, not shut the CPU down. */
-    mov     %cr4, %eax
-    or      $(CR4_PAE | CR4_MCE), %eax
-    mov     %eax, %cr4
+    SET_CR4_BITS CR4_PAE|CR4_MCE
     mov     (park_trampoline_cr3 - park_trampoline_start)(%ebx), %eax
     mov     %eax, %cr3
-    mov     $MSR_EFER, %ecx
-    rdmsr
-    or      $EFER_LME, %eax
-    wrmsr
+    SET_EFER_LME
     mov     $CR0_PAGED, %eax
     mov     %eax, %cr0
     ljmp    *(park_trampoline_far64 - park_trampoline_start)(%ebx)

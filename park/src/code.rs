@@ -115,7 +115,7 @@ impl ParkCodeData {
 }
 
 global_asm!(
-    include_str!("ap_trampoline.S"),
+    concat!(include_str!("asm/long_mode.inc"), include_str!("ap_trampoline.S")),
     SEL_CODE32 = const SEL_CODE32,
     SEL_CODE64 = const SEL_CODE64,
     SEL_DATA = const SEL_DATA,
@@ -123,7 +123,7 @@ global_asm!(
 );
 
 global_asm!(
-    include_str!("park.S"),
+    concat!(include_str!("asm/long_mode.inc"), include_str!("park.S")),
     SEL_CODE64 = const SEL_CODE64,
     SEL_DATA = const SEL_DATA,
     DATA_FIRMWARE_CR3 = const offset_of!(ParkCodeData, firmware_cr3),

@@ -97,19 +97,25 @@ fn field_pointers(table: *mut ParkTable) -> [(*mut u8, usize); HEADER_FIELDS.len
 
 /// # Safety: `field` points at `width` (4 or 8) readable bytes.
 unsafe fn read_field(field: *const u8, width: usize) -> u64 {
-    if width == 8 {
-        core::ptr::read_volatile(field.cast::<u64>())
-    } else {
-        u64::from(core::ptr::read_volatile(field.cast::<u32>()))
+    // SAFETY: the caller guarantees `width` readable bytes at `field`.
+    unsafe {
+        if width == 8 {
+            core::ptr::read_volatile(field.cast::<u64>())
+        } else {
+            u64::from(core::ptr::read_volatile(field.cast::<u32>()))
+        }
     }
 }
 
 /// # Safety: `field` points at `width` (4 or 8) writable bytes.
 unsafe fn write_field(field: *mut u8, width: usize, value: u64) {
-    if width == 8 {
-        core::ptr::write_volatile(field.cast::<u64>(), value)
-    } else {
-        core::ptr::write_volatile(field.cast::<u32>(), value as u32)
+    // SAFETY: the caller guarantees `width` writable bytes at `field`.
+    unsafe {
+        if width == 8 {
+            core::ptr::write_volatile(field.cast::<u64>(), value)
+        } else {
+            core::ptr::write_volatile(field.cast::<u32>(), value as u32)
+        }
     }
 }
 
@@ -141,14 +147,16 @@ impl OwnedFields {
         HEADER_FIELDS
             .iter()
             .position(|(n, _)| *n == name)
-            .map(|i| self.values[i])
+            .and_then(|i| self.values.get(i).copied())
     }
 
     /// The checksum of these header fields and `slots` (one per slot, `slot_count`).
     pub fn checksum(&self, slots: impl Iterator<Item = SlotOwned>) -> u32 {
         let mut hash = Fnv1a::new();
         for (value, (_, width)) in self.values.iter().zip(HEADER_FIELDS) {
-            hash = hash.bytes(&value.to_le_bytes()[..width]);
+            let bytes = value.to_le_bytes();
+            // Every width in HEADER_FIELDS is 4 or 8.
+            hash = hash.bytes(bytes.get(..width).unwrap_or(&bytes));
         }
         for slot in slots {
             hash = hash
@@ -248,62 +256,68 @@ pub unsafe fn verify_and_repair(
     slots: &[SlotOwned],
     mut report: impl FnMut(Damage),
 ) -> usize {
-    let mut found = 0;
-    let stored = core::ptr::read_volatile(core::ptr::addr_of!((*table).checksum));
-    let computed = (*table).compute_checksum();
-    if computed != Some(stored) {
-        found += 1;
-        report(Damage::Checksum { stored, computed });
-    }
-    for ((field, width), ((name, _), &expected)) in field_pointers(table)
-        .into_iter()
-        .zip(HEADER_FIELDS.iter().zip(header.values.iter()))
-    {
-        let value = read_field(field, width);
-        if value != expected {
+    // SAFETY: the caller guarantees `table` is the writable park table built from
+    // `header` and `slots`; every access below is to one of its header fields
+    // (`field_pointers`) or to a field of one of `slots.len()` slots placed by
+    // parkboot's own `slots_offset` and `slot_size`, and no other CPU writes them.
+    unsafe {
+        let mut found = 0;
+        let stored = core::ptr::read_volatile(core::ptr::addr_of!((*table).checksum));
+        let computed = (*table).compute_checksum();
+        if computed != Some(stored) {
             found += 1;
-            report(Damage::Header {
-                field: name,
-                found: value,
-                expected,
-            });
-            write_field(field, width, expected);
+            report(Damage::Checksum { stored, computed });
         }
+        for ((field, width), ((name, _), &expected)) in field_pointers(table)
+            .into_iter()
+            .zip(HEADER_FIELDS.iter().zip(header.values.iter()))
+        {
+            let value = read_field(field, width);
+            if value != expected {
+                found += 1;
+                report(Damage::Header {
+                    field: name,
+                    found: value,
+                    expected,
+                });
+                write_field(field, width, expected);
+            }
+        }
+        let offset = header.get("slots_offset").unwrap_or(0);
+        let size = header.get("slot_size").unwrap_or(0);
+        for (index, owned) in slots.iter().enumerate() {
+            let slot = slot_pointer(table, offset, size, index);
+            let apic_id = core::ptr::addr_of_mut!((*slot).apic_id);
+            let stack_top = core::ptr::addr_of_mut!((*slot).stack_top);
+            let found_id = core::ptr::read_volatile(apic_id);
+            if found_id != owned.apic_id {
+                found += 1;
+                report(Damage::Slot {
+                    index,
+                    apic_id: owned.apic_id,
+                    field: "apic_id",
+                    found: u64::from(found_id),
+                    expected: u64::from(owned.apic_id),
+                });
+                core::ptr::write_volatile(apic_id, owned.apic_id);
+            }
+            let found_stack = core::ptr::read_volatile(stack_top);
+            if found_stack != owned.stack_top {
+                found += 1;
+                report(Damage::Slot {
+                    index,
+                    apic_id: owned.apic_id,
+                    field: "stack_top",
+                    found: found_stack,
+                    expected: owned.stack_top,
+                });
+                core::ptr::write_volatile(stack_top, owned.stack_top);
+            }
+        }
+        let checksum = header.checksum(slots.iter().copied());
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*table).checksum), checksum);
+        found
     }
-    let offset = header.get("slots_offset").unwrap_or(0);
-    let size = header.get("slot_size").unwrap_or(0);
-    for (index, owned) in slots.iter().enumerate() {
-        let slot = slot_pointer(table, offset, size, index);
-        let apic_id = core::ptr::addr_of_mut!((*slot).apic_id);
-        let stack_top = core::ptr::addr_of_mut!((*slot).stack_top);
-        let found_id = core::ptr::read_volatile(apic_id);
-        if found_id != owned.apic_id {
-            found += 1;
-            report(Damage::Slot {
-                index,
-                apic_id: owned.apic_id,
-                field: "apic_id",
-                found: u64::from(found_id),
-                expected: u64::from(owned.apic_id),
-            });
-            core::ptr::write_volatile(apic_id, owned.apic_id);
-        }
-        let found_stack = core::ptr::read_volatile(stack_top);
-        if found_stack != owned.stack_top {
-            found += 1;
-            report(Damage::Slot {
-                index,
-                apic_id: owned.apic_id,
-                field: "stack_top",
-                found: found_stack,
-                expected: owned.stack_top,
-            });
-            core::ptr::write_volatile(stack_top, owned.stack_top);
-        }
-    }
-    let checksum = header.checksum(slots.iter().copied());
-    core::ptr::write_volatile(core::ptr::addr_of_mut!((*table).checksum), checksum);
-    found
 }
 
 #[cfg(test)]
@@ -396,23 +410,38 @@ mod tests {
         type Breaker = unsafe fn(*mut ParkTable);
         let cases: [(Breaker, &str); 5] = [
             (
-                |t| unsafe { (*t).cpu_count = 99 },
+                |t| {
+                    // SAFETY: `t` is the built table (the caller below).
+                    unsafe { (*t).cpu_count = 99 }
+                },
                 "header field cpu_count is 0x63, parkboot wrote 0x4",
             ),
             (
-                |t| unsafe { (*t).boot_apic_id = 5 },
+                |t| {
+                    // SAFETY: `t` is the built table (the caller below).
+                    unsafe { (*t).boot_apic_id = 5 }
+                },
                 "header field boot_apic_id is 0x5",
             ),
             (
-                |t| unsafe { (*t).signature = *b"BROKEN!!" },
+                |t| {
+                    // SAFETY: `t` is the built table (the caller below).
+                    unsafe { (*t).signature = *b"BROKEN!!" }
+                },
                 "header field signature",
             ),
             (
-                |t| unsafe { (*slot_pointer(t, 128, 128, 2)).apic_id = 77 },
+                |t| {
+                    // SAFETY: `t` is the built table (the caller below).
+                    unsafe { (*slot_pointer(t, 128, 128, 2)).apic_id = 77 }
+                },
                 "slot 2 (APIC ID 4): apic_id is 0x4d, parkboot wrote 0x4",
             ),
             (
-                |t| unsafe { (*slot_pointer(t, 128, 128, 3)).stack_top = 0 },
+                |t| {
+                    // SAFETY: `t` is the built table (the caller below).
+                    unsafe { (*slot_pointer(t, 128, 128, 3)).stack_top = 0 }
+                },
                 "slot 3 (APIC ID 6): stack_top is 0x0",
             ),
         ];

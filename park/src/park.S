@@ -263,43 +263,8 @@
 .Lno_mca\@:
 .endm
 
-/* The one CR4 a CPU handed back runs with: PAE (long mode), MCE (a machine check
- * reaches the #MC handler instead of shutting the CPU down) and LA57 as found (it
- * cannot change with paging on). rdx = CR4 as the kernel left it. Everything else is
- * cleared, each for a reason: CET (a kernel with IBT/shadow stacks on would make every
- * indirect jump and IRET of parkboot's a #CP), FRED (bit 32: with it set, LIDT alone
- * does not route NMIs and #MC to parkboot's IDT), PCIDE (handoff.S turns paging off),
- * PGE (clearing it flushes the kernel's global TLB entries, which the CR3 switch
- * alone keeps), SMEP/SMAP/PKE/UMIP and the rest (parkboot uses none). Writing a 0 to
- * a bit the CPU does not have is allowed, so no CPUID check is needed here. */
-.macro LOAD_FIXED_CR4
-    and     $CR4_LA57, %edx                     /* zero-extends: bits 32-63 cleared too */
-    or      $(CR4_PAE | CR4_MCE), %edx
-    mov     %rdx, %cr4
-.endm
-
-/* IA32_S_CET off where CPUID says CET exists (the MSR #GPs elsewhere): with CR4.CET
- * clear it does nothing, but a later kernel that sets CR4.CET before writing the MSR
- * must not inherit ENDBR_EN from the previous kernel. Clobbers rax, rbx, rcx, rdx. */
-.macro CLEAR_SUPERVISOR_CET
-    xor     %eax, %eax
-    cpuid
-    cmp     $CPUID_LEAF_STRUCTURED_EXTENDED, %eax
-    jb      .Lno_cet\@
-    mov     $CPUID_LEAF_STRUCTURED_EXTENDED, %eax
-    xor     %ecx, %ecx
-    cpuid
-    test    $CPUID_ECX_CET_SS, %ecx
-    jnz     .Lcet\@
-    test    $CPUID_EDX_CET_IBT, %edx
-    jz      .Lno_cet\@
-.Lcet\@:
-    mov     $MSR_IA32_S_CET, %ecx
-    xor     %eax, %eax
-    xor     %edx, %edx
-    wrmsr
-.Lno_cet\@:
-.endm
+/* LOAD_CR3_FOR_PAGING_MODE, LOAD_FIXED_CR4, CLEAR_SUPERVISOR_CET and
+ * LOAD_DATA_SEGMENTS_NULL_FS_GS: asm/long_mode.inc, assembled in front of this file. */
 
 /* rax = TSC */
 .macro READ_TSC
@@ -564,15 +529,7 @@ park_reset_vector:
      * paging on gets the same identity map under a PML5. Until the CR3 switch only
      * this page is known to be mapped: park_code_data is in it (the blob fits in one
      * page: asserted in parkboot's linker.ld). */
-    mov     %cr4, %rdx
-    test    $CR4_LA57, %edx
-    jnz     1f
-    mov     park_code_data + {DATA_FIRMWARE_CR3}(%rip), %rax
-    jmp     2f
-1:
-    mov     park_code_data + {DATA_FIRMWARE_CR3_LA57}(%rip), %rax
-2:
-    mov     %rax, %cr3
+    LOAD_CR3_FOR_PAGING_MODE park_code_data+{DATA_FIRMWARE_CR3}(%rip), park_code_data+{DATA_FIRMWARE_CR3_LA57}(%rip)
     LOAD_FIXED_CR4
     CLEAR_SUPERVISOR_CET
     mov     $ENTRY_RETURN, %r15d
@@ -604,13 +561,7 @@ park_cpu_entry:
     push    %rax
     iretq
 1:
-    mov     ${SEL_DATA}, %eax
-    mov     %eax, %ds
-    mov     %eax, %es
-    mov     %eax, %ss
-    xor     %eax, %eax
-    mov     %eax, %fs
-    mov     %eax, %gs
+    LOAD_DATA_SEGMENTS_NULL_FS_GS {SEL_DATA}
     mov     %cr4, %rax
     or      $CR4_MCE, %rax
     mov     %rax, %cr4

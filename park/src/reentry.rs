@@ -140,7 +140,11 @@ impl KernelReport {
             .iter()
             .position(|&b| b == 0)
             .ok_or(ReportProblem::MessageNotTerminated)?;
-        core::str::from_utf8(&self.message[..end]).map_err(|e| ReportProblem::MessageNotText {
+        let text = self
+            .message
+            .get(..end)
+            .ok_or(ReportProblem::MessageNotTerminated)?;
+        core::str::from_utf8(text).map_err(|e| ReportProblem::MessageNotText {
             offset: e.valid_up_to(),
         })
     }
@@ -210,12 +214,9 @@ pub const MESSAGE_BYTES: usize = 64;
 impl KernelReport {
     /// The message up to its NUL, if it is text.
     pub fn message(&self) -> &str {
-        let end = self
-            .message
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(self.message.len());
-        core::str::from_utf8(&self.message[..end]).unwrap_or("(not text)")
+        // Up to the first NUL, or all of it when there is none.
+        let text = self.message.split(|&b| b == 0).next().unwrap_or(&[]);
+        core::str::from_utf8(text).unwrap_or("(not text)")
     }
 }
 

@@ -4,6 +4,8 @@
 //! (`offset_of!` and the field's size), so the documentation cannot go stale
 //! silently: a wrong offset, name or type, a missing or extra row, a missing table or
 //! a layout table without a marker all fail.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use core::mem::{offset_of, size_of};
 use park::mailbox::WakeupMailbox;

@@ -10,6 +10,8 @@
 //! them (same order, names, sizes, limits and report types), on a QEMU-like (SeaBIOS /
 //! PVH) and a coreboot-like platform map, and then on random maps and random
 //! reservation sequences.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use parkboot::kernels::linux::e820_from_kernel_view;
 use parkboot::kernels::multiboot2::InfoBuilder;

@@ -3,6 +3,8 @@
 //! SeaBIOS installs them, and the coreboot table coreboot 4.15 (Debian's source, QEMU
 //! q35 board) hands parkboot. `payload/testdata/make-dumps` made them (see
 //! payload/testdata/README.md); each file is `<physical address>-<name>.bin`.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::path::Path;
 

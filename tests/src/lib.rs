@@ -24,6 +24,8 @@
 //! outcome.assert_pass();
 //! assert_eq!(outcome.init_ipis.unwrap().inits_after_park, Some(0));
 //! ```
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 pub mod cbmem;
 mod outcome;

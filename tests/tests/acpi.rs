@@ -2,6 +2,8 @@
 //! loop boots on with it kept in place; a broken MADT is an error that parks nothing and
 //! boots on as with `park = off`. cbshim (`cbshim.bad-checksum=SIG`) gives one of
 //! QEMU's tables a wrong checksum behind a new XSDT and RSDP.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use parkboot_tests::{parkboot_image, test_kernel, workspace_root, Boot, ExitStatusKind, Outcome};
 use std::time::Duration;

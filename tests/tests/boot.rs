@@ -1,4 +1,6 @@
 //! parkboot boots from both entry points and reports the machine it found.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use parkboot_tests::{parkboot_image, test_kernel, Boot, ExitStatusKind};
 use std::time::Duration;

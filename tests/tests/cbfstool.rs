@@ -1,4 +1,6 @@
 //! parkboot's ELF is an ordinary coreboot payload: coreboot's own cbfstool takes it.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use parkboot_tests::parkboot_image;
 use std::process::Command;

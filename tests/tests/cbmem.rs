@@ -7,6 +7,8 @@
 //! what parkboot printed on the serial port. Guest RAM is read from a file QEMU keeps it
 //! in (`memory-backend-file`, readable after QEMU has exited) or, while Linux runs,
 //! through the monitor's `pmemsave`.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use parkboot_tests::cbmem::{
     console_from_line, console_from_serial, decode, parkboot_serial_lines, HEADER_BYTES,

@@ -1,6 +1,8 @@
 //! Hostile kernel images through `scripts/run`'s runner: every one ends the run with the
 //! guest's failure code, a named error in the `--json` line and QEMU gone, never a
 //! triple fault and never a run that sits out its timeout.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use parkboot_tests::{linux_kernel, parkboot_image, test_kernel, workspace_root, Boot};
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! reboots. `scripts/test` downloads the kernel and builds the initramfs first
 //! (scripts/lib/linux.sh); their paths can also be given with PARKBOOT_LINUX_KERNEL and
 //! PARKBOOT_LINUX_INITRD.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use parkboot_tests::{linux_initrd, linux_kernel, parkboot_image, test_kernel, Boot, Outcome};
 use std::path::PathBuf;

@@ -2,6 +2,8 @@
 //! and over from a pristine copy, wakes every AP each time and re-enters parkboot; no
 //! AP is ever sent INIT again. Broken kernel images get a clear error and parkboot
 //! goes on with the next entry.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use parkboot_tests::{parkboot_image, test_kernel, Boot, Outcome};
 use std::path::{Path, PathBuf};

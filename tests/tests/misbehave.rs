@@ -3,6 +3,8 @@
 //! doorbell and the mailbox with bad vectors, and ones that return a garbage report.
 //! parkboot must notice, say what happened by APIC ID (and field), and either go on
 //! with the CPUs it still has or stop safely, never hang or fault.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use parkboot_tests::{parkboot_image, test_kernel, Boot, ExitStatusKind, Outcome};
 use std::time::Duration;

@@ -9,6 +9,8 @@
 //! path as PARKBOOT_BASE_ROM; every test puts parkboot and its files into its own copy
 //! with cbfstool. coreboot sends its own INIT and STARTUP IPIs before parkboot runs:
 //! the witness counts only those after parkboot's park.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use parkboot_tests::rom::{base_rom, Compression, Rom, RomBuilder};
 use parkboot_tests::{

@@ -16,6 +16,8 @@
 //! Under TCG on 2 host cores, Xen reaches `Brought up 4 CPUs` 3.6 s after QEMU's start
 //! (coreboot and parkboot included); the test stops QEMU there. The timeout is generous
 //! for a busy host.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use parkboot_tests::rom::{base_rom, Compression, RomBuilder};
 use parkboot_tests::{linux_kernel, parkboot_image, workspace_root, Boot};

@@ -12,18 +12,10 @@
  *   {gdt_pointer}           parkboot::handoff::FLAT_GDT_POINTER
  */
 
-.set CR0_PE,            1 << 0
-.set CR0_PG,            1 << 31
-.set CR4_PAE,           1 << 5
-.set MSR_EFER,          0xC0000080
-.set EFER_LME,          1 << 8
-.set PTE_PRESENT,       1 << 0
-.set PTE_WRITABLE,      1 << 1
-.set PTE_LARGE,         1 << 7
-.set LARGE_PAGE_SIZE,   0x200000
+/* The mode-switch macros and their constants (LOAD_FLAT_DATA_SEGMENTS,
+ * BUILD_IDENTITY_MAP, ENTER_LONG_MODE, PAGE_SIZE, ...) come from
+ * park/src/asm/long_mode.inc, assembled in front of this file. */
 .set BOOT_MAP_GIB,      4               /* the bootstrap map covers 0-4 GiB */
-.set ENTRIES_PER_TABLE, 512
-.set PAGE_SIZE,         4096
 .set BOOT_STACK_SIZE,   0x40000
 .set XEN_ELFNOTE_PHYS32_ENTRY, 18
 
@@ -63,12 +55,7 @@ common_entry32:
     lgdt    {gdt_pointer}
     ljmp    ${SEL_CODE32}, $1f
 1:
-    mov     ${SEL_DATA}, %eax
-    mov     %eax, %ds
-    mov     %eax, %es
-    mov     %eax, %ss
-    mov     %eax, %fs
-    mov     %eax, %gs
+    LOAD_FLAT_DATA_SEGMENTS {SEL_DATA}
 
     /* Not every loader zeroes .bss (the stack and bootstrap page tables live there). */
     mov     $__bss_start, %edi
@@ -79,51 +66,12 @@ common_entry32:
     mov     $boot_stack_top, %esp
 
     /* PML4[0] -> PDPT; PDPT[0..4] -> four page directories of 2 MiB pages. */
-    mov     $boot_pdpt, %eax
-    or      $(PTE_PRESENT | PTE_WRITABLE), %eax
-    mov     %eax, boot_pml4
-
-    mov     $boot_page_directories, %eax
-    or      $(PTE_PRESENT | PTE_WRITABLE), %eax
-    xor     %ecx, %ecx
-2:
-    mov     %eax, boot_pdpt(, %ecx, 8)
-    add     $PAGE_SIZE, %eax
-    inc     %ecx
-    cmp     $BOOT_MAP_GIB, %ecx
-    jb      2b
-
-    mov     $(PTE_PRESENT | PTE_WRITABLE | PTE_LARGE), %eax
-    xor     %ecx, %ecx
-3:
-    mov     %eax, boot_page_directories(, %ecx, 8)
-    add     $LARGE_PAGE_SIZE, %eax
-    inc     %ecx
-    cmp     $(BOOT_MAP_GIB * ENTRIES_PER_TABLE), %ecx
-    jb      3b
-
-    mov     %cr4, %eax
-    or      $CR4_PAE, %eax
-    mov     %eax, %cr4
-    mov     $boot_pml4, %eax
-    mov     %eax, %cr3
-    mov     $MSR_EFER, %ecx
-    rdmsr
-    or      $EFER_LME, %eax
-    wrmsr
-    mov     %cr0, %eax
-    or      $(CR0_PG | CR0_PE), %eax
-    mov     %eax, %cr0
-    ljmp    ${SEL_CODE64}, $long_mode_entry
+    BUILD_IDENTITY_MAP boot_pml4, boot_pdpt, boot_page_directories, BOOT_MAP_GIB
+    ENTER_LONG_MODE boot_pml4, {SEL_CODE64}, long_mode_entry
 
 .code64
 long_mode_entry:
-    mov     ${SEL_DATA}, %eax
-    mov     %eax, %ds
-    mov     %eax, %es
-    mov     %eax, %ss
-    mov     %eax, %fs
-    mov     %eax, %gs
+    LOAD_FLAT_DATA_SEGMENTS {SEL_DATA}
     /* The upper halves of the registers are undefined after the mode switch: the 32-bit
      * moves zero-extend. */
     mov     %ebp, %edi

@@ -319,7 +319,7 @@ pub fn park_all(
     let data_region = code_region
         .sub(park_code.data as u64, size_of::<ParkCodeData>() as u64)
         .map_err(ParkError::Memory)?;
-    // SAFETY (for every region of this function): reserved above (Permanent) for the
+    // SAFETY: for every region of this function: reserved above (Permanent) for the
     // park region, the mailbox and the trampoline, below 4 GiB where the identity map
     // covers them; no AP has been started, so nothing else reads or writes them; each
     // slice lives only while its part is filled, except the table's and the mailbox's,

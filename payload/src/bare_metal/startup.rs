@@ -26,7 +26,7 @@ use parkboot::platform::{BootSource, PhysicalMemory, Platform, SerialConsole};
 // The entry points (coreboot's ELF entry and the PVH note), 32-bit protected mode to
 // long mode, then `rust_entry`.
 global_asm!(
-    include_str!("entry.S"),
+    concat!(include_str!("../../../park/src/asm/long_mode.inc"), include_str!("entry.S")),
     rust_entry = sym rust_entry,
     BOOT_SOURCE_COREBOOT = const BootSource::Coreboot as u32,
     BOOT_SOURCE_PVH = const BootSource::Pvh as u32,
@@ -474,6 +474,8 @@ fn fault_test(test: FaultTest) -> ! {
     /// Panics when shown: the panic comes while the console lock is held.
     struct PanicWhenShown;
     impl fmt::Display for PanicWhenShown {
+        // The panic is the point: `fault_test = panic-while-logging` tests the panic path.
+        #[allow(clippy::panic)]
         fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
             panic!("fault_test: a panic while a log line is written")
         }

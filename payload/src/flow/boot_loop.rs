@@ -154,12 +154,11 @@ impl LoadPhases {
     /// information built, ACPI tag added, jump; a stamp that is 0 (not reached) or
     /// before the previous one gives 0 for its phase. `to_ns` converts TSC ticks.
     pub fn from_stamps(stamps: [u64; 5], reentry_ns: u64, to_ns: impl Fn(u64) -> u64) -> Self {
-        let phase = |i: usize| {
-            if stamps[i] == 0 || stamps[i + 1] == 0 {
-                0
-            } else {
-                to_ns(stamps[i + 1].saturating_sub(stamps[i]))
+        let phase = |i: usize| match (stamps.get(i), stamps.get(i + 1)) {
+            (Some(&start), Some(&end)) if start != 0 && end != 0 => {
+                to_ns(end.saturating_sub(start))
             }
+            _ => 0,
         };
         LoadPhases {
             reentry_ns,

@@ -12,12 +12,9 @@
  * below 4 GiB.
  */
 
-.set CR0_PG,    1 << 31
-.set CR4_PAE,   1 << 5
-.set CR4_LA57,  1 << 12
+/* CR0_PG, CR4_PAE, CR4_LA57, MSR_EFER, EFER_LME and LOAD_FLAT_DATA_SEGMENTS come from
+ * park/src/asm/long_mode.inc, assembled in front of this file. */
 .set CR4_PCIDE, 1 << 17
-.set MSR_EFER,  0xC0000080
-.set EFER_LME,  1 << 8
 
 .pushsection .text.handoff, "ax"
 .code64
@@ -33,12 +30,7 @@ handoff_enter_protected_mode32:
     lretq
 .code32
 1:
-    mov     ${SEL_DATA}, %eax
-    mov     %eax, %ds
-    mov     %eax, %es
-    mov     %eax, %ss
-    mov     %eax, %fs
-    mov     %eax, %gs
+    LOAD_FLAT_DATA_SEGMENTS {SEL_DATA}
     mov     %cr4, %eax
     and     $~CR4_PCIDE, %eax
     mov     %eax, %cr4

@@ -26,7 +26,7 @@ pub static FLAT_GDT_POINTER: GdtPointer = GdtPointer {
 
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
-    include_str!("handoff.S"),
+    concat!(include_str!("../../../park/src/asm/long_mode.inc"), include_str!("handoff.S")),
     SEL_CODE32 = const SEL_CODE32,
     SEL_DATA = const SEL_DATA,
     gdt_pointer = sym FLAT_GDT_POINTER,
@@ -46,5 +46,6 @@ extern "C" {
 /// 4 GiB. Nothing of the caller survives.
 #[cfg(target_os = "none")]
 pub unsafe fn enter_protected_mode32(entry: u32, eax: u32, ebx: u32, esp: u32) -> ! {
-    handoff_enter_protected_mode32(entry as u64, eax, ebx, esp as u64)
+    // SAFETY: the caller guarantees `entry` and `esp` as `handoff.S` needs them.
+    unsafe { handoff_enter_protected_mode32(entry as u64, eax, ebx, esp as u64) }
 }

@@ -37,36 +37,41 @@ pub fn zero(dst: &mut [u8]) {
 /// `src` must be readable and `dst` writable for `len` bytes, and the ranges must not
 /// overlap.
 unsafe fn copy_raw(dst: *mut u8, src: *const u8, len: usize) {
-    let head = dst.align_offset(WORD).min(len);
-    for i in 0..head {
-        dst.add(i).write_volatile(src.add(i).read());
-    }
-    let mut done = head;
-    while len - done >= ROUND {
-        let d = dst.add(done) as *mut u64;
-        let s = src.add(done) as *const u64;
-        // Eight loads from each side; the stores only where the destination differs
-        // (an unchanged page is never written, see the module documentation).
-        let words: [u64; WORDS_PER_ROUND] = core::array::from_fn(|i| s.add(i).read_unaligned());
-        let old: [u64; WORDS_PER_ROUND] = core::array::from_fn(|i| d.add(i).read_volatile());
-        let differ = words
-            .iter()
-            .zip(old.iter())
-            .fold(0, |acc, (a, b)| acc | (a ^ b));
-        if differ != 0 {
-            for (i, word) in words.iter().enumerate() {
-                d.add(i).write_volatile(*word);
-            }
+    // SAFETY: every access below is at an offset under `len` from `src` or
+    // `dst`, which the caller guarantees readable and writable and not overlapping;
+    // the `u64` accesses are unaligned reads and volatile stores on `dst` aligned to `WORD`.
+    unsafe {
+        let head = dst.align_offset(WORD).min(len);
+        for i in 0..head {
+            dst.add(i).write_volatile(src.add(i).read());
         }
-        done += ROUND;
-    }
-    while len - done >= WORD {
-        let word = (src.add(done) as *const u64).read_unaligned();
-        (dst.add(done) as *mut u64).write_volatile(word);
-        done += WORD;
-    }
-    for i in done..len {
-        dst.add(i).write_volatile(src.add(i).read());
+        let mut done = head;
+        while len - done >= ROUND {
+            let d = dst.add(done) as *mut u64;
+            let s = src.add(done) as *const u64;
+            // Eight loads from each side; the stores only where the destination differs
+            // (an unchanged page is never written, see the module documentation).
+            let words: [u64; WORDS_PER_ROUND] = core::array::from_fn(|i| s.add(i).read_unaligned());
+            let old: [u64; WORDS_PER_ROUND] = core::array::from_fn(|i| d.add(i).read_volatile());
+            let differ = words
+                .iter()
+                .zip(old.iter())
+                .fold(0, |acc, (a, b)| acc | (a ^ b));
+            if differ != 0 {
+                for (i, word) in words.iter().enumerate() {
+                    d.add(i).write_volatile(*word);
+                }
+            }
+            done += ROUND;
+        }
+        while len - done >= WORD {
+            let word = (src.add(done) as *const u64).read_unaligned();
+            (dst.add(done) as *mut u64).write_volatile(word);
+            done += WORD;
+        }
+        for i in done..len {
+            dst.add(i).write_volatile(src.add(i).read());
+        }
     }
 }
 
@@ -75,27 +80,31 @@ unsafe fn copy_raw(dst: *mut u8, src: *const u8, len: usize) {
 /// # Safety
 /// `dst` must be writable for `len` bytes.
 unsafe fn zero_raw(dst: *mut u8, len: usize) {
-    let head = dst.align_offset(WORD).min(len);
-    for i in 0..head {
-        dst.add(i).write_volatile(0);
-    }
-    let mut done = head;
-    while len - done >= ROUND {
-        let d = dst.add(done) as *mut u64;
-        let old: [u64; WORDS_PER_ROUND] = core::array::from_fn(|i| d.add(i).read_volatile());
-        if old.iter().fold(0, |acc, word| acc | word) != 0 {
-            for i in 0..WORDS_PER_ROUND {
-                d.add(i).write_volatile(0);
-            }
+    // SAFETY: every store below is at an offset under `len` from `dst`, which
+    // the caller guarantees writable; the `u64` accesses start at `dst` aligned to `WORD`.
+    unsafe {
+        let head = dst.align_offset(WORD).min(len);
+        for i in 0..head {
+            dst.add(i).write_volatile(0);
         }
-        done += ROUND;
-    }
-    while len - done >= WORD {
-        (dst.add(done) as *mut u64).write_volatile(0);
-        done += WORD;
-    }
-    for i in done..len {
-        dst.add(i).write_volatile(0);
+        let mut done = head;
+        while len - done >= ROUND {
+            let d = dst.add(done) as *mut u64;
+            let old: [u64; WORDS_PER_ROUND] = core::array::from_fn(|i| d.add(i).read_volatile());
+            if old.iter().fold(0, |acc, word| acc | word) != 0 {
+                for i in 0..WORDS_PER_ROUND {
+                    d.add(i).write_volatile(0);
+                }
+            }
+            done += ROUND;
+        }
+        while len - done >= WORD {
+            (dst.add(done) as *mut u64).write_volatile(0);
+            done += WORD;
+        }
+        for i in done..len {
+            dst.add(i).write_volatile(0);
+        }
     }
 }
 

@@ -176,7 +176,8 @@ pub fn build_identity_map(
         let base = gib * SIZE_1G;
         if pdpt_index == 0 {
             pdpt = builder.table()?;
-            builder.alloc.page_mut(pml4)[pml4_index] = pdpt | TABLE_FLAGS.bits();
+            let slot = builder.alloc.page_mut(pml4).get_mut(pml4_index);
+            *slot.ok_or(PagingError::EndTooHigh { end })? = pdpt | TABLE_FLAGS.bits();
         }
         let entry = if options.gigabyte_pages {
             base | LEAF_FLAGS.bits()
@@ -190,7 +191,8 @@ pub fn build_identity_map(
             }
             pd | TABLE_FLAGS.bits()
         };
-        builder.alloc.page_mut(pdpt)[pdpt_index] = entry;
+        let slot = builder.alloc.page_mut(pdpt).get_mut(pdpt_index);
+        *slot.ok_or(PagingError::EndTooHigh { end })? = entry;
     }
     Ok(pml4)
 }

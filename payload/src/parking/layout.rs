@@ -107,9 +107,9 @@ impl SlotPlan {
             &|cpu| cpu.apic_id != boot_apic_id && !cpu.is_usable(),
         ];
         for rank in ranks {
-            for (index, cpu) in cpus.iter().enumerate().take(MAX_CPUS) {
-                if taken < capacity && rank(cpu) && !take[index] {
-                    take[index] = true;
+            for (taken_cpu, cpu) in take.iter_mut().zip(cpus) {
+                if taken < capacity && rank(cpu) && !*taken_cpu {
+                    *taken_cpu = true;
                     taken += 1;
                 }
             }
@@ -118,8 +118,8 @@ impl SlotPlan {
             slotted: heapless::Vec::new(),
             beyond_table: heapless::Vec::new(),
         };
-        for (index, cpu) in cpus.iter().enumerate().take(MAX_CPUS) {
-            if take[index] {
+        for (index, (cpu, &taken_cpu)) in cpus.iter().zip(&take).enumerate() {
+            if taken_cpu {
                 // At most `capacity` <= MAX_PARKED_CPUS are taken.
                 let _ = plan.slotted.push(index);
             } else if cpu.is_usable() && cpu.apic_id != boot_apic_id {
@@ -222,7 +222,7 @@ impl Spread {
             *slot = value;
             n += 1;
         }
-        Spread::of(&mut scratch[..n])
+        Spread::of(scratch.get_mut(..n)?)
     }
 
     /// The summary JSON form: `{"min":..,"median":..,"max":..}`.
@@ -232,20 +232,19 @@ impl Spread {
 
     /// Sorts `samples` in place; `None` when there are none.
     pub fn of(samples: &mut [u64]) -> Option<Spread> {
-        if samples.is_empty() {
-            return None;
-        }
         samples.sort_unstable();
         let n = samples.len();
+        let (&min, &max) = (samples.first()?, samples.last()?);
+        let middle = *samples.get(n / 2)?;
         let median = if n % 2 == 1 {
-            samples[n / 2]
+            middle
         } else {
-            (samples[n / 2 - 1] + samples[n / 2]) / 2
+            (*samples.get(n / 2 - 1)? + middle) / 2
         };
         Some(Spread {
-            min: samples[0],
+            min,
             median,
-            max: samples[n - 1],
+            max,
             count: n,
         })
     }

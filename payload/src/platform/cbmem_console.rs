@@ -216,7 +216,11 @@ impl<'m> CbmemConsole<'m> {
         let flags = self.cursor & !CURSOR_MASK;
         let mut position = self.cursor & CURSOR_MASK;
         let mut wrapped = false;
-        let body = &mut self.region[CbmemConsoleHeader::SIZE..];
+        // `open` kept the header and `size` body bytes in `region`.
+        let body = self
+            .region
+            .get_mut(CbmemConsoleHeader::SIZE..)
+            .unwrap_or_default();
         for &byte in bytes {
             // `open` checked position < size == body.len(), and it is kept so below.
             if let Some(slot) = body.get_mut(position as usize) {
@@ -230,14 +234,22 @@ impl<'m> CbmemConsole<'m> {
         }
         self.cursor = flags | if wrapped { OVERFLOW } else { 0 } | position;
         let cursor_at = offset_of!(CbmemConsoleHeader, cursor);
-        self.region[cursor_at..cursor_at + 4].copy_from_slice(&self.cursor.to_le_bytes());
+        if let Some(field) = self.region.get_mut(cursor_at..cursor_at + 4) {
+            field.copy_from_slice(&self.cursor.to_le_bytes());
+        }
     }
 
     /// The text in order, oldest first: after a wrap the part from the position to the
     /// end, then the part before the position.
     pub fn contents(&self) -> (&[u8], &[u8]) {
-        let body = &self.region[CbmemConsoleHeader::SIZE..];
-        let (before, after) = body.split_at(self.position() as usize);
+        let body = self
+            .region
+            .get(CbmemConsoleHeader::SIZE..)
+            .unwrap_or_default();
+        // `open` checked position < size == body.len().
+        let (before, after) = body
+            .split_at_checked(self.position() as usize)
+            .unwrap_or((body, &[]));
         if self.overflowed() {
             (after, before)
         } else {
@@ -272,9 +284,11 @@ impl<const N: usize> EarlyLog<N> {
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
-        let room = N - self.len;
-        let kept = bytes.len().min(room);
-        self.bytes[self.len..self.len + kept].copy_from_slice(&bytes[..kept]);
+        let free = self.bytes.get_mut(self.len..).unwrap_or_default();
+        let kept = bytes.len().min(free.len());
+        for (to, &from) in free.iter_mut().zip(bytes) {
+            *to = from;
+        }
         self.len += kept;
         self.dropped = self.dropped.saturating_add(bytes.len() - kept);
     }

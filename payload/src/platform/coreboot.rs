@@ -253,12 +253,12 @@ const _: () = assert!(offset_of!(LbBootMediaParams, boot_media_size) == 32);
 /// coreboot's `compute_ip_checksum`: the 16-bit one's-complement checksum of RFC 1071
 /// over little-endian byte pairs (a trailing odd byte is the low half of a last pair).
 pub fn ip_checksum(bytes: &[u8]) -> u16 {
-    let mut pairs = bytes.chunks_exact(2);
+    let (pairs, remainder) = bytes.as_chunks::<2>();
     let mut sum: u64 = pairs
-        .by_ref()
-        .map(|pair| u64::from(u16::from_le_bytes([pair[0], pair[1]])))
+        .iter()
+        .map(|&pair| u64::from(u16::from_le_bytes(pair)))
         .sum();
-    if let [last] = pairs.remainder() {
+    if let [last] = remainder {
         sum += u64::from(*last);
     }
     while sum > 0xffff {

@@ -350,7 +350,9 @@ pub fn parse(
         });
     }
     platform.cmdline.clear();
-    for chunk in cmdline[..cmdline_len].utf8_chunks() {
+    // `read_cmdline` returns at most the buffer's length.
+    let cmdline = cmdline.get(..cmdline_len).unwrap_or(&cmdline);
+    for chunk in cmdline.utf8_chunks() {
         // Each replacement stands for at least one byte, so the text always fits.
         let _ = platform.cmdline.push_str(chunk.valid());
         if !chunk.invalid().is_empty() {
@@ -484,10 +486,11 @@ impl<'a> StartInfoBuilder<'a> {
             None => cmdline_at,
         };
         let available = buf.len();
-        let out = buf.get_mut(..end).ok_or(PvhError::BufferTooSmall {
+        let too_small = || PvhError::BufferTooSmall {
             needed: end,
             available,
-        })?;
+        };
+        let out = buf.get_mut(..end).ok_or_else(too_small)?;
         out.fill(0);
 
         let paddr = |offset: usize, present: bool| {
@@ -511,13 +514,17 @@ impl<'a> StartInfoBuilder<'a> {
         };
         let mut full = [0u8; HvmStartInfo::SIZE];
         info.write_to(&mut full);
-        out[..info_size].copy_from_slice(&full[..info_size]);
+        // Every offset below is under `end`, the length of `out`.
+        let info_bytes = full.get(..info_size).ok_or_else(too_small)?;
+        out.get_mut(..info_size)
+            .ok_or_else(too_small)?
+            .copy_from_slice(info_bytes);
 
-        for (module, slot) in self
-            .modules
-            .iter()
-            .zip(out[modlist_at..].chunks_exact_mut(HvmModlistEntry::SIZE))
-        {
+        for (module, slot) in self.modules.iter().zip(
+            out.get_mut(modlist_at..)
+                .ok_or_else(too_small)?
+                .chunks_exact_mut(HvmModlistEntry::SIZE),
+        ) {
             HvmModlistEntry {
                 paddr: module.start,
                 size: module.size,
@@ -526,10 +533,11 @@ impl<'a> StartInfoBuilder<'a> {
             }
             .write_to(slot);
         }
-        for (region, slot) in memory
-            .iter()
-            .zip(out[memmap_at..].chunks_exact_mut(HvmMemmapTableEntry::SIZE))
-        {
+        for (region, slot) in memory.iter().zip(
+            out.get_mut(memmap_at..)
+                .ok_or_else(too_small)?
+                .chunks_exact_mut(HvmMemmapTableEntry::SIZE),
+        ) {
             HvmMemmapTableEntry {
                 addr: region.start,
                 size: region.size,
@@ -539,7 +547,9 @@ impl<'a> StartInfoBuilder<'a> {
             .write_to(slot);
         }
         if let Some(cmdline) = self.cmdline {
-            out[cmdline_at..cmdline_at + cmdline.len()].copy_from_slice(cmdline.as_bytes());
+            out.get_mut(cmdline_at..cmdline_at + cmdline.len())
+                .ok_or_else(too_small)?
+                .copy_from_slice(cmdline.as_bytes());
         }
         Ok(end)
     }

@@ -1,6 +1,6 @@
 fn main() {
-    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
-    if std::env::var("TARGET").unwrap() == "x86_64-unknown-none" {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    if std::env::var("TARGET").expect("cargo sets TARGET") == "x86_64-unknown-none" {
         println!("cargo:rustc-link-arg-bins=-T{dir}/linker.ld");
     }
     println!("cargo:rerun-if-changed=linker.ld");

@@ -6,6 +6,8 @@
 //!   chart  title  x-axis label  y-axis label  series  x  y
 //! Every distinct `chart` becomes OUTPUT_DIR/<chart>.svg: one line per series, x on a
 //! base-2 log axis (CPU counts), y linear from 0. Lines starting with `#` are skipped.
+// Test code and its harness: a failed expectation is a panic.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use plotters::prelude::*;
 use std::collections::BTreeMap;

@@ -13,14 +13,9 @@
  * processor's IDT, {IDT_LIMIT} its LIDT limit.
  */
 
-.set CR4_PAE,                       1 << 5
-.set CR4_MCE,                       1 << 6
-.set CR4_LA57,                      1 << 12
-.set CPUID_LEAF_STRUCTURED_EXTENDED, 7
-.set CPUID_ECX_CET_SS,              1 << 7
-.set CPUID_EDX_CET_IBT,             1 << 20
-.set MSR_IA32_S_CET,                0x6A2
-.set PAGE_SIZE,                     4096
+/* The CR3/CR4/CET and segment macros (LOAD_CR3_FOR_PAGING_MODE, LOAD_FIXED_CR4,
+ * CLEAR_SUPERVISOR_CET, LOAD_DATA_SEGMENTS_NULL_FS_GS) and PAGE_SIZE come from
+ * park/src/asm/long_mode.inc, assembled in front of this file. */
 .set DESCRIPTOR_POINTER_BYTES,      16      /* limit at +6, base at +8: base aligned */
 
 .pushsection .text.reentry, "ax"
@@ -32,39 +27,12 @@ parkboot_reentry:
     cli
     mov     %rdi, %r12
     mov     %rsi, %r13
-    mov     %cr4, %rdx
-    test    $CR4_LA57, %edx
-    jnz     1f
-    mov     parkboot_reentry_cr3(%rip), %rax
-    jmp     2f
-1:
-    mov     parkboot_reentry_cr3_la57(%rip), %rax
-2:
-    mov     %rax, %cr3
-    /* The CR4 parkboot runs with, as at the ResetVector (park.S, LOAD_FIXED_CR4, says
-     * why each other bit goes): PAE, MCE, LA57 as found; CET, FRED, PCIDE, PGE, ...
-     * cleared. Bits the CPU does not have are written 0, which is allowed. */
-    and     $CR4_LA57, %edx
-    or      $(CR4_PAE | CR4_MCE), %edx
-    mov     %rdx, %cr4
-    /* IA32_S_CET off where CPUID says CET exists (the MSR #GPs elsewhere). */
-    xor     %eax, %eax
-    cpuid
-    cmp     $CPUID_LEAF_STRUCTURED_EXTENDED, %eax
-    jb      4f
-    mov     $CPUID_LEAF_STRUCTURED_EXTENDED, %eax
-    xor     %ecx, %ecx
-    cpuid
-    test    $CPUID_ECX_CET_SS, %ecx
-    jnz     3f
-    test    $CPUID_EDX_CET_IBT, %edx
-    jz      4f
-3:
-    mov     $MSR_IA32_S_CET, %ecx
-    xor     %eax, %eax
-    xor     %edx, %edx
-    wrmsr
-4:
+    LOAD_CR3_FOR_PAGING_MODE parkboot_reentry_cr3(%rip), parkboot_reentry_cr3_la57(%rip)
+    /* The CR4 parkboot runs with, as at the ResetVector (long_mode.inc, LOAD_FIXED_CR4,
+     * says why each other bit goes): PAE, MCE, LA57 as found; CET, FRED, PCIDE, PGE,
+     * ... cleared. Bits the CPU does not have are written 0, which is allowed. */
+    LOAD_FIXED_CR4
+    CLEAR_SUPERVISOR_CET
     /* The kernel's stack may not be mapped any more: parkboot's boot stack is. Its
      * old contents are dead: parkboot's state lives in statics. */
     mov     $boot_stack_top, %esp
@@ -83,13 +51,7 @@ parkboot_reentry:
     push    %rax
     lretq
 5:
-    mov     ${SEL_DATA}, %eax
-    mov     %eax, %ds
-    mov     %eax, %es
-    mov     %eax, %ss
-    xor     %eax, %eax
-    mov     %eax, %fs
-    mov     %eax, %gs
+    LOAD_DATA_SEGMENTS_NULL_FS_GS {SEL_DATA}
     mov     %r12, %rdi
     mov     %r13, %rsi
     call    {rust_reentry}

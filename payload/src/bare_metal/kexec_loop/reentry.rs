@@ -6,7 +6,7 @@ use core::arch::global_asm;
 use parkboot::kernels::handoff::{FLAT_GDT_POINTER, SEL_CODE64, SEL_DATA};
 
 global_asm!(
-    include_str!("reentry.S"),
+    concat!(include_str!("../../../../park/src/asm/long_mode.inc"), include_str!("reentry.S")),
     rust_reentry = sym super::reentry,
     SEL_CODE64 = const SEL_CODE64,
     SEL_DATA = const SEL_DATA,

@@ -45,9 +45,19 @@ impl<'a> Frame<'a> {
         Ok(taken)
     }
 
+    /// The next `N` bytes as an array.
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        let at = self.at;
+        self.take(N, what)?
+            .try_into()
+            .map_err(|_| DecodeError::Lz4 {
+                what,
+                at: at as u64,
+            })
+    }
+
     fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_le_bytes(self.array(what)?))
     }
 
     fn error(&self, what: &'static str) -> DecodeError {
@@ -69,8 +79,7 @@ pub(super) fn decode(stream: &[u8], out: &mut [u8]) -> Result<usize, DecodeError
         frame.at = 0;
         return Err(frame.error("not an LZ4 frame (magic is not 0x184d2204)"));
     }
-    let descriptor = frame.take(2, "the frame ends in its descriptor")?;
-    let (flags, block_descriptor) = (descriptor[0], descriptor[1]);
+    let [flags, block_descriptor] = frame.array("the frame ends in its descriptor")?;
     if flags & FLG_VERSION_MASK != FLG_VERSION_01 || flags & FLG_RESERVED != 0 {
         frame.at -= 2;
         return Err(frame.error("unknown frame version or reserved flag set"));
@@ -82,10 +91,8 @@ pub(super) fn decode(stream: &[u8], out: &mut [u8]) -> Result<usize, DecodeError
     }
     let block_max = 1usize << (8 + 2 * block_size_code);
     if flags & FLG_CONTENT_SIZE != 0 {
-        let size = frame.take(8, "the frame ends in its content size")?;
-        let mut size_bytes = [0; 8];
-        size_bytes.copy_from_slice(size);
-        if u64::from_le_bytes(size_bytes) != out.len() as u64 {
+        let size = frame.array("the frame ends in its content size")?;
+        if u64::from_le_bytes(size) != out.len() as u64 {
             frame.at -= 8;
             return Err(
                 frame.error("the frame's content size differs from the compression attribute's")

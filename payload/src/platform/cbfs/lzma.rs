@@ -56,6 +56,18 @@ const TRUNCATED: Fault = Fault {
     what: "the stream ends early",
 };
 
+/// A probability or output index outside its table: the bounds of every index follow
+/// from the model's sizes, so this names a decoder bug rather than a bad stream; it is
+/// checked (as indexing would be) so that no stream can make the decoder panic.
+const OUT_OF_TABLE: Fault = Fault {
+    what: "an index outside the decoder's tables",
+};
+
+/// The probability `index` of `probs`.
+fn prob(probs: &mut [u16], index: usize) -> Result<&mut u16, Fault> {
+    probs.get_mut(index).ok_or(OUT_OF_TABLE)
+}
+
 struct RangeDecoder<'a> {
     input: &'a [u8],
     at: usize,
@@ -89,6 +101,9 @@ impl<'a> RangeDecoder<'a> {
         Ok(b)
     }
 
+    // Kept inlined into `bit`: out of line (as opt-level "s" chose once the bounds
+    // checks became errors) it cost the decoder 25% more instructions.
+    #[inline(always)]
     fn normalize(&mut self) -> Result<(), Fault> {
         if self.range < TOP_VALUE {
             self.range <<= 8;
@@ -133,19 +148,30 @@ impl<'a> RangeDecoder<'a> {
 
     /// A `bits`-bit symbol from the bit tree `probs` (1-based, `1 << bits` entries).
     fn tree(&mut self, probs: &mut [u16], bits: u32) -> Result<u32, Fault> {
+        // The hot loop: one bounds check here instead of one per bit.
+        if probs.len() < 1 << bits {
+            return Err(OUT_OF_TABLE);
+        }
         let mut m = 1usize;
         for _ in 0..bits {
-            m = (m << 1) + self.bit(&mut probs[m])? as usize;
+            // SAFETY: before step k, `m` is below `2 << k`, so below `1 << bits`,
+            // which `probs.len()` is not below (checked above).
+            let prob = unsafe { probs.get_unchecked_mut(m) };
+            m = (m << 1) + self.bit(prob)? as usize;
         }
         Ok(m as u32 - (1 << bits))
     }
 
     /// Like [`RangeDecoder::tree`] with the bits least significant first.
     fn reverse_tree(&mut self, probs: &mut [u16], bits: u32) -> Result<u32, Fault> {
+        if probs.len() < 1 << bits {
+            return Err(OUT_OF_TABLE);
+        }
         let mut m = 1usize;
         let mut symbol = 0;
         for i in 0..bits {
-            let bit = self.bit(&mut probs[m])?;
+            // SAFETY: as in `tree`, `m` is below `1 << bits` <= `probs.len()`.
+            let bit = self.bit(unsafe { probs.get_unchecked_mut(m) })?;
             m = (m << 1) + bit as usize;
             symbol |= bit << i;
         }
@@ -175,10 +201,12 @@ impl LenDecoder {
     /// The match length minus [`MATCH_MIN_LEN`] (0..=271).
     fn decode(&mut self, rc: &mut RangeDecoder, pos_state: usize) -> Result<u32, Fault> {
         if rc.bit(&mut self.choice)? == 0 {
-            return rc.tree(&mut self.low[pos_state], 3);
+            let low = self.low.get_mut(pos_state).ok_or(OUT_OF_TABLE)?;
+            return rc.tree(low, 3);
         }
         if rc.bit(&mut self.choice2)? == 0 {
-            return Ok(8 + rc.tree(&mut self.mid[pos_state], 3)?);
+            let mid = self.mid.get_mut(pos_state).ok_or(OUT_OF_TABLE)?;
+            return Ok(8 + rc.tree(mid, 3)?);
         }
         Ok(16 + rc.tree(&mut self.high, 8)?)
     }
@@ -202,6 +230,8 @@ struct Model {
 
 /// The tables live on the stack (parkboot's boot stack is 256 KiB).
 const _: () = assert!(core::mem::size_of::<Model>() < 32 * 1024);
+// The literal loop indexes up to `(2 << 8) + 0xff` in one coder.
+const _: () = assert!(LITERAL_CODER_SIZE == 0x300);
 
 impl Model {
     fn new() -> Self {
@@ -224,7 +254,8 @@ impl Model {
     /// The distance of a new match minus one; `len` is its length minus two.
     fn distance(&mut self, rc: &mut RangeDecoder, len: u32) -> Result<u32, Fault> {
         let len_state = (len as usize).min(NUM_LEN_TO_POS_STATES - 1);
-        let slot = rc.tree(&mut self.pos_slot[len_state], NUM_POS_SLOT_BITS)?;
+        let pos_slot = self.pos_slot.get_mut(len_state).ok_or(OUT_OF_TABLE)?;
+        let slot = rc.tree(pos_slot, NUM_POS_SLOT_BITS)?;
         if slot < START_POS_MODEL_INDEX {
             return Ok(slot);
         }
@@ -232,7 +263,8 @@ impl Model {
         let mut distance = (2 | (slot & 1)) << direct;
         if slot < END_POS_MODEL_INDEX {
             let base = (distance - slot) as usize;
-            distance += rc.reverse_tree(&mut self.pos[base..], direct)?;
+            let pos = self.pos.get_mut(base..).ok_or(OUT_OF_TABLE)?;
+            distance += rc.reverse_tree(pos, direct)?;
         } else {
             distance += rc.direct_bits(direct - NUM_ALIGN_BITS)? << NUM_ALIGN_BITS;
             distance += rc.reverse_tree(&mut self.align, NUM_ALIGN_BITS)?;
@@ -254,7 +286,7 @@ pub(super) fn decode(stream: &[u8], out: &mut [u8]) -> Result<usize, DecodeError
 }
 
 fn decode_stream(stream: &[u8], out: &mut [u8], pos: &mut usize) -> Result<(), Fault> {
-    let header = stream.get(..HEADER_SIZE).ok_or(Fault {
+    let (header, raw_stream) = stream.split_first_chunk::<HEADER_SIZE>().ok_or(Fault {
         what: "shorter than the 13-byte LZMA header",
     })?;
     let mut props = header[0];
@@ -286,25 +318,37 @@ fn decode_stream(stream: &[u8], out: &mut [u8], pos: &mut usize) -> Result<(), F
     let pb_mask = (1usize << pb) - 1;
     let lp_mask = (1usize << lp) - 1;
 
-    let mut rc = RangeDecoder::new(&stream[HEADER_SIZE..])?;
+    let mut rc = RangeDecoder::new(raw_stream)?;
     let mut model = Model::new();
     let mut state = 0usize;
     let mut reps = [0u32; 4];
 
     while *pos < out.len() {
         let pos_state = *pos & pb_mask;
-        if rc.bit(&mut model.is_match[(state << NUM_POS_BITS_MAX) + pos_state])? == 0 {
+        let is_match = prob(&mut model.is_match, (state << NUM_POS_BITS_MAX) + pos_state)?;
+        if rc.bit(is_match)? == 0 {
             // A literal.
-            let previous = if *pos > 0 { out[*pos - 1] } else { 0 };
+            let previous = match pos.checked_sub(1) {
+                Some(at) => *out.get(at).ok_or(OUT_OF_TABLE)?,
+                None => 0,
+            };
             let lit_state = ((*pos & lp_mask) << lc) + (usize::from(previous) >> (8 - lc));
-            let probs = &mut model.literal[LITERAL_CODER_SIZE * lit_state..];
+            // The hot loop: one bounds check here, none per bit below.
+            let probs = model
+                .literal
+                .get_mut(LITERAL_CODER_SIZE * lit_state..)
+                .and_then(|probs| probs.first_chunk_mut::<LITERAL_CODER_SIZE>())
+                .ok_or(OUT_OF_TABLE)?;
             let mut symbol = 1usize;
             if state >= 7 {
                 let mut match_byte = match_source(out, *pos, reps[0])?;
                 while symbol < 0x100 {
                     let match_bit = usize::from((match_byte >> 7) & 1);
                     match_byte <<= 1;
-                    let bit = rc.bit(&mut probs[((1 + match_bit) << 8) + symbol])? as usize;
+                    // SAFETY: `symbol` < 0x100 and `match_bit` <= 1, so the index is
+                    // below 0x300 == LITERAL_CODER_SIZE == `probs.len()`.
+                    let prob = unsafe { probs.get_unchecked_mut(((1 + match_bit) << 8) + symbol) };
+                    let bit = rc.bit(prob)? as usize;
                     symbol = (symbol << 1) | bit;
                     if match_bit != bit {
                         break;
@@ -312,9 +356,11 @@ fn decode_stream(stream: &[u8], out: &mut [u8], pos: &mut usize) -> Result<(), F
                 }
             }
             while symbol < 0x100 {
-                symbol = (symbol << 1) | rc.bit(&mut probs[symbol])? as usize;
+                // SAFETY: `symbol` < 0x100 < LITERAL_CODER_SIZE == `probs.len()`.
+                let prob = unsafe { probs.get_unchecked_mut(symbol) };
+                symbol = (symbol << 1) | rc.bit(prob)? as usize;
             }
-            out[*pos] = (symbol - 0x100) as u8;
+            *out.get_mut(*pos).ok_or(OUT_OF_TABLE)? = (symbol - 0x100) as u8;
             *pos += 1;
             state = match state {
                 0..=3 => 0,
@@ -324,26 +370,28 @@ fn decode_stream(stream: &[u8], out: &mut [u8], pos: &mut usize) -> Result<(), F
             continue;
         }
         let len;
-        if rc.bit(&mut model.is_rep[state])? != 0 {
+        if rc.bit(prob(&mut model.is_rep, state)?)? != 0 {
             if *pos == 0 {
                 return Err(Fault {
                     what: "a repeated match before any data",
                 });
             }
-            if rc.bit(&mut model.is_rep_g0[state])? == 0 {
-                if rc.bit(&mut model.is_rep0_long[(state << NUM_POS_BITS_MAX) + pos_state])? == 0 {
+            if rc.bit(prob(&mut model.is_rep_g0, state)?)? == 0 {
+                let rep0_long = (state << NUM_POS_BITS_MAX) + pos_state;
+                if rc.bit(prob(&mut model.is_rep0_long, rep0_long)?)? == 0 {
                     // A "short rep": one byte from distance rep0.
                     state = if state < 7 { 9 } else { 11 };
-                    out[*pos] = match_source(out, *pos, reps[0])?;
+                    let byte = match_source(out, *pos, reps[0])?;
+                    *out.get_mut(*pos).ok_or(OUT_OF_TABLE)? = byte;
                     *pos += 1;
                     continue;
                 }
             } else {
                 let distance;
-                if rc.bit(&mut model.is_rep_g1[state])? == 0 {
+                if rc.bit(prob(&mut model.is_rep_g1, state)?)? == 0 {
                     distance = reps[1];
                 } else {
-                    if rc.bit(&mut model.is_rep_g2[state])? == 0 {
+                    if rc.bit(prob(&mut model.is_rep_g2, state)?)? == 0 {
                         distance = reps[2];
                     } else {
                         distance = reps[3];
@@ -385,11 +433,16 @@ fn decode_stream(stream: &[u8], out: &mut [u8], pos: &mut usize) -> Result<(), F
                 what: "a match past the decompressed size",
             });
         }
-        // Byte by byte: the source may overlap what the match writes.
-        for _ in 0..len {
-            out[*pos] = out[*pos - distance];
-            *pos += 1;
+        // Byte by byte: the source may overlap what the match writes. One bounds check
+        // per match (the window, repeating the two checks above), none per byte.
+        let window = out
+            .get_mut(*pos - distance..*pos + len)
+            .ok_or(OUT_OF_TABLE)?;
+        for i in 0..len {
+            // SAFETY: `i` < `len` and `distance + i` < `distance + len` == `window.len()`.
+            unsafe { *window.get_unchecked_mut(distance + i) = *window.get_unchecked(i) };
         }
+        *pos += len;
     }
     Ok(())
 }
@@ -399,7 +452,7 @@ fn match_source(out: &[u8], pos: usize, rep0: u32) -> Result<u8, Fault> {
     (rep0 as usize)
         .checked_add(1)
         .and_then(|distance| pos.checked_sub(distance))
-        .map(|at| out[at])
+        .and_then(|at| out.get(at).copied())
         .ok_or(Fault {
             what: "a match before the start of the data",
         })

@@ -596,12 +596,15 @@ impl<'m> Cbfs<'m> {
 
     fn from_master_header(mem: &'m impl PhysicalMemory) -> Result<Cbfs<'m>, CbfsError> {
         let pointer_bytes = Self::read(mem, MASTER_HEADER_POINTER, 4)?;
-        let pointer = u32::from_le_bytes([
-            pointer_bytes[0],
-            pointer_bytes[1],
-            pointer_bytes[2],
-            pointer_bytes[3],
-        ]);
+        let pointer =
+            u32::from_le_bytes(
+                pointer_bytes
+                    .try_into()
+                    .map_err(|_| CbfsError::Unreadable {
+                        address: MASTER_HEADER_POINTER,
+                        len: 4,
+                    })?,
+            );
         let address = u64::from(pointer);
         if address + size_of::<MasterHeader>() as u64 > MASTER_HEADER_POINTER {
             return Err(CbfsError::BadMasterHeaderPointer { pointer });
@@ -739,7 +742,9 @@ impl<'m> Cbfs<'m> {
         } else {
             attributes_offset as usize
         };
-        let name_field = &metadata[FileHeader::NAME..name_end];
+        let name_field = metadata
+            .get(FileHeader::NAME..name_end)
+            .ok_or(header_past_end.clone())?;
         let bad_name = |what| CbfsError::BadName {
             offset: offset as u64,
             what,
@@ -748,8 +753,10 @@ impl<'m> Cbfs<'m> {
             .iter()
             .position(|&b| b == 0)
             .ok_or(bad_name("is not NUL-terminated"))?;
-        let name =
-            core::str::from_utf8(&name_field[..name_len]).map_err(|_| bad_name("is not UTF-8"))?;
+        let name_bytes = name_field
+            .get(..name_len)
+            .ok_or(bad_name("is not NUL-terminated"))?;
+        let name = core::str::from_utf8(name_bytes).map_err(|_| bad_name("is not UTF-8"))?;
         let file_ref = || FileRef::new(offset, name);
 
         let data_at = offset + data_start;
@@ -847,11 +854,16 @@ fn parse_attributes<'m>(
                 file.decompressed_size = Some(u64::from(size));
             }
             ATTR_HASH if file.hash.is_none() => {
+                let too_short = || bad("too short for a hash attribute");
                 if attribute.len() < HashAttribute::DIGEST {
-                    return Err(bad("too short for a hash attribute"));
+                    return Err(too_short());
                 }
-                let algorithm = attribute[offset_of!(HashAttribute, algorithm)];
-                let rest = &attribute[HashAttribute::DIGEST..];
+                let algorithm = *attribute
+                    .get(offset_of!(HashAttribute, algorithm))
+                    .ok_or_else(too_short)?;
+                let rest = attribute
+                    .get(HashAttribute::DIGEST..)
+                    .ok_or_else(too_short)?;
                 let digest = match digest_len(algorithm) {
                     Some(n) => rest.get(..n).ok_or(bad("too short for its digest"))?,
                     None => rest,
@@ -972,16 +984,14 @@ impl CbfsFile<'_> {
     pub fn read_into(&self, out: &mut [u8]) -> Result<usize, CbfsError> {
         self.verify()?;
         let size = self.size()?;
+        let available = out.len() as u64;
         let too_small = || CbfsError::OutputTooSmall {
             file: self.file_ref(),
             needed: size,
-            available: out.len() as u64,
+            available,
         };
         let size = usize::try_from(size).map_err(|_| too_small())?;
-        if size > out.len() {
-            return Err(too_small());
-        }
-        let out = &mut out[..size];
+        let out = out.get_mut(..size).ok_or_else(too_small)?;
         let written = match self.compression {
             Compression::None => {
                 out.copy_from_slice(self.data);

@@ -120,6 +120,7 @@ impl FwCfgPorts for FakeDevice {
         assert!(self.dma, "DMA used on a device without DMA");
         // In host tests the "physical address" is the pointer.
         let access = core::ptr::with_exposed_provenance_mut::<FwCfgDmaAccess>(access_phys as usize);
+        // SAFETY: the driver passes the address of its live access structure.
         let request = unsafe { access.read() };
         let control = u32::from_be(request.control);
         let length = u32::from_be(request.length) as usize;
@@ -137,6 +138,7 @@ impl FwCfgPorts for FakeDevice {
             let dest = core::ptr::with_exposed_provenance_mut::<u8>(address as usize);
             for i in 0..length {
                 let b = self.byte(self.offset + i);
+                // SAFETY: the driver asked for `length` bytes into its own buffer.
                 unsafe { dest.add(i).write(b) };
             }
             self.offset += length;
@@ -148,6 +150,7 @@ impl FwCfgPorts for FakeDevice {
         } else {
             0
         };
+        // SAFETY: as for the read above.
         unsafe { (*access).control = status.to_be() };
     }
 }

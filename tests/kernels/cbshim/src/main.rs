@@ -19,6 +19,9 @@
 //! gets a wrong checksum). The two ACPI options put a changed copy of one table behind
 //! a new XSDT and RSDP in cbshim's memory and cannot be combined.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+// A test loader: its inputs are the test's own; an index out of range or a failed
+// unwrap is a failed test (the panic handler reports it), not a boot risk.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {
@@ -39,7 +42,7 @@ mod shim {
 
     // parkboot's own entry code serves here too: PVH note, long mode, boot stack.
     core::arch::global_asm!(
-        include_str!("../../../../payload/src/bare_metal/entry.S"),
+        concat!(include_str!("../../../../park/src/asm/long_mode.inc"), include_str!("../../../../payload/src/bare_metal/entry.S")),
         rust_entry = sym shim_main,
         BOOT_SOURCE_COREBOOT = const BootSource::Coreboot as u32,
         BOOT_SOURCE_PVH = const BootSource::Pvh as u32,

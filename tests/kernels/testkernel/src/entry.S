@@ -42,18 +42,10 @@
 .set MULTIBOOT2_TAG_ALIGN,          8
 .set MULTIBOOT2_END_TAG_SIZE,       8      /* the end tag is just its header */
 
-.set CR0_PE,            1 << 0
-.set CR0_PG,            1 << 31
-.set CR4_PAE,           1 << 5
-.set MSR_EFER,          0xC0000080
-.set EFER_LME,          1 << 8
-.set PTE_PRESENT,       1 << 0
-.set PTE_WRITABLE,      1 << 1
-.set PTE_LARGE,         1 << 7
-.set LARGE_PAGE_SIZE,   0x200000
+/* The mode-switch macros and their constants (LOAD_FLAT_DATA_SEGMENTS,
+ * BUILD_IDENTITY_MAP, ENTER_LONG_MODE, PAGE_SIZE, ...) come from parkboot's
+ * park/src/asm/long_mode.inc, assembled in front of this file. */
 .set IDENTITY_MAP_GIB,  4
-.set ENTRIES_PER_TABLE, 512
-.set PAGE_SIZE,         4096
 .set STACK_SIZE,        0x10000
 .set STACK_ALIGN,       16
 
@@ -124,12 +116,7 @@ testkernel_entry:
     lgdt    kernel_gdt_pointer
     ljmp    ${SEL_CODE32}, $1f
 1:
-    mov     ${SEL_DATA}, %eax
-    mov     %eax, %ds
-    mov     %eax, %es
-    mov     %eax, %ss
-    mov     %eax, %fs
-    mov     %eax, %gs
+    LOAD_FLAT_DATA_SEGMENTS {SEL_DATA}
 
     /* parkboot reloads the image (and zeroes .bss) every iteration; zeroing here too
      * keeps each run independent of what any loader leaves in .bss. */
@@ -140,44 +127,10 @@ testkernel_entry:
     rep stosb
     mov     $kernel_stack_top, %esp
 
-    /* PML4[0] -> PDPT; PDPT[0..4] -> four page directories of 2 MiB pages. */
-    mov     $kernel_pdpt, %eax
-    or      $(PTE_PRESENT | PTE_WRITABLE), %eax
-    mov     %eax, kernel_pml4
-
-    mov     $kernel_page_directories, %eax
-    or      $(PTE_PRESENT | PTE_WRITABLE), %eax
-    xor     %ecx, %ecx
-2:
-    mov     %eax, kernel_pdpt(, %ecx, 8)
-    add     $PAGE_SIZE, %eax
-    inc     %ecx
-    cmp     $IDENTITY_MAP_GIB, %ecx
-    jb      2b
-
-    /* The upper half of every 2 MiB entry stays 0: the map ends at 4 GiB. */
-    mov     $(PTE_PRESENT | PTE_WRITABLE | PTE_LARGE), %eax
-    xor     %ecx, %ecx
-3:
-    mov     %eax, kernel_page_directories(, %ecx, 8)
-    add     $LARGE_PAGE_SIZE, %eax
-    inc     %ecx
-    cmp     $(IDENTITY_MAP_GIB * ENTRIES_PER_TABLE), %ecx
-    jb      3b
-
-    mov     %cr4, %eax
-    or      $CR4_PAE, %eax
-    mov     %eax, %cr4
-    mov     $kernel_pml4, %eax
-    mov     %eax, %cr3
-    mov     $MSR_EFER, %ecx
-    rdmsr
-    or      $EFER_LME, %eax
-    wrmsr
-    mov     %cr0, %eax
-    or      $(CR0_PG | CR0_PE), %eax
-    mov     %eax, %cr0
-    ljmp    ${SEL_CODE64}, $long_mode_entry
+    /* PML4[0] -> PDPT; PDPT[0..4] -> four page directories of 2 MiB pages; the
+     * upper half of every 2 MiB entry stays 0: the map ends at 4 GiB. */
+    BUILD_IDENTITY_MAP kernel_pml4, kernel_pdpt, kernel_page_directories, IDENTITY_MAP_GIB
+    ENTER_LONG_MODE kernel_pml4, {SEL_CODE64}, long_mode_entry
 
 /* Not entered by a multiboot2 loader: say so on COM1 (with EAX in hex) and end QEMU
  * with the failure code. No stack exists yet, so this uses registers only. */
@@ -213,12 +166,7 @@ bad_magic:
 
 .code64
 long_mode_entry:
-    mov     ${SEL_DATA}, %eax
-    mov     %eax, %ds
-    mov     %eax, %es
-    mov     %eax, %ss
-    mov     %eax, %fs
-    mov     %eax, %gs
+    LOAD_FLAT_DATA_SEGMENTS {SEL_DATA}
     mov     $kernel_stack_top, %esp
 
     /* IDT: vectors 0-31 get their own stub (STUB_ALIGN apart), the rest share one.

@@ -197,7 +197,7 @@ static AP_PROOFS: [ApProof; MAX_CPUS] = [const { ApProof::new() }; MAX_CPUS];
 static mut REPORT: MaybeUninit<KernelReport> = MaybeUninit::zeroed();
 
 global_asm!(
-    include_str!("entry.S"),
+    concat!(include_str!("../../../../park/src/asm/long_mode.inc"), include_str!("entry.S")),
     kernel_main = sym kernel_main,
     exception_handler = sym exception_handler,
     ap_proofs = sym AP_PROOFS,
