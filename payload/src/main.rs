@@ -11,12 +11,6 @@
 //! - `arch/`: CPU, local APIC, console, exceptions, stopping; used by all the above,
 //!   using none of them.
 #![cfg_attr(target_os = "none", no_std, no_main)]
-// The library (lib.rs), which parses untrusted bytes, denies indexing that can panic.
-// The binary's own modules still index 20 times, into tables of their own state (per
-// entry, bounded by the configuration's MAX_ENTRIES; loop stamps by phase constant)
-// and buffers sliced to the length just read into them, so the lint stays allowed
-// here.
-#![allow(clippy::indexing_slicing)]
 
 // The library (lib.rs) owns the folders beside this file; the binary's own modules
 // live in bare_metal/, so neither crate's modules shadow the other's.

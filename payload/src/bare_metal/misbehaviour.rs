@@ -26,9 +26,10 @@ impl BeforeBoot {
             states: [0; MAX_PARKED_CPUS],
             refused: [0; MAX_PARKED_CPUS],
         };
-        for (index, slot) in parked.table.cpus().iter().enumerate() {
-            before.states[index] = slot.state.load(Ordering::Acquire);
-            before.refused[index] = slot.refused_count.load(Ordering::Acquire);
+        let records = before.states.iter_mut().zip(before.refused.iter_mut());
+        for ((state, refused), slot) in records.zip(parked.table.cpus().iter()) {
+            *state = slot.state.load(Ordering::Acquire);
+            *refused = slot.refused_count.load(Ordering::Acquire);
         }
         before
     }
@@ -127,7 +128,7 @@ pub fn inspect(parked: &Parked, before: &BeforeBoot, kernel: core::fmt::Argument
             }
             continue;
         }
-        let was_parked = before.states[index] == CpuState::Parked as u32;
+        let was_parked = before.states.get(index).copied() == Some(CpuState::Parked as u32);
         let verify = match state {
             None => true,
             Some(CpuState::Parked) => suspicious || !was_parked,
@@ -175,7 +176,7 @@ pub fn inspect(parked: &Parked, before: &BeforeBoot, kernel: core::fmt::Argument
         let refused = slot
             .refused_count
             .load(Ordering::Acquire)
-            .wrapping_sub(before.refused[index]);
+            .wrapping_sub(before.refused.get(index).copied().unwrap_or(0));
         if refused > 0 {
             log::warn!(
                 "{kernel}: APIC ID {} refused {} wakeup vectors (the last {:#x}: zero, not canonical or beyond parkboot's identity map) and stayed parked",
@@ -188,7 +189,7 @@ pub fn inspect(parked: &Parked, before: &BeforeBoot, kernel: core::fmt::Argument
 
     // 5. APs the kernel was given and did not hand back.
     for (index, slot) in slots.iter().enumerate() {
-        if before.states[index] == CpuState::Parked as u32
+        if before.states.get(index).copied() == Some(CpuState::Parked as u32)
             && slot.state() == Some(CpuState::Running)
         {
             findings.not_back += 1;

@@ -167,7 +167,9 @@ pub fn build_firmware_map(memory: &mut MemoryMap, end: u64) -> Result<FirmwareMa
     // SAFETY: the PML5 page, reserved above, apart from the tables.
     let pml5_bytes = unsafe { pml5_page.bytes_mut() };
     pml5_bytes.fill(0);
-    pml5_bytes[..8].copy_from_slice(&(pml4 | paging::TABLE_FLAGS.bits()).to_le_bytes());
+    if let Some(entry) = pml5_bytes.first_chunk_mut::<8>() {
+        *entry = (pml4 | paging::TABLE_FLAGS.bits()).to_le_bytes();
+    }
     // SAFETY: the new map covers everything the bootstrap map did (0-4 GiB) and more.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) pml4) };
     Ok(FirmwareMap {
@@ -412,7 +414,7 @@ pub fn park_all(
     table.park_region_size = layout.size;
     let mut aps_expected = 0;
     let mut owned_slots = heapless::Vec::new();
-    for (index, cpu) in plan.slotted.iter().map(|&i| &cpus[i]).enumerate() {
+    for (index, cpu) in plan.slotted.iter().filter_map(|&i| cpus.get(i)).enumerate() {
         // SAFETY: slot `index` < slot_count lies in the zeroed table memory reserved
         // above (table_bytes), 128-byte aligned; nothing else references it yet.
         let slot = unsafe {

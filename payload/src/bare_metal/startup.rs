@@ -91,7 +91,7 @@ fn config_text<'b>(
                     );
                 }
                 return match fw_cfg.read_entry(&entry, buf) {
-                    Ok(n) => Some((&buf[..n], ConfigSource::FwCfg)),
+                    Ok(n) => buf.get(..n).map(|bytes| (bytes, ConfigSource::FwCfg)),
                     Err(e) => config_error(
                         None,
                         platform,
@@ -116,7 +116,7 @@ fn config_text<'b>(
         }
     };
     match file.read_into(buf) {
-        Ok(n) => Some((&buf[..n], ConfigSource::Cbfs)),
+        Ok(n) => buf.get(..n).map(|bytes| (bytes, ConfigSource::Cbfs)),
         Err(e) => config_error(
             None,
             platform,
@@ -155,13 +155,14 @@ fn read_config(
                 Ok(text) => text,
                 Err(e) => {
                     let bad = e.valid_up_to();
-                    let line = 1 + bytes[..bad].iter().filter(|&&b| b == b'\n').count();
+                    let valid = bytes.get(..bad).unwrap_or(bytes);
+                    let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
                     config_error(
                         None,
                         platform,
                         format_args!(
                             "configuration {source}: not UTF-8 text: line {line} has byte {:#04x} (offset {bad})",
-                            bytes[bad]
+                            bytes.get(bad).copied().unwrap_or(0)
                         ),
                     )
                 }
@@ -608,7 +609,7 @@ fn main(source: u32, boot_info: u32) -> ! {
             let mut entries = [parkboot::platform::fw_cfg::E820Entry::default();
                 parkboot::memory::MAX_MEMORY_REGIONS];
             if let Ok(n) = fw_cfg.e820(&mut entries) {
-                for e in &entries[..n] {
+                for e in entries.get(..n).unwrap_or_default() {
                     let _ = platform.memory.push(e.region());
                 }
                 log::info!("memory map: {} ranges from fw_cfg etc/e820", n);

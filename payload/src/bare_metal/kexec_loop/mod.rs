@@ -190,7 +190,7 @@ fn default_cbfs_entry(s: &BootState) -> Option<Entry> {
     if let Ok(Some(file)) = cbfs.find(&cmdline_name) {
         let mut buf = [0u8; parkboot::platform::MAX_CMDLINE];
         match file.read_into(&mut buf) {
-            Ok(n) => match core::str::from_utf8(&buf[..n]) {
+            Ok(n) => match core::str::from_utf8(buf.get(..n).unwrap_or_default()) {
                 Ok(text) => {
                     let _ = cmdline.push_str(text.trim_end_matches(['\0', '\n']));
                 }
@@ -225,7 +225,7 @@ fn fill_cmdline(s: &mut BootState, entry: &mut Entry) {
         Ok(Some(file)) => fw
             .read_entry(&file, &mut buf)
             .ok()
-            .and_then(|n| core::str::from_utf8(&buf[..n]).ok())
+            .and_then(|n| core::str::from_utf8(buf.get(..n)?).ok())
             .map(|t| t.trim_end_matches(['\0', '\n'])),
         _ if entry.kernel == Source::QemuKernel => fw.read_cmdline(&mut buf).ok(),
         _ => None,
@@ -383,7 +383,7 @@ fn check_pin(
 /// The entry's kernel as a pristine (and, if it was gzip-compressed, inflated) copy,
 /// loaded from its source the first time only.
 fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image, EntryError> {
-    if let Some(image) = s.images[index] {
+    if let Some(image) = s.images.get(index).copied().flatten() {
         return Ok(image);
     }
     let mut image = load_source(s, &entry.kernel, KERNEL_COPY)?;
@@ -417,7 +417,10 @@ fn kernel_image(s: &mut BootState, index: usize, entry: &Entry) -> Result<Image,
         image.len,
         image.addr
     );
-    s.images[index] = Some(image);
+    // A cache: an index beyond it (none: the table has MAX_ENTRIES) loads again.
+    if let Some(cached) = s.images.get_mut(index) {
+        *cached = Some(image);
+    }
     Ok(image)
 }
 
@@ -429,12 +432,14 @@ fn initrd_image(
     let Some(source) = &entry.initrd else {
         return Ok(None);
     };
-    if let Some(image) = s.initrds[index] {
+    if let Some(image) = s.initrds.get(index).copied().flatten() {
         return Ok(Some(image));
     }
     let image = load_source(s, source, INITRD_COPY)?;
     check_pin(s, entry, PinnedImage::Initrd, image, INITRD_COPY)?;
-    s.initrds[index] = Some(image);
+    if let Some(cached) = s.initrds.get_mut(index) {
+        *cached = Some(image);
+    }
     Ok(Some(image))
 }
 
@@ -478,7 +483,12 @@ fn try_boot(
     let s = unsafe { state() };
     let start_tsc = cpu::rdtsc();
     release_boot_memory(s);
-    let mut entry = s.config.entries[index].clone();
+    let mut entry = s
+        .config
+        .entries
+        .get(index)
+        .cloned()
+        .ok_or(EntryError::NoEntry(index))?;
     fill_cmdline(s, &mut entry);
     let image = kernel_image(s, index, &entry)?;
     let initrd = initrd_image(s, index, &entry)?;

@@ -54,7 +54,9 @@ pub(super) fn stamp(s: &mut BootState, phase: usize) {
 /// boot state.
 pub(super) fn stamp_current(current: &mut Option<Current>, phase: usize) {
     if let Some(current) = current.as_mut() {
-        current.stamps[phase] = cpu::rdtsc();
+        if let Some(stamp) = current.stamps.get_mut(phase) {
+            *stamp = cpu::rdtsc();
+        }
     }
 }
 
@@ -212,6 +214,8 @@ pub enum EntryError {
     NotFound(heapless::String<64>),
     NotInCbfs(heapless::String<64>),
     NotAKernel,
+    /// The loop asked for an entry the configuration does not have.
+    NoEntry(usize),
     ModuleMissing(u32),
     BootInfo(Mb2Error),
     KernelTables(AcpiError),
@@ -296,6 +300,7 @@ impl fmt::Display for EntryError {
             ),
             EntryError::NotFound(name) => write!(f, "fw_cfg has no file '{name}'"),
             EntryError::NotInCbfs(name) => write!(f, "CBFS has no file '{name}'"),
+            EntryError::NoEntry(index) => write!(f, "no entry {index} in the configuration"),
             EntryError::NotAKernel => write!(
                 f,
                 "neither a multiboot2 kernel (no header in the first 32 KiB) nor a Linux bzImage (no 'HdrS' at 0x202)"
