@@ -46,16 +46,32 @@ pub trait WireField: FromBytes + IntoBytes + Immutable + KnownLayout + Sized + C
 
 impl<T: FromBytes + IntoBytes + Immutable + KnownLayout + Copy> WireField for T {}
 
-/// Declares a `#[repr(C)]` firmware structure that [`WireField`] reads and writes.
+/// Declares a `#[repr(C)]` firmware structure that [`WireField`] reads and writes;
+/// `packed` first makes it `#[repr(C, packed)]`, for layouts with fields at offsets
+/// their alignment does not allow (ACPI tables, the bzImage setup header).
 macro_rules! wire_struct {
     (
+        packed
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident : $ty:ty, )*
+        }
+    ) => {
+        $crate::wire::wire_struct! {
+            @repr(C, packed)
+            $(#[$meta])*
+            pub struct $name { $( $(#[$field_meta])* pub $field: $ty, )* }
+        }
+    };
+    (
+        @repr($($repr:tt)*)
         $(#[$meta:meta])*
         pub struct $name:ident {
             $( $(#[$field_meta:meta])* pub $field:ident : $ty:ty, )*
         }
     ) => {
         $(#[$meta])*
-        #[repr(C)]
+        #[repr($($repr)*)]
         #[derive(
             Clone,
             Copy,
@@ -70,6 +86,18 @@ macro_rules! wire_struct {
         )]
         pub struct $name {
             $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident : $ty:ty, )*
+        }
+    ) => {
+        $crate::wire::wire_struct! {
+            @repr(C)
+            $(#[$meta])*
+            pub struct $name { $( $(#[$field_meta])* pub $field: $ty, )* }
         }
     };
 }

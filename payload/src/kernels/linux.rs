@@ -30,7 +30,7 @@ use core::mem::{offset_of, size_of};
 use core::ops::Range;
 
 use crate::memory::{align_up, MemoryMap, ReportAs, FOUR_GIB, MIB, PAGE_SIZE};
-use crate::wire::WireField;
+use crate::wire::{wire_struct, WireField};
 
 mod placement;
 pub mod prepare;
@@ -132,94 +132,74 @@ pub const KERNEL_SEARCH_LIMIT: u64 = FOUR_GIB;
 /// for its real-mode trampoline and firmware areas.
 pub const INITRD_SEARCH_START: u64 = MIB;
 
-/// `struct setup_header`: the part of a bzImage's real-mode header a boot loader reads
-/// and fills in, at 0x1F1 both in the image and in boot_params. [`WireField`] reads it
-/// (`SetupHeader::SIZE` is the header as parkboot knows it, through protocol 2.15).
-#[repr(C, packed)]
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    ::zerocopy::FromBytes,
-    ::zerocopy::IntoBytes,
-    ::zerocopy::Immutable,
-    ::zerocopy::KnownLayout,
-)]
-pub struct SetupHeader {
-    /// Size of the setup code in 512-byte sectors, 0 meaning 4.
-    pub setup_sects: u8,
-    pub root_flags: u16,
-    /// Size of the protected-mode code in 16-byte paragraphs.
-    pub syssize: u32,
-    pub ram_size: u16,
-    pub vid_mode: u16,
-    pub root_dev: u16,
-    /// [`BOOT_FLAG`].
-    pub boot_flag: u16,
-    /// A short jump whose offset byte also gives the header's length.
-    pub jump: u16,
-    /// [`HEADER_MAGIC`].
-    pub header: [u8; 4],
-    /// Boot protocol version, `major << 8 | minor`.
-    pub version: u16,
-    pub realmode_swtch: u32,
-    pub start_sys_seg: u16,
-    /// Offset of the version string, less 0x200.
-    pub kernel_version: u16,
-    pub type_of_loader: u8,
-    pub loadflags: u8,
-    pub setup_move_size: u16,
-    /// 32-bit entry; the 64-bit entry does not use it.
-    pub code32_start: u32,
-    pub ramdisk_image: u32,
-    pub ramdisk_size: u32,
-    pub bootsect_kludge: u32,
-    pub heap_end_ptr: u16,
-    pub ext_loader_ver: u8,
-    pub ext_loader_type: u8,
-    pub cmd_line_ptr: u32,
-    /// Highest address the initrd may occupy (inclusive).
-    pub initrd_addr_max: u32,
-    pub kernel_alignment: u32,
-    pub relocatable_kernel: u8,
-    pub min_alignment: u8,
-    pub xloadflags: u16,
-    /// Longest command line the kernel takes, without the terminating NUL.
-    pub cmdline_size: u32,
-    pub hardware_subarch: u32,
-    pub hardware_subarch_data: u64,
-    pub payload_offset: u32,
-    pub payload_length: u32,
-    pub setup_data: u64,
-    pub pref_address: u64,
-    /// Bytes the kernel needs from its load address before it reads the memory map.
-    pub init_size: u32,
-    pub handover_offset: u32,
-    pub kernel_info_offset: u32,
+wire_struct! {
+    packed
+    /// `struct setup_header`: the part of a bzImage's real-mode header a boot loader reads
+    /// and fills in, at 0x1F1 both in the image and in boot_params. [`WireField`] reads it
+    /// (`SetupHeader::SIZE` is the header as parkboot knows it, through protocol 2.15).
+    pub struct SetupHeader {
+        /// Size of the setup code in 512-byte sectors, 0 meaning 4.
+        pub setup_sects: u8,
+        pub root_flags: u16,
+        /// Size of the protected-mode code in 16-byte paragraphs.
+        pub syssize: u32,
+        pub ram_size: u16,
+        pub vid_mode: u16,
+        pub root_dev: u16,
+        /// [`BOOT_FLAG`].
+        pub boot_flag: u16,
+        /// A short jump whose offset byte also gives the header's length.
+        pub jump: u16,
+        /// [`HEADER_MAGIC`].
+        pub header: [u8; 4],
+        /// Boot protocol version, `major << 8 | minor`.
+        pub version: u16,
+        pub realmode_swtch: u32,
+        pub start_sys_seg: u16,
+        /// Offset of the version string, less 0x200.
+        pub kernel_version: u16,
+        pub type_of_loader: u8,
+        pub loadflags: u8,
+        pub setup_move_size: u16,
+        /// 32-bit entry; the 64-bit entry does not use it.
+        pub code32_start: u32,
+        pub ramdisk_image: u32,
+        pub ramdisk_size: u32,
+        pub bootsect_kludge: u32,
+        pub heap_end_ptr: u16,
+        pub ext_loader_ver: u8,
+        pub ext_loader_type: u8,
+        pub cmd_line_ptr: u32,
+        /// Highest address the initrd may occupy (inclusive).
+        pub initrd_addr_max: u32,
+        pub kernel_alignment: u32,
+        pub relocatable_kernel: u8,
+        pub min_alignment: u8,
+        pub xloadflags: u16,
+        /// Longest command line the kernel takes, without the terminating NUL.
+        pub cmdline_size: u32,
+        pub hardware_subarch: u32,
+        pub hardware_subarch_data: u64,
+        pub payload_offset: u32,
+        pub payload_length: u32,
+        pub setup_data: u64,
+        pub pref_address: u64,
+        /// Bytes the kernel needs from its load address before it reads the memory map.
+        pub init_size: u32,
+        pub handover_offset: u32,
+        pub kernel_info_offset: u32,
+    }
 }
 
-/// `struct boot_e820_entry`: one memory range in boot_params.
-#[repr(C, packed)]
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    ::zerocopy::FromBytes,
-    ::zerocopy::IntoBytes,
-    ::zerocopy::Immutable,
-    ::zerocopy::KnownLayout,
-)]
-pub struct BootE820Entry {
-    pub addr: u64,
-    pub size: u64,
-    /// e820 type: 1 usable, 2 reserved, 3 ACPI reclaimable, 4 ACPI NVS, ...
-    pub kind: u32,
+wire_struct! {
+    packed
+    /// `struct boot_e820_entry`: one memory range in boot_params.
+    pub struct BootE820Entry {
+        pub addr: u64,
+        pub size: u64,
+        /// e820 type: 1 usable, 2 reserved, 3 ACPI reclaimable, 4 ACPI NVS, ...
+        pub kind: u32,
+    }
 }
 
 /// Where the `edd_mbr_sig_buffer` follows the hole reserved for the setup header: the

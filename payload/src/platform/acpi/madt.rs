@@ -10,7 +10,7 @@ use core::mem::{offset_of, size_of};
 use heapless::Vec;
 
 use super::{AcpiError, EntryProblem, SdtHeader, Signature};
-use crate::wire::WireField;
+use crate::wire::{wire_struct, WireField};
 
 /// How many CPUs parkboot keeps track of (entries in [`Madt::cpus`]). More than the park
 /// table has slots for (`park::table::MAX_PARKED_CPUS`): those are listed, not parked.
@@ -50,52 +50,34 @@ pub const ENTRY_HEADER_LENGTH: usize = 2;
 /// Bytes before the first entry: the table header, local APIC address and flags.
 pub const MADT_FIXED_LENGTH: usize = size_of::<MadtHeader>();
 
-/// The fixed part of the MADT.
-#[repr(C, packed)]
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    ::zerocopy::FromBytes,
-    ::zerocopy::IntoBytes,
-    ::zerocopy::Immutable,
-    ::zerocopy::KnownLayout,
-)]
-pub struct MadtHeader {
-    pub header: SdtHeader,
-    /// 32-bit physical address of every CPU's local APIC registers.
-    pub local_apic_address: u32,
-    /// Bit 0 PCAT_COMPAT: the machine also has dual 8259 PICs.
-    pub flags: u32,
+wire_struct! {
+    packed
+    /// The fixed part of the MADT.
+    pub struct MadtHeader {
+        pub header: SdtHeader,
+        /// 32-bit physical address of every CPU's local APIC registers.
+        pub local_apic_address: u32,
+        /// Bit 0 PCAT_COMPAT: the machine also has dual 8259 PICs.
+        pub flags: u32,
+    }
 }
 
 const _: () = assert!(size_of::<MadtHeader>() == 44);
 const _: () = assert!(offset_of!(MadtHeader, local_apic_address) == 36);
 const _: () = assert!(offset_of!(MadtHeader, flags) == 40);
 
-/// Processor Local APIC structure (type 0).
-#[repr(C, packed)]
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    ::zerocopy::FromBytes,
-    ::zerocopy::IntoBytes,
-    ::zerocopy::Immutable,
-    ::zerocopy::KnownLayout,
-)]
-pub struct LocalApicEntry {
-    pub entry_type: u8,
-    pub length: u8,
-    /// ACPI Processor UID, matching a processor object in the namespace.
-    pub processor_uid: u8,
-    pub apic_id: u8,
-    /// [`LOCAL_APIC_FLAG_ENABLED`], [`LOCAL_APIC_FLAG_ONLINE_CAPABLE`].
-    pub flags: u32,
+wire_struct! {
+    packed
+    /// Processor Local APIC structure (type 0).
+    pub struct LocalApicEntry {
+        pub entry_type: u8,
+        pub length: u8,
+        /// ACPI Processor UID, matching a processor object in the namespace.
+        pub processor_uid: u8,
+        pub apic_id: u8,
+        /// [`LOCAL_APIC_FLAG_ENABLED`], [`LOCAL_APIC_FLAG_ONLINE_CAPABLE`].
+        pub flags: u32,
+    }
 }
 
 const _: () = assert!(size_of::<LocalApicEntry>() == 8);
@@ -103,27 +85,18 @@ const _: () = assert!(offset_of!(LocalApicEntry, processor_uid) == 2);
 const _: () = assert!(offset_of!(LocalApicEntry, apic_id) == 3);
 const _: () = assert!(offset_of!(LocalApicEntry, flags) == 4);
 
-/// Processor Local x2APIC structure (type 9), used for APIC IDs that do not fit 8 bits.
-#[repr(C, packed)]
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    ::zerocopy::FromBytes,
-    ::zerocopy::IntoBytes,
-    ::zerocopy::Immutable,
-    ::zerocopy::KnownLayout,
-)]
-pub struct LocalX2ApicEntry {
-    pub entry_type: u8,
-    pub length: u8,
-    pub reserved: u16,
-    pub x2apic_id: u32,
-    /// Same bits as [`LocalApicEntry::flags`].
-    pub flags: u32,
-    pub processor_uid: u32,
+wire_struct! {
+    packed
+    /// Processor Local x2APIC structure (type 9), used for APIC IDs that do not fit 8 bits.
+    pub struct LocalX2ApicEntry {
+        pub entry_type: u8,
+        pub length: u8,
+        pub reserved: u16,
+        pub x2apic_id: u32,
+        /// Same bits as [`LocalApicEntry::flags`].
+        pub flags: u32,
+        pub processor_uid: u32,
+    }
 }
 
 const _: () = assert!(size_of::<LocalX2ApicEntry>() == 16);
@@ -132,29 +105,20 @@ const _: () = assert!(offset_of!(LocalX2ApicEntry, x2apic_id) == 4);
 const _: () = assert!(offset_of!(LocalX2ApicEntry, flags) == 8);
 const _: () = assert!(offset_of!(LocalX2ApicEntry, processor_uid) == 12);
 
-/// Multiprocessor Wakeup structure (type 0x10), version 1 layout. A version 0 entry is
-/// the same without `reset_vector` ([`WAKEUP_ENTRY_LENGTH_V0`] bytes).
-#[repr(C, packed)]
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    ::zerocopy::FromBytes,
-    ::zerocopy::IntoBytes,
-    ::zerocopy::Immutable,
-    ::zerocopy::KnownLayout,
-)]
-pub struct MultiprocessorWakeupEntry {
-    pub entry_type: u8,
-    pub length: u8,
-    pub mailbox_version: u16,
-    pub reserved: u32,
-    /// Physical address of the 4 KiB wakeup mailbox.
-    pub mailbox_address: u64,
-    /// Physical address the OS jumps to when it hands a CPU back (version 1).
-    pub reset_vector: u64,
+wire_struct! {
+    packed
+    /// Multiprocessor Wakeup structure (type 0x10), version 1 layout. A version 0 entry is
+    /// the same without `reset_vector` ([`WAKEUP_ENTRY_LENGTH_V0`] bytes).
+    pub struct MultiprocessorWakeupEntry {
+        pub entry_type: u8,
+        pub length: u8,
+        pub mailbox_version: u16,
+        pub reserved: u32,
+        /// Physical address of the 4 KiB wakeup mailbox.
+        pub mailbox_address: u64,
+        /// Physical address the OS jumps to when it hands a CPU back (version 1).
+        pub reset_vector: u64,
+    }
 }
 
 const _: () = assert!(size_of::<MultiprocessorWakeupEntry>() == 24);

@@ -26,7 +26,7 @@ use core::mem::{offset_of, size_of};
 use heapless::Vec;
 
 use crate::platform::PhysicalMemory;
-use crate::wire::WireField;
+use crate::wire::{wire_struct, WireField};
 
 mod advertise;
 mod madt;
@@ -142,35 +142,26 @@ pub const RSDP_SCAN_START: u64 = 0xE_0000;
 /// End (exclusive) of the BIOS area scanned for the RSDP.
 pub const RSDP_SCAN_END: u64 = 0x10_0000;
 
-/// Root System Description Pointer (ACPI 5.2.5.3): where the RSDT and XSDT are.
-#[repr(C, packed)]
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    ::zerocopy::FromBytes,
-    ::zerocopy::IntoBytes,
-    ::zerocopy::Immutable,
-    ::zerocopy::KnownLayout,
-)]
-pub struct Rsdp {
-    pub signature: [u8; 8],
-    /// Makes the first [`RSDP_V1_LENGTH`] bytes sum to zero.
-    pub checksum: u8,
-    pub oem_id: [u8; 6],
-    /// 0 for ACPI 1.0 (20-byte structure), 2 from ACPI 2.0 on.
-    pub revision: u8,
-    /// 32-bit physical address of the RSDT.
-    pub rsdt_address: u32,
-    /// Size of the whole structure (revision >= 2 only).
-    pub length: u32,
-    /// 64-bit physical address of the XSDT (revision >= 2 only).
-    pub xsdt_address: u64,
-    /// Makes all `length` bytes sum to zero (revision >= 2 only).
-    pub extended_checksum: u8,
-    pub reserved: [u8; 3],
+wire_struct! {
+    packed
+    /// Root System Description Pointer (ACPI 5.2.5.3): where the RSDT and XSDT are.
+    pub struct Rsdp {
+        pub signature: [u8; 8],
+        /// Makes the first [`RSDP_V1_LENGTH`] bytes sum to zero.
+        pub checksum: u8,
+        pub oem_id: [u8; 6],
+        /// 0 for ACPI 1.0 (20-byte structure), 2 from ACPI 2.0 on.
+        pub revision: u8,
+        /// 32-bit physical address of the RSDT.
+        pub rsdt_address: u32,
+        /// Size of the whole structure (revision >= 2 only).
+        pub length: u32,
+        /// 64-bit physical address of the XSDT (revision >= 2 only).
+        pub xsdt_address: u64,
+        /// Makes all `length` bytes sum to zero (revision >= 2 only).
+        pub extended_checksum: u8,
+        pub reserved: [u8; 3],
+    }
 }
 
 const _: () = assert!(size_of::<Rsdp>() == 36);
@@ -302,31 +293,22 @@ pub const XSDT_REVISION: u8 = 1;
 /// many SSDTs stay well below this.
 pub const MAX_TABLES: usize = 128;
 
-/// System Description Table header (ACPI 5.2.6), 36 bytes at the start of every table.
-#[repr(C, packed)]
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    ::zerocopy::FromBytes,
-    ::zerocopy::IntoBytes,
-    ::zerocopy::Immutable,
-    ::zerocopy::KnownLayout,
-)]
-pub struct SdtHeader {
-    pub signature: [u8; 4],
-    /// Bytes in the whole table, header included.
-    pub length: u32,
-    pub revision: u8,
-    /// Makes all `length` bytes sum to zero.
-    pub checksum: u8,
-    pub oem_id: [u8; 6],
-    pub oem_table_id: [u8; 8],
-    pub oem_revision: u32,
-    pub creator_id: [u8; 4],
-    pub creator_revision: u32,
+wire_struct! {
+    packed
+    /// System Description Table header (ACPI 5.2.6), 36 bytes at the start of every table.
+    pub struct SdtHeader {
+        pub signature: [u8; 4],
+        /// Bytes in the whole table, header included.
+        pub length: u32,
+        pub revision: u8,
+        /// Makes all `length` bytes sum to zero.
+        pub checksum: u8,
+        pub oem_id: [u8; 6],
+        pub oem_table_id: [u8; 8],
+        pub oem_revision: u32,
+        pub creator_id: [u8; 4],
+        pub creator_revision: u32,
+    }
 }
 
 const _: () = assert!(size_of::<SdtHeader>() == 36);
