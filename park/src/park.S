@@ -298,7 +298,7 @@
  * CPU enters the park loop when the table
  * asks for WAIT_HLT and the local APIC is enabled. Sets r15 (see the top of this file).
  * A CPU handed back by a kernel may bring that kernel's interrupts along: pending
- * (IRR; taken and ended by park_interrupt_handler at the first HLT), in service (ISR;
+ * (IRR; taken and ended by park_interrupt_handler in park_enter's window), in service (ISR;
  * ended here, or they would block the timer's lower-priority vector for good), or a
  * raised task priority (set to 0 here). Clobbers rax, rcx, rdx, rsi. */
 .macro START_PARK_TIMER
@@ -669,20 +669,18 @@ park_watch:
     mov     park_code_data + {DATA_TIMER_INITIAL_COUNT}(%rip), %ebp
 1:
     mov     %ebp, %eax
-    ARM_PARK_TIMER
-    /* Armed like any sleeper, so a kernel may ring the watcher too (a command written
-     * after the look above is still seen at the next tick if nobody does). */
-    mov     ${DOORBELL_ARMED}, %eax
-    xchg    %eax, {SLOT_DOORBELL}(%r12)
-    sti
-    hlt
-    cli
-    SETTLE_DOORBELL
-    jmp     park_loop
+    jmp     park_sleep_for_eax
 
-/* Another CPU watches: arm the doorbell (locked, so the look below comes after it),
- * look once more, and HLT until rung (or the backstop tick, or an NMI). */
+/* HLT with the doorbell armed (locked, so the look below comes after it: a CPU that
+ * rings after the look finds it armed), until rung, the timer of eax counts (the
+ * watcher's period, or a sleeper's backstop), or an NMI. The watcher sleeps armed like
+ * any other CPU, so a kernel may ring it too. The look once more covers what the
+ * watcher would otherwise have to ring it for: a mailbox command for this CPU, a
+ * wake-all, and no watcher left. */
 park_sleep:
+    mov     park_code_data + {DATA_SLEEPER_TIMER_COUNT}(%rip), %eax
+park_sleep_for_eax:
+    ARM_PARK_TIMER
     mov     ${DOORBELL_ARMED}, %eax
     xchg    %eax, {SLOT_DOORBELL}(%r12)
     movzwl  {MAILBOX_COMMAND}(%rbx), %eax
@@ -696,8 +694,6 @@ park_sleep:
     jne     park_settle
     cmpl    $0, {TABLE_WATCHER}(%r13)
     je      park_settle
-    mov     park_code_data + {DATA_SLEEPER_TIMER_COUNT}(%rip), %eax
-    ARM_PARK_TIMER
     sti
     hlt
     cli
