@@ -148,7 +148,11 @@ fn parked_cpus_survive_nmis_and_stay_wakeable() {
 /// difference.)
 #[test]
 fn a_machine_check_without_ripv_restarts_the_park_loop() {
+    use park::table::offsets::{SLOT_MACHINE_CHECK_COUNT, SLOT_SIZE, TABLE_SLOTS};
     const MACHINE_CHECK: &str = "mce 2 1 0xb000000000000000 0x4 0 0";
+    // The CPU with index 2 has slot 2 (slot 0 is the boot processor's).
+    const SLOT: u64 = 2;
+    let mut table: Option<u64> = None;
     let outcome = Boot::new(parkboot_image())
         .smp(4)
         .config_text(config(5, "nmi_test = on\n"))
@@ -156,12 +160,34 @@ fn a_machine_check_without_ripv_restarts_the_park_loop() {
         .trace_init_ipis(true)
         .timeout(TIMEOUT)
         .run_with(|line, ctl| {
+            if let Some(rest) = line.split("(park table 0x").nth(1) {
+                table = rest
+                    .split(',')
+                    .next()
+                    .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+            }
             if line.contains("NMI test: waiting for NMIs") {
-                // The machine check on the CPU with index 2 (APIC ID 2), then one NMI
-                // for the test's count. In this order the NMI is counted wherever it
-                // lands (in the #MC handler, nested, or after the restart); the other
-                // way round a #MC could cut the NMI handler short before it counts.
+                // The machine check on APIC ID 2, then one NMI for the test's count,
+                // and only once the #MC handler has counted the machine check: a CPU
+                // with both pending takes the NMI first, and the #MC would cut the NMI
+                // handler short before it counts. The count is read from the slot in
+                // guest memory.
                 ctl.monitor(MACHINE_CHECK).expect("monitor mce");
+                let table = table.expect("the park table's address in the log");
+                let count = table
+                    + (TABLE_SLOTS + SLOT_SIZE * SLOT as usize + SLOT_MACHINE_CHECK_COUNT) as u64;
+                while ctl.time_left() > Duration::ZERO {
+                    let answer = ctl
+                        .monitor(&format!("xp /1wx {count:#x}"))
+                        .expect("monitor xp");
+                    let value = answer
+                        .split_whitespace()
+                        .last()
+                        .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok());
+                    if value.is_some_and(|v| v > 0) {
+                        break;
+                    }
+                }
                 ctl.monitor("nmi").expect("monitor nmi");
                 ctl.send_serial(b"g").expect("go-ahead");
             }
