@@ -99,6 +99,7 @@
 .set ICR_IDLE_SPINS,        1 << 20             /* bounded wait for a busy xAPIC ICR */
 .set X2APIC_MSR_ICR,        0x830
 .set RING_ALL,              0xFFFFFFFF          /* park_ring: every sleeping CPU */
+.set SETTLE_WINDOWS,        1 << 20             /* SETTLE_DOORBELL's bound on a ring */
 
 /* r12 = slot of the CPU running this (0 if the table has none), r13 = park table,
  * r14d = APIC ID. Uses no stack: the ResetVector runs it before it has one.
@@ -475,9 +476,13 @@
 
 /* After a sleep with the doorbell armed: back to IDLE, and never with a wake interrupt
  * still on its way. ARMED (nobody rang) or DELIVERED (it came): IDLE at once. RUNG:
- * the watcher is sending it; interrupts are opened for one instruction at a time
- * until its handler has marked it DELIVERED. Clobbers rax, rcx. */
+ * the ringer is sending it; interrupts are opened for one instruction at a time until
+ * its handler has marked it DELIVERED, for SETTLE_WINDOWS windows at most. A ringer
+ * that has not sent by then never will (a machine check restarted it between its
+ * exchange and its send, or a kernel took the doorbell and stopped): waiting on would
+ * leave this CPU deaf to the mailbox for good. Clobbers rax, rcx, rdx. */
 .macro SETTLE_DOORBELL
+    mov     $SETTLE_WINDOWS, %edx
 .Lsettle\@:
     mov     ${DOORBELL_ARMED}, %eax
     mov     ${DOORBELL_IDLE}, %ecx
@@ -485,6 +490,8 @@
     je      .Lsettled\@
     cmp     ${DOORBELL_RUNG}, %eax
     jne     .Lidle\@                           /* DELIVERED (or already IDLE) */
+    dec     %edx
+    jz      .Lidle\@                           /* a ring that will not come */
     sti
     pause                                       /* the one instruction after STI */
     cli

@@ -1,6 +1,7 @@
 //! Kernels that misbehave on purpose (`testkernel.misbehave=`): one that never hands
 //! its APs back, one that writes garbage into the park table, one that rings the
-//! doorbell and the mailbox with bad vectors, and ones that return a garbage report.
+//! doorbell and the mailbox with bad vectors, one that takes a CPU's doorbell and never
+//! rings it, and ones that return a garbage report.
 //! parkboot must notice, say what happened by APIC ID (and field), and either go on
 //! with the CPUs it still has or stop safely, never hang or fault.
 // Test code and its harness: a failed expectation is a panic.
@@ -134,6 +135,23 @@ fn bad_wakeup_vectors_are_refused_and_the_cpus_stay_parked() {
     }
     outcome.assert_pass();
     assert_eq!(outcome.summary_field("iterations_done"), "2");
+    assert_eq!(outcome.summary_field("iterations_failed"), "0");
+    assert_eq!(outcome.summary_field("cpus_woken_min"), "3");
+    assert_no_init_after_park(&outcome);
+}
+
+/// A kernel takes a sleeping AP's doorbell (so that AP is owed a wake interrupt) and
+/// never sends it, as a ringer stopped between the two would. The AP must not wait for
+/// that interrupt for ever: it still answers the mailbox, and the next kernel wakes it.
+#[test]
+fn a_doorbell_taken_and_never_rung_does_not_silence_the_cpu() {
+    let outcome = run("orphan-doorbell", 2);
+    assert_line(
+        &outcome,
+        "testkernel: orphan doorbell: APIC ID 1 answered the mailbox after its doorbell was taken and never rung",
+    );
+    outcome.assert_pass();
+    assert_eq!(outcome.summary_field("iterations_done"), "3");
     assert_eq!(outcome.summary_field("iterations_failed"), "0");
     assert_eq!(outcome.summary_field("cpus_woken_min"), "3");
     assert_no_init_after_park(&outcome);

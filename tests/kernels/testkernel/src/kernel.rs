@@ -95,6 +95,10 @@ enum Misbehave {
     ReportMessage,
     ReportCounts,
     ReportUnmapped,
+    /// `orphan-doorbell`: after the checks, take the first parked AP's doorbell and
+    /// never send its wake interrupt (as a ringer stopped between the two would), then
+    /// ask it for a mailbox Test: it must still answer.
+    OrphanDoorbell,
 }
 
 impl Misbehave {
@@ -107,6 +111,7 @@ impl Misbehave {
             "report-message" => Misbehave::ReportMessage,
             "report-counts" => Misbehave::ReportCounts,
             "report-unmapped" => Misbehave::ReportUnmapped,
+            "orphan-doorbell" => Misbehave::OrphanDoorbell,
             _ => return None,
         })
     }
@@ -367,6 +372,9 @@ enum Check {
     /// In the HLT wait exactly one parked CPU is the watcher and every other parked CPU
     /// sleeps with its doorbell armed (so only the watcher takes timer ticks).
     OneWatcher,
+    /// `testkernel.misbehave=orphan-doorbell`: an AP whose doorbell was taken and never
+    /// rung still answers the mailbox.
+    OrphanDoorbell,
 }
 
 /// Text of at most `MESSAGE_BYTES - 1` bytes (cut at a character boundary), for the
@@ -979,6 +987,7 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
     match run.misbehave {
         Some(Misbehave::BadVector) => bad_vectors(table, mailbox, &expected, timeout)?,
         Some(Misbehave::KeepAps) => keep_aps(table, mailbox, &expected, timeout)?,
+        Some(Misbehave::OrphanDoorbell) => orphan_doorbell(table, mailbox, &expected, timeout)?,
         _ => {}
     }
     Ok(())
@@ -986,7 +995,7 @@ fn run_checks(magic: u32, boot_info: u64, run: &mut Run) -> Result<(), Failure> 
 
 mod misbehave;
 mod watcher;
-use misbehave::{bad_vectors, corrupt_table, keep_aps, stale_doorbell};
+use misbehave::{bad_vectors, corrupt_table, keep_aps, orphan_doorbell, stale_doorbell};
 
 fn state_name(raw: u32) -> &'static str {
     CpuState::from_raw(raw).map_or("unknown", CpuState::name)

@@ -157,6 +157,44 @@ pub(super) fn corrupt_table(table: &ParkTable) {
     }
 }
 
+/// `testkernel.misbehave=orphan-doorbell`: see [`Misbehave::OrphanDoorbell`]. Only in
+/// the HLT wait (no doorbells otherwise).
+pub(super) fn orphan_doorbell(
+    table: &ParkTable,
+    mailbox: &WakeupMailbox,
+    expected: &[usize],
+    timeout: u64,
+) -> Result<(), Failure> {
+    let Some(&first) = expected.first() else {
+        return Ok(());
+    };
+    if table.flags & flags::WAIT_HLT == 0 {
+        return Ok(());
+    }
+    let slot = slot_at(table, first);
+    // It parks again after the checks' wakeups and then sleeps armed.
+    if !wait_until(timeout, || slot.take_doorbell().is_some()) {
+        fail!(
+            Check::OrphanDoorbell,
+            "APIC ID {} never slept with its doorbell armed",
+            slot.apic_id
+        );
+    }
+    if !mailbox_command(mailbox, slot.apic_id, MailboxCommand::Test, 0, timeout) {
+        fail!(
+            Check::OrphanDoorbell,
+            "APIC ID {}: its doorbell was taken and never rung, and it no longer answers the \
+             mailbox",
+            slot.apic_id
+        );
+    }
+    say!(
+        "orphan doorbell: APIC ID {} answered the mailbox after its doorbell was taken and never rung",
+        slot.apic_id
+    );
+    Ok(())
+}
+
 /// Sends `command` to `apic_id` through the mailbox and waits for the Noop.
 pub(super) fn mailbox_command(
     mailbox: &WakeupMailbox,
